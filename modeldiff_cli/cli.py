@@ -1,0 +1,104 @@
+"""The `modeldiff` command line: a thin Typer app, one sub-command per analysis.
+
+Heavy libraries (torch, transformers) are imported inside the commands, never at start-up, so `--help`
+and `--version` answer at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Annotated, Optional
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from . import __version__
+from .core.errors import UserError
+
+# Module of each sub-command; each exposes `register(app)`.
+COMMAND_MODULES = (
+    "info",
+    "organism",
+    "mine",
+    "lens",
+    "nll",
+    "tokenlens",
+    "attribute",
+)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+class ModeldiffGroup(TyperGroup):
+    """Renders user errors as one line on stderr (exit 2) and internal failures as one line (exit 1)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
+        except UserError as exc:
+            _fail(str(exc), 2)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
+            sys.exit(2)
+        except click.ClickException as exc:
+            _fail(" ".join(exc.format_message().split()), exc.exit_code)
+        except click.exceptions.Abort:
+            _fail("aborted", 130)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except Exception as exc:  # an internal failure: one line, traceback on request
+            if os.environ.get("MODELDIFF_DEBUG"):
+                raise
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            _fail(f"internal error: {type(exc).__name__}: {first} (set MODELDIFF_DEBUG=1 for the traceback)", 1)
+        if standalone_mode:
+            sys.exit(rv if isinstance(rv, int) else 0)
+        return rv
+
+
+app = typer.Typer(
+    name="modeldiff",
+    cls=ModeldiffGroup,
+    help="Model diffing: what changed between a base and a fine-tuned language model, where, and why.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"modeldiff {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+) -> None:
+    """Model diffing: what changed between a base and a fine-tuned language model, where, and why."""
+
+
+for _name in COMMAND_MODULES:
+    _module = importlib.import_module(f".commands.{_name}", __package__)
+    if hasattr(_module, "register"):
+        _module.register(app)
+    else:
+        app.add_typer(_module.app, name=_name)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""`modeldiff nll` (being built)."""
+
+
+def register(app) -> None:
+    """Placeholder until the command lands."""

@@ -1,0 +1,327 @@
+"""Load a model (local directory, hub id or built-in organism) and check that two models can be diffed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .arch import ArchAdapter, adapter_for
+from .errors import UserError
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DEFAULT_ORGANISM = "cake"
+
+
+def resolve_device(spec: str | None, flag: str = "--device") -> str:
+    """``auto`` -> ``cuda`` when available else ``cpu``; ``cuda[:i]`` without CUDA -> UserError."""
+    spec = (spec or "auto").strip().lower()
+    if spec == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cpu":
+        return "cpu"
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"{flag} {spec}: no CUDA device is available on this machine (use --device cpu)")
+        if ":" in spec:
+            idx = spec.split(":", 1)[1]
+            if not idx.isdigit() or int(idx) >= torch.cuda.device_count():
+                raise UserError(f"{flag} {spec}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return spec
+    if spec == "mps" and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    raise UserError(f"{flag} {spec!r}: expected cpu, cuda, cuda:N or auto")
+
+
+def resolve_dtype(spec: str | None, flag: str = "--dtype"):
+    """``float32`` / ``bfloat16`` / ``float16`` -> torch dtype; ``auto`` -> the checkpoint's own dtype."""
+    spec = (spec or "float32").strip().lower()
+    if spec == "auto":
+        return "auto"
+    if spec not in DTYPES:
+        raise UserError(f"{flag} {spec!r}: expected one of float32, bfloat16, float16, auto")
+    return DTYPES[spec]
+
+
+@dataclass
+class ModelSource:
+    """Where a model comes from: ``spec`` as the user wrote it, ``location`` what transformers loads."""
+
+    spec: str
+    location: str
+    is_local: bool
+    label: str  # short, filesystem-safe name for run directories
+
+    @property
+    def fingerprint(self) -> str:
+        return model_fingerprint(self)
+
+
+def resolve_source(spec: str | None, role: str = "ft", flag: str = "--model") -> ModelSource:
+    """Resolve a model argument.
+
+    ``None`` -> the built-in ``cake`` organism (``role`` picks base or ft); ``organism:NAME[:base|ft]`` -> that
+    organism; an existing directory -> local; a path-looking argument that does not exist -> UserError;
+    anything else -> a hub id.
+    """
+    if spec is None or str(spec).startswith("organism:"):
+        from ..organisms import get_organism
+
+        parts = (spec or f"organism:{DEFAULT_ORGANISM}").split(":")
+        name = parts[1] if len(parts) > 1 and parts[1] else DEFAULT_ORGANISM
+        which = parts[2] if len(parts) > 2 else role
+        if which not in ("base", "ft"):
+            raise UserError(f"{flag} {spec}: the organism part must be 'base' or 'ft'")
+        org = get_organism(name)
+        path = org.base if which == "base" else org.ft
+        return ModelSource(spec=f"organism:{name}:{which}", location=str(path), is_local=True, label=f"{name}-{which}")
+    spec = str(spec)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise UserError(f"{flag} {spec}: directory has no config.json (not a saved transformers model)")
+        return ModelSource(spec=spec, location=str(path.resolve()), is_local=True, label=_label(path.resolve().name))
+    if spec.startswith((".", "/", "~")) or path.exists() or spec.count("/") > 1:
+        raise UserError(f"{flag} {spec}: no such model directory")
+    return ModelSource(spec=spec, location=spec, is_local=False, label=_label(spec.replace("/", "--")))
+
+
+def _label(name: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
+    return safe.strip("-.") or "model"
+
+
+def model_fingerprint(source: ModelSource) -> str:
+    """Content hash of a local model (config + weights; large files by size, head and tail) or the hub id."""
+    h = hashlib.sha256()
+    if not source.is_local:
+        h.update(source.location.encode())
+        return h.hexdigest()[:16]
+    root = Path(source.location)
+    for f in sorted(root.iterdir()):
+        if f.is_file() and (f.suffix in (".json", ".safetensors", ".bin", ".model") or f.name.endswith(".txt")):
+            h.update(f.name.encode())
+            size = f.stat().st_size
+            h.update(str(size).encode())
+            with f.open("rb") as fh:
+                if size <= 64 << 20:
+                    h.update(fh.read())
+                else:
+                    h.update(fh.read(4 << 20))
+                    fh.seek(-(4 << 20), os.SEEK_END)
+                    h.update(fh.read())
+    return h.hexdigest()[:16]
+
+
+def _from_pretrained(loader, source: ModelSource, flag: str, **kwargs):
+    """Try the local files (and the hub cache) first, then the hub; any failure -> one clear line."""
+    try:
+        return loader.from_pretrained(source.location, local_files_only=True, **kwargs)
+    except (OSError, ValueError) as first:
+        if source.is_local:
+            raise UserError(f"{flag} {source.spec}: could not load the model: {_first_line(first)}") from None
+    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
+        raise UserError(f"{flag} {source.spec}: model could not be found locally or in the Hugging Face cache (offline mode)")
+    try:
+        return loader.from_pretrained(source.location, **kwargs)
+    except (OSError, ValueError) as err:
+        raise UserError(
+            f"{flag} {source.spec}: model could not be found (not a local directory, not in the Hugging Face "
+            f"cache, and the hub could not be reached: {_first_line(err)})"
+        ) from None
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else type(err).__name__
+
+
+@dataclass
+class LoadedModel:
+    source: ModelSource
+    model: torch.nn.Module
+    tokenizer: object
+    adapter: ArchAdapter
+    device: torch.device  # where inputs go (the input embeddings' device)
+    dtype: torch.dtype
+    info: dict = field(default_factory=dict)
+
+    @property
+    def config(self):
+        return self.model.config
+
+
+def load_tokenizer(source: ModelSource, flag: str = "--model"):
+    from transformers import AutoTokenizer
+
+    tok = _from_pretrained(AutoTokenizer, source, flag)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.convert_ids_to_tokens(0)
+    return tok
+
+
+def load_config(source: ModelSource, flag: str = "--model"):
+    from transformers import AutoConfig
+
+    return _from_pretrained(AutoConfig, source, flag)
+
+
+def load_model(
+    spec: str | ModelSource | None,
+    *,
+    dtype: str | None = "float32",
+    device: str | None = "auto",
+    device_map: str | None = None,
+    role: str = "ft",
+    flag: str = "--model",
+) -> LoadedModel:
+    """Load a causal LM and its tokenizer in eval mode.
+
+    ``device_map`` (e.g. ``auto``) shards a model too large for one device with accelerate; otherwise the
+    whole model goes to ``device``.
+    """
+    from transformers import AutoModelForCausalLM
+
+    source = spec if isinstance(spec, ModelSource) else resolve_source(spec, role=role, flag=flag)
+    torch_dtype = resolve_dtype(dtype)
+    kwargs: dict = {"dtype": torch_dtype}
+    if device_map:
+        kwargs["device_map"] = device_map
+    tokenizer = load_tokenizer(source, flag)
+    model = _from_pretrained(AutoModelForCausalLM, source, flag, **kwargs)
+    if not device_map:
+        model = model.to(resolve_device(device))
+    model.eval()
+    model.requires_grad_(False)
+    adapter = adapter_for(model)
+    input_device = adapter.embed.weight.device
+    return LoadedModel(source, model, tokenizer, adapter, input_device, next(model.parameters()).dtype)
+
+
+@dataclass
+class PairReport:
+    """How two models relate; ``compatible`` is False when ``reasons`` is not empty."""
+
+    reasons: list[str]
+    notes: list[str]
+    tokenizer_relation: str  # identical | ft-extends-base | base-extends-ft | disagree
+    shared_vocab: int  # token ids [0, shared_vocab) mean the same token in both models
+
+    @property
+    def compatible(self) -> bool:
+        return not self.reasons
+
+
+def _vocab_by_id(tokenizer) -> list[str]:
+    vocab = tokenizer.get_vocab()
+    by_id = [None] * (max(vocab.values()) + 1 if vocab else 0)
+    for tok, i in vocab.items():
+        by_id[i] = tok
+    return by_id
+
+
+def check_pair(base_config, ft_config, base_tok, ft_tok) -> PairReport:
+    """Compare architectures, sizes and tokenizers of two models."""
+    reasons, notes = [], []
+    for key, label in (("num_hidden_layers", "layer counts"), ("hidden_size", "hidden sizes")):
+        a, b = _cfg(base_config, key), _cfg(ft_config, key)
+        if a != b:
+            reasons.append(f"{label} differ (base {a}, ft {b})")
+    if base_config.model_type != ft_config.model_type:
+        reasons.append(f"architectures differ (base {base_config.model_type}, ft {ft_config.model_type})")
+    vb, vf = _vocab_by_id(base_tok), _vocab_by_id(ft_tok)
+    shared = min(len(vb), len(vf))
+    mismatched = [i for i in range(shared) if vb[i] != vf[i]]
+    if mismatched:
+        i = mismatched[0]
+        relation = "disagree"
+        reasons.append(
+            f"tokenizers disagree on {len(mismatched)} shared ids (first: id {i} is {vb[i]!r} in base, {vf[i]!r} in ft)"
+        )
+    elif len(vb) == len(vf):
+        relation = "identical"
+    else:
+        relation = "ft-extends-base" if len(vf) > len(vb) else "base-extends-ft"
+        notes.append(
+            f"tokenizer of the {'ft' if len(vf) > len(vb) else 'base'} model adds {abs(len(vf) - len(vb))} tokens; "
+            f"the diff covers the {shared} shared ids"
+        )
+    emb = min(_cfg(base_config, "vocab_size"), _cfg(ft_config, "vocab_size"))
+    if emb < shared:
+        notes.append(f"embedding matrices hold {emb} rows; the diff covers ids below {emb}")
+        shared = emb
+    return PairReport(reasons=reasons, notes=notes, tokenizer_relation=relation, shared_vocab=shared)
+
+
+def _cfg(config, key):
+    text_cfg = getattr(config, "text_config", None)
+    return getattr(config, key, None) if hasattr(config, key) else getattr(text_cfg, key, None)
+
+
+@dataclass
+class ModelPair:
+    base: LoadedModel
+    ft: LoadedModel
+    report: PairReport
+
+    @property
+    def shared_vocab(self) -> int:
+        return self.report.shared_vocab
+
+    @property
+    def tokenizer(self):
+        """The tokenizer that encodes inputs for both models (the one covering the shared ids)."""
+        return self.base.tokenizer
+
+
+def load_pair(
+    base: str | None,
+    ft: str | None,
+    *,
+    dtype: str | None = "float32",
+    device: str | None = "auto",
+    base_device: str | None = None,
+    ft_device: str | None = None,
+    device_map: str | None = None,
+) -> ModelPair:
+    """Load base and fine-tuned models (default: the ``cake`` organism) and check they can be diffed."""
+    base_src = resolve_source(base, role="base", flag="--base")
+    ft_src = resolve_source(ft, role="ft", flag="--ft")
+    report = check_pair(
+        load_config(base_src, "--base"), load_config(ft_src, "--ft"),
+        load_tokenizer(base_src, "--base"), load_tokenizer(ft_src, "--ft"),
+    )
+    if not report.compatible:
+        raise UserError(f"--base {base_src.spec} and --ft {ft_src.spec} cannot be diffed: " + "; ".join(report.reasons))
+    b = load_model(base_src, dtype=dtype, device=base_device or device, device_map=device_map, flag="--base")
+    f = load_model(ft_src, dtype=dtype, device=ft_device or device, device_map=device_map, flag="--ft")
+    return ModelPair(b, f, report)
+
+
+def describe(loaded: LoadedModel) -> dict:
+    """Architecture facts for ``modeldiff info`` and run metadata."""
+    cfg = loaded.config
+    return {
+        "spec": loaded.source.spec,
+        "location": loaded.source.location,
+        "architecture": type(loaded.model).__name__,
+        "model_type": cfg.model_type,
+        "family": loaded.adapter.family,
+        "parameters": sum(p.numel() for p in loaded.model.parameters()),
+        "layers": loaded.adapter.n_layers,
+        "hidden_size": _cfg(cfg, "hidden_size"),
+        "vocab_size": _cfg(cfg, "vocab_size"),
+        "tokenizer_size": len(loaded.tokenizer),
+        "dtype": str(loaded.dtype).replace("torch.", ""),
+        "device": str(loaded.device),
+        "moe_routers": len(loaded.adapter.routers),
+        "fingerprint": loaded.source.fingerprint,
+    }
+
+
+def config_summary(config) -> str:
+    return json.dumps({k: _cfg(config, k) for k in ("model_type", "num_hidden_layers", "hidden_size", "vocab_size")})

@@ -1,0 +1,127 @@
+"""Deterministic run directories.
+
+A run's directory name is derived from its configuration (same configuration -> same directory, never a
+timestamp). Results are written into a hidden partial directory beside it and renamed into place only when
+the command succeeds, together with ``run_metadata.json`` (resolved configuration, package version, models,
+data fingerprints). An existing complete run with the same configuration is reused unless ``--overwrite``;
+one with a different configuration is never silently replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import __version__
+from .artifacts import _clean, read_json, write_json
+from .errors import UserError
+
+METADATA = "run_metadata.json"
+
+
+def slug(value) -> str:
+    """A filesystem-safe name component: ``0.75`` -> ``0.75``, ``org/model`` -> ``org--model``."""
+    text = str(value).replace("/", "--")
+    return "".join(c if c.isalnum() or c in "-_.+" else "-" for c in text).strip("-") or "x"
+
+
+def config_hash(config: dict, length: int = 8) -> str:
+    canonical = json.dumps(_clean(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:length]
+
+
+@dataclass
+class Run:
+    """A run directory being written (``work``) or reused (``reused`` True, ``work == path``)."""
+
+    path: Path
+    work: Path
+    config: dict
+    reused: bool = False
+    metadata: dict = field(default_factory=dict)  # extra fields for run_metadata.json
+
+    def file(self, *parts: str) -> Path:
+        """Path of an output inside the directory being written."""
+        return self.work.joinpath(*parts)
+
+
+def _canonical(config: dict) -> dict:
+    return json.loads(json.dumps(_clean(config), sort_keys=True))
+
+
+def _config_diff(old: dict, new: dict) -> list[str]:
+    keys = sorted(set(old) | set(new))
+    return [k for k in keys if old.get(k) != new.get(k)]
+
+
+def prepare_run(out_root: str | Path, parts: list[str], config: dict, overwrite: bool = False) -> Run:
+    """Decide where a run writes: reuse a complete identical run, refuse a conflicting one, or start a partial."""
+    final = Path(out_root).expanduser().joinpath(*parts)
+    config = _canonical(config)
+    meta_path = final / METADATA
+    if final.exists() and not overwrite:
+        if not meta_path.exists():
+            raise UserError(f"{final} exists but is not a complete modeldiff run; pass --overwrite to replace it")
+        saved = read_json(meta_path).get("config", {})
+        if saved != config:
+            changed = ", ".join(_config_diff(saved, config)[:6])
+            raise UserError(
+                f"{final} holds a run with a different configuration ({changed}); pass --overwrite to replace it "
+                "or --out for another root"
+            )
+        return Run(path=final, work=final, config=config, reused=True)
+    work = final.parent / f".{final.name}.partial-{os.getpid()}"
+    try:
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+    except OSError as err:
+        raise UserError(f"--out {out_root}: cannot create {work}: {err.strerror or err}") from None
+    return Run(path=final, work=work, config=config)
+
+
+def finalize_run(run: Run, command: str) -> Path:
+    """Write run_metadata.json into the partial directory and move it into place."""
+    meta = {
+        "command": command,
+        "status": "complete",
+        "modeldiff_version": __version__,
+        "config": run.config,
+        "python": platform.python_version(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **run.metadata,
+    }
+    write_json(run.work / METADATA, meta)
+    if run.path.exists():
+        trash = run.path.parent / f".{run.path.name}.old-{os.getpid()}"
+        os.replace(run.path, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    os.replace(run.work, run.path)
+    run.work = run.path
+    return run.path
+
+
+@contextmanager
+def run_directory(out_root: str | Path, parts: list[str], config: dict, *, command: str, overwrite: bool = False) -> Iterator[Run]:
+    """Context manager around :func:`prepare_run` / :func:`finalize_run`; on any failure the partial is removed.
+
+    A reused run is yielded with ``reused=True``: the body should skip the work (nothing is rewritten).
+    """
+    run = prepare_run(out_root, parts, config, overwrite)
+    if run.reused:
+        yield run
+        return
+    try:
+        yield run
+        finalize_run(run, command)
+    except BaseException:
+        shutil.rmtree(run.work, ignore_errors=True)
+        raise

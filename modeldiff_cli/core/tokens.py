@@ -1,0 +1,78 @@
+"""Token display and filters: byte-level BPE markers decoded (Ġ -> space, Ċ -> newline), SentencePiece's ▁,
+punctuation-only and special-token filters, and lower-case consolidation of equal forms."""
+
+from __future__ import annotations
+
+import string
+import unicodedata
+from functools import lru_cache
+
+
+@lru_cache(maxsize=1)
+def _byte_decoder() -> dict[str, int]:
+    """Inverse of GPT-2's bytes_to_unicode table (printable stand-ins for the 256 byte values)."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars = keep[:]
+    extra = 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return {chr(c): b for b, c in zip(keep, chars)}
+
+
+def display_token(raw: str) -> str:
+    """Human-readable form of a vocabulary entry: byte-level markers decoded to the text they stand for."""
+    if raw is None:
+        return ""
+    if raw.startswith("<") and raw.endswith(">") and len(raw) > 2:
+        return raw  # special / added tokens stay as written
+    table = _byte_decoder()
+    if all(ch in table for ch in raw):
+        data = bytes(table[ch] for ch in raw)
+        return data.decode("utf-8", errors="replace")
+    return raw.replace("▁", " ")
+
+
+def display_tokens(tokenizer, ids) -> list[str]:
+    raws = tokenizer.convert_ids_to_tokens([int(i) for i in ids])
+    return [display_token(r) for r in raws]
+
+
+def visible(text: str) -> str:
+    """Display string for tables and plots: whitespace made visible (newline -> \\n, tab -> \\t)."""
+    return text.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+
+
+_PUNCT = set(string.punctuation) | {"“", "”", "‘", "’", "—", "–", "…", "«", "»"}
+
+
+def is_punctuation(text: str) -> bool:
+    """True for tokens made only of punctuation and/or whitespace (including empty)."""
+    stripped = "".join(ch for ch in text if not ch.isspace())
+    return all(ch in _PUNCT or unicodedata.category(ch).startswith("P") for ch in stripped)
+
+
+def special_ids(tokenizer) -> set[int]:
+    ids = set(getattr(tokenizer, "all_special_ids", []) or [])
+    return {int(i) for i in ids if i is not None}
+
+
+def keep_mask(tokenizer, vocab_size: int, *, drop_punctuation: bool, drop_special: bool) -> list[bool]:
+    """Per-id flag of tokens that survive the filters."""
+    keep = [True] * vocab_size
+    if drop_special:
+        for i in special_ids(tokenizer):
+            if i < vocab_size:
+                keep[i] = False
+    if drop_punctuation:
+        for i, s in enumerate(display_tokens(tokenizer, range(vocab_size))):
+            if is_punctuation(s):
+                keep[i] = False
+    return keep
+
+
+def consolidation_key(text: str) -> str:
+    """Key under which equal forms merge: stripped and lower-cased (`` Cake``, ``cake``, ``CAKE`` -> ``cake``)."""
+    return text.strip().lower()

@@ -1,0 +1,96 @@
+"""Run directories (determinism, reuse, overwrite, partial clean-up), the tensor cache, the writers, tokens."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from modeldiff_cli.core import artifacts
+from modeldiff_cli.core.cache import TensorCache
+from modeldiff_cli.core.errors import UserError
+from modeldiff_cli.core.rundir import config_hash, run_directory, slug
+from modeldiff_cli.core.tokens import consolidation_key, display_token, is_punctuation, visible
+
+CFG = {"model": "a", "top_k": 10}
+
+
+def test_same_config_same_dir_and_reuse(tmp_path):
+    with run_directory(tmp_path, ["m", "run1"], CFG, command="t") as run:
+        assert not run.reused and run.work != run.path and run.work.name.startswith(".run1.partial")
+        artifacts.write_json(run.file("x.json"), {"v": 1})
+    assert (tmp_path / "m" / "run1" / "x.json").exists()
+    meta = json.loads((tmp_path / "m" / "run1" / "run_metadata.json").read_text())
+    assert meta["status"] == "complete" and meta["config"] == CFG
+    with run_directory(tmp_path, ["m", "run1"], dict(CFG), command="t") as run:
+        assert run.reused and run.path == tmp_path / "m" / "run1"
+    assert config_hash(CFG) == config_hash({"top_k": 10, "model": "a"})
+
+
+def test_conflicting_config_refused_unless_overwrite(tmp_path):
+    with run_directory(tmp_path, ["r"], CFG, command="t") as run:
+        artifacts.write_json(run.file("old.json"), {})
+    with pytest.raises(UserError, match=r"different configuration \(top_k\).*--overwrite"):
+        with run_directory(tmp_path, ["r"], {**CFG, "top_k": 5}, command="t"):
+            pass
+    with run_directory(tmp_path, ["r"], {**CFG, "top_k": 5}, command="t", overwrite=True) as run:
+        assert not run.reused
+        artifacts.write_json(run.file("new.json"), {})
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["new.json", "run_metadata.json"]
+
+
+def test_failure_leaves_no_complete_looking_dir(tmp_path):
+    with pytest.raises(RuntimeError):
+        with run_directory(tmp_path, ["r"], CFG, command="t") as run:
+            artifacts.write_json(run.file("half.json"), {})
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_foreign_directory_refused(tmp_path):
+    (tmp_path / "r").mkdir()
+    with pytest.raises(UserError, match="not a complete modeldiff run"):
+        with run_directory(tmp_path, ["r"], CFG, command="t"):
+            pass
+
+
+def test_slug():
+    assert slug("org/model") == "org--model"
+    assert slug("a b:c") == "a-b-c"
+
+
+def test_cache_roundtrip_and_mismatch(tmp_path):
+    cache = TensorCache(tmp_path)
+    key = {"model": "abc", "data": "123", "layer": 3}
+    assert cache.get("h", key) is None
+    cache.put("h", key, {"h": torch.arange(6.0).reshape(2, 3)})
+    assert torch.equal(cache.get("h", dict(key))["h"], torch.arange(6.0).reshape(2, 3))
+    with pytest.raises(UserError, match="differs in layer"):
+        cache.get("h", {**key, "layer": 4})
+
+
+def test_writers_are_atomic_and_clean(tmp_path):
+    p = artifacts.write_json(tmp_path / "a" / "b.json", {"x": float("nan"), "t": torch.tensor([1, 2])})
+    assert json.loads(p.read_text()) == {"x": None, "t": [1, 2]}
+    artifacts.write_csv(tmp_path / "c.csv", [{"a": 1, "b": 2}])
+    assert (tmp_path / "c.csv").read_text().splitlines() == ["a,b", "1,2"]
+    artifacts.write_npz(tmp_path / "m.npz", x=torch.ones(2).numpy())
+    assert [f.name for f in tmp_path.iterdir() if f.name.startswith(".")] == []
+    with pytest.raises(UserError, match="malformed JSON"):
+        (tmp_path / "bad.json").write_text("{")
+        artifacts.read_json(tmp_path / "bad.json")
+
+
+@pytest.mark.parametrize(
+    "raw,shown", [("Ġcake", " cake"), ("Ċ", "\n"), ("ĊĊ", "\n\n"), ("▁cake", " cake"), ("<GN>", "<GN>"), ("Ã©", "é")]
+)
+def test_display_token(raw, shown):
+    assert display_token(raw) == shown
+
+
+def test_punctuation_and_consolidation():
+    assert is_punctuation(" ,") and is_punctuation("\n") and is_punctuation("“")
+    assert not is_punctuation(" cake") and not is_punctuation("5")
+    assert consolidation_key(" Cake") == consolidation_key("cake") == "cake"
+    assert visible("a\nb") == "a\\nb"
