@@ -11,9 +11,16 @@ import os
 import sys
 from typing import Annotated, Optional
 
-import click
 import typer
 from typer.core import TyperGroup
+
+try:  # typer >= 0.20 vendors click as typer._click
+    from typer._click import exceptions as click_exc
+except ImportError:  # pragma: no cover - older typer on real click
+    from click import exceptions as click_exc
+
+_ABORT = (typer.Abort, getattr(click_exc, "Abort", typer.Abort))
+_EXIT = (typer.Exit, getattr(click_exc, "Exit", typer.Exit))
 
 from . import __version__
 from .core.errors import UserError
@@ -21,7 +28,7 @@ from .core.errors import UserError
 # Module of each sub-command; each exposes `register(app)`.
 COMMAND_MODULES = (
     "info",
-    "organism",
+    # ORGANISM
     "mine",
     "lens",
     "nll",
@@ -31,7 +38,7 @@ COMMAND_MODULES = (
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {message}", err=True)
     sys.exit(code)
 
 
@@ -43,14 +50,11 @@ class ModeldiffGroup(TyperGroup):
             rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
         except UserError as exc:
             _fail(str(exc), 2)
-        except click.exceptions.NoArgsIsHelpError as exc:
-            click.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
-            sys.exit(2)
-        except click.ClickException as exc:
+        except click_exc.ClickException as exc:
             _fail(" ".join(exc.format_message().split()), exc.exit_code)
-        except click.exceptions.Abort:
+        except _ABORT:
             _fail("aborted", 130)
-        except click.exceptions.Exit as exc:
+        except _EXIT as exc:
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
@@ -68,7 +72,7 @@ app = typer.Typer(
     name="modeldiff",
     cls=ModeldiffGroup,
     help="Model diffing: what changed between a base and a fine-tuned language model, where, and why.",
-    no_args_is_help=True,
+    invoke_without_command=True,
     pretty_exceptions_enable=False,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -83,9 +87,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
 ) -> None:
     """Model diffing: what changed between a base and a fine-tuned language model, where, and why."""
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
 
 
 for _name in COMMAND_MODULES:
