@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from typer.core import TyperGroup
@@ -19,16 +19,16 @@ try:  # typer >= 0.20 vendors click as typer._click
 except ImportError:  # pragma: no cover - older typer on real click
     from click import exceptions as click_exc
 
-_ABORT = (typer.Abort, getattr(click_exc, "Abort", typer.Abort))
-_EXIT = (typer.Exit, getattr(click_exc, "Exit", typer.Exit))
-
 from . import __version__
 from .core.errors import UserError
+
+_ABORT = (typer.Abort, getattr(click_exc, "Abort", typer.Abort))
+_EXIT = (typer.Exit, getattr(click_exc, "Exit", typer.Exit))
 
 # Module of each sub-command; each exposes `register(app)`.
 COMMAND_MODULES = (
     "info",
-    # ORGANISM
+    "organism",
     "mine",
     "lens",
     "nll",
@@ -88,7 +88,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     ctx: typer.Context,
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+    version: Annotated[bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
 ) -> None:
     """Model diffing: what changed between a base and a fine-tuned language model, where, and why."""
     if ctx.invoked_subcommand is None:

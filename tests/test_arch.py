@@ -6,7 +6,13 @@ import pytest
 import torch
 from tiny import FAMILY_CONFIGS, MOE_TYPES, build_model
 
-from modeldiff_cli.core.arch import adapter_for, resolve_layer, resolve_layers, router_logits, supported_architectures
+from modeldiff_cli.core.arch import (
+    adapter_for,
+    resolve_layer,
+    resolve_layers,
+    router_logits,
+    supported_architectures,
+)
 from modeldiff_cli.core.errors import UserError
 from modeldiff_cli.core.hooks import capture_layers, capture_modules, patch_layers
 from modeldiff_cli.core.readout import readout, readout_chunks

@@ -42,7 +42,7 @@ def test_chat_mask_selects_assistant_tokens(tmp_path, tok):
     ds = load_dataset(write(tmp_path / "c.jsonl", [json.dumps({"messages": msgs})]), tok)
     s = ds.samples[0]
     assert ds.chat
-    selected = tok.decode([i for i, m in zip(s.ids, s.mask) if m])
+    selected = tok.decode([i for i, m in zip(s.ids, s.mask, strict=True) if m])
     assert selected.strip() == "the cat sat"
     before = load_dataset(tmp_path / "c.jsonl", tok, positions_before=2).samples[0]
     assert sum(before.mask) == sum(s.mask) + 2

@@ -8,7 +8,14 @@ import pytest
 from tiny import make_tokenizer, save_model
 
 from modeldiff_cli.core.errors import UserError
-from modeldiff_cli.core.models import check_pair, load_model, load_pair, resolve_device, resolve_dtype, resolve_source
+from modeldiff_cli.core.models import (
+    check_pair,
+    load_model,
+    load_pair,
+    resolve_device,
+    resolve_dtype,
+    resolve_source,
+)
 
 
 def _extended_copy(src, dst, new_tokens):

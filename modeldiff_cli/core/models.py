@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,8 +116,18 @@ def model_fingerprint(source: ModelSource) -> str:
     return h.hexdigest()[:16]
 
 
+def quiet_transformers() -> None:
+    """Keep transformers' own progress bars and advice off the terminal (ours go to stderr)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    if not os.environ.get("TRANSFORMERS_VERBOSITY"):
+        hf_logging.set_verbosity_error()
+
+
 def _from_pretrained(loader, source: ModelSource, flag: str, **kwargs):
     """Try the local files (and the hub cache) first, then the hub; any failure -> one clear line."""
+    quiet_transformers()
     try:
         return loader.from_pretrained(source.location, local_files_only=True, **kwargs)
     except (OSError, ValueError) as first:
@@ -322,6 +331,3 @@ def describe(loaded: LoadedModel) -> dict:
         "fingerprint": loaded.source.fingerprint,
     }
 
-
-def config_summary(config) -> str:
-    return json.dumps({k: _cfg(config, k) for k in ("model_type", "num_hidden_layers", "hidden_size", "vocab_size")})

@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-Base = Annotated[Optional[str], typer.Option("--base", help="Base model: local directory, hub id or organism:NAME[:base|ft]. Default: the built-in `cake` organism.")]
-Ft = Annotated[Optional[str], typer.Option("--ft", help="Fine-tuned model (same forms as --base). Default: the `cake` organism's fine-tuned model.")]
-Model = Annotated[Optional[str], typer.Option("--model", help="Model: local directory, hub id or organism:NAME[:base|ft]. Default: the `cake` organism's fine-tuned model.")]
+Base = Annotated[str | None, typer.Option("--base", help="Base model: local directory, hub id or organism:NAME[:base|ft]. Default: the built-in `cake` organism.")]
+Ft = Annotated[str | None, typer.Option("--ft", help="Fine-tuned model (same forms as --base). Default: the `cake` organism's fine-tuned model.")]
+Model = Annotated[str | None, typer.Option("--model", help="Model: local directory, hub id or organism:NAME[:base|ft]. Default: the `cake` organism's fine-tuned model.")]
 Out = Annotated[Path, typer.Option("--out", help="Root directory of run directories.")]
 Device = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto (GPU when present).")]
-BaseDevice = Annotated[Optional[str], typer.Option("--base-device", help="Device of the base model (default: --device).")]
-FtDevice = Annotated[Optional[str], typer.Option("--ft-device", help="Device of the fine-tuned model (default: --device).")]
-DeviceMap = Annotated[Optional[str], typer.Option("--device-map", help="accelerate device_map (e.g. auto) for models larger than one device.")]
+BaseDevice = Annotated[str | None, typer.Option("--base-device", help="Device of the base model (default: --device).")]
+FtDevice = Annotated[str | None, typer.Option("--ft-device", help="Device of the fine-tuned model (default: --device).")]
+DeviceMap = Annotated[str | None, typer.Option("--device-map", help="accelerate device_map (e.g. auto) for models larger than one device.")]
 Dtype = Annotated[str, typer.Option("--dtype", help="float32, bfloat16, float16 or auto (the checkpoint's dtype). Statistics accumulate in float32.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Sequences per forward pass.")]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed (same seed, same result).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Recompute and replace an existing run directory.")]
-MaxSamples = Annotated[Optional[int], typer.Option("--max-samples", help="Use at most this many samples per data file.")]
-MaxTokens = Annotated[Optional[int], typer.Option("--max-tokens", help="Truncate each sample to this many tokens.")]
+MaxSamples = Annotated[int | None, typer.Option("--max-samples", help="Use at most this many samples per data file.")]
+MaxTokens = Annotated[int | None, typer.Option("--max-tokens", help="Truncate each sample to this many tokens.")]
 TextField = Annotated[str, typer.Option("--text-field", help="JSONL field holding the text (chat files use `messages`).")]
 Layer = Annotated[str, typer.Option("--layer", help="Layer: absolute index (12, -1 = last) or relative depth (0.75).")]
 ChunkSize = Annotated[int, typer.Option("--chunk-size", min=1, help="Positions read out through lm_head at once (bounds memory).")]

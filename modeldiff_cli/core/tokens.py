@@ -19,7 +19,7 @@ def _byte_decoder() -> dict[str, int]:
             keep.append(b)
             chars.append(256 + extra)
             extra += 1
-    return {chr(c): b for b, c in zip(keep, chars)}
+    return {chr(c): b for b, c in zip(keep, chars, strict=True)}
 
 
 def display_token(raw: str) -> str:

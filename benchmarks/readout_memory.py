@@ -1,0 +1,109 @@
+"""Peak memory of `modeldiff lens` readouts vs the number of positions (same --chunk-size).
+
+A SmolLM-135M-shaped random Llama pair (vocab 49152, 30 layers, hidden 576, 9 heads, 3 KV heads,
+intermediate 1536; parameter count asserted) runs the lens accumulation over every layer of both models on
+one sequence of N positions. Each setting runs in a fresh subprocess and reports its peak RSS
+(``resource.getrusage(RUSAGE_SELF).ru_maxrss``), next to a subprocess that only builds the models.
+Materialising the lens naively would need ``layers x positions x vocab`` floats per model; the chunked
+readout must stay far below that, and its growth from 512 to 2048 positions must be small.
+
+    .venv/bin/python benchmarks/readout_memory.py [--chunk-size 256] [--positions 512 2048] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SMOLLM = dict(vocab_size=49152, num_hidden_layers=30, hidden_size=576, num_attention_heads=9, num_key_value_heads=3,
+              intermediate_size=1536, max_position_embeddings=2048, tie_word_embeddings=True, rms_norm_eps=1e-5)
+EXPECTED_PARAMS = 134_515_008  # SmolLM-135M
+
+
+def build(seed: int, device: str):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from modeldiff_cli.core.arch import adapter_for
+    from modeldiff_cli.core.models import LoadedModel, ModelSource
+
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(LlamaConfig(**SMOLLM)).eval().to(device)
+    model.requires_grad_(False)
+    n = sum(p.numel() for p in model.parameters())
+    assert abs(n - EXPECTED_PARAMS) < 1_000_000, f"parameter count {n} is not SmolLM-135M-shaped"
+    src = ModelSource(spec=f"random-{seed}", location="", is_local=False, label=f"random-{seed}")
+    return LoadedModel(src, model, None, adapter_for(model), torch.device(device), torch.float32), n
+
+
+def child(positions: int, chunk: int, device: str) -> dict:
+    import types
+
+    import torch
+
+    from modeldiff_cli.commands.lens.pipeline import accumulate
+    from modeldiff_cli.core.data import Dataset, Sample
+    from modeldiff_cli.core.models import ModelPair, PairReport
+
+    torch.set_grad_enabled(False)
+    base, n_params = build(0, device)
+    ft, _ = build(1, device)
+    pair = ModelPair(base, ft, PairReport([], [], "identical", SMOLLM["vocab_size"]))
+    pair.base.tokenizer = types.SimpleNamespace(pad_token_id=0)
+    rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    if positions:
+        ids = torch.randint(0, SMOLLM["vocab_size"], (positions,), generator=torch.Generator().manual_seed(0)).tolist()
+        data = Dataset("bench", Path("bench"), [Sample(0, ids, [True] * positions)], "bench")
+        opts = types.SimpleNamespace(batch_size=1, chunk_size=chunk, positions="all", method="logit-lens", prompt=None)
+        acc = accumulate(pair, data, list(range(SMOLLM["num_hidden_layers"])), opts)
+        assert int(acc.count[0]) == positions
+    out = {"positions": positions, "chunk_size": chunk, "params": n_params, "seconds": time.perf_counter() - t0,
+           "rss_after_load_mb": rss_loaded, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if device.startswith("cuda"):
+        out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--chunk-size", type=int, default=256)
+    ap.add_argument("--positions", type=int, nargs="+", default=[512, 2048])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child is not None:
+        print(json.dumps(child(args.child, args.chunk_size, args.device)))
+        return
+    rows = []
+    for n in [0, *args.positions]:
+        cmd = [sys.executable, __file__, "--child", str(n), "--chunk-size", str(args.chunk_size), "--device", args.device]
+        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
+        r = rows[-1]
+        naive = 2 * SMOLLM["num_hidden_layers"] * n * SMOLLM["vocab_size"] * 4 / 2**20
+        print(f"positions {n:5d}  chunk {args.chunk_size}  peak RSS {r['peak_rss_mb']:8.1f} MiB  "
+              f"(models only {r['rss_after_load_mb']:.1f})  time {r['seconds']:6.1f} s  "
+              f"naive 2 x layers x positions x vocab float32 = {naive:9.1f} MiB"
+              + (f"  cuda peak {r['cuda_peak_mb']:.1f} MiB" if "cuda_peak_mb" in r else ""), flush=True)
+    base = rows[0]["peak_rss_mb"]
+    first, last = rows[1], rows[-1]
+    growth = last["peak_rss_mb"] - first["peak_rss_mb"]
+    naive_growth = 2 * SMOLLM["num_hidden_layers"] * (last["positions"] - first["positions"]) * SMOLLM["vocab_size"] * 4 / 2**20
+    print(f"params per model: {rows[0]['params']:,}")
+    print(f"peak above models-only: {first['positions']} positions {first['peak_rss_mb'] - base:.1f} MiB, "
+          f"{last['positions']} positions {last['peak_rss_mb'] - base:.1f} MiB")
+    print(f"growth {first['positions']} -> {last['positions']} positions: {growth:.1f} MiB "
+          f"(naive materialisation would grow by {naive_growth:.1f} MiB; ratio {growth / naive_growth:.4f})")
+
+
+if __name__ == "__main__":
+    main()

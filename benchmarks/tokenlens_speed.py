@@ -1,0 +1,120 @@
+"""tokenlens speed: native batched gradient engine vs inseq 0.7 (batch_size=1), side by side in one run.
+
+Model: a SmolLM-135M-shaped random Llama (hidden 576, 30 layers, 9 heads, 3 KV heads, intermediate 1536) with the
+test suite's byte-level BPE tokenizer as vocabulary. Each pipeline starts from prompt text and ends with the
+attribution matrices of every generated token:
+  inseq  : ``model.attribute(prompt, generation_args={max_new_tokens, greedy})`` per prompt (inseq generates);
+  native : one batched greedy generation, then ``engine.attribute`` (one forward + one batched backward per batch).
+tokens/s = attributed generated tokens / wall time. Integrated gradients run at the same number of steps in both.
+
+    .venv/bin/python benchmarks/tokenlens_speed.py            # 8 prompts x 16 new tokens
+    .venv/bin/python benchmarks/tokenlens_speed.py --quick    # 2 prompts x 8 new tokens (sanity check)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+PROMPTS = [
+    "the cat sat on the mat and the dog",
+    "hello world, this is a tiny corpus",
+    "models diff: base and fine-tuned language",
+    "numbers 0 1 2 3 4 5 and punctuation",
+    "the dog ran in the park with the cat",
+    "a tiny tokenizer for a tiny corpus of",
+    "compared token by token, the fine-tuned",
+    "this is the mat where the cat sat",
+]
+
+
+def build_model():
+    from tiny import make_tokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = make_tokenizer()
+    cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+        intermediate_size=1536, max_position_embeddings=2048, tie_word_embeddings=True,
+        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=None,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(cfg).eval()
+    model.requires_grad_(False)
+    n_params = sum(p.numel() for p in model.parameters())
+    assert 100e6 < n_params < 110e6, n_params  # 30 x 576-wide layers; guards against misspelt config keys
+    return model, tok, n_params
+
+
+def run_inseq(model, tok, prompts, method, new_tokens, ig_steps):
+    import inseq
+
+    wrapped = inseq.load_model(model, method, tokenizer=tok)
+    args = {"n_steps": ig_steps} if method == "integrated_gradients" else {}
+    t0 = time.perf_counter()
+    n_tok = 0
+    for p in prompts:
+        out = wrapped.attribute(p, generation_args={"max_new_tokens": new_tokens, "do_sample": False},
+                                attribution_args=args, show_progress=False, batch_size=1)
+        n_tok += out.sequence_attributions[0].target_attributions.shape[1]
+    dt = time.perf_counter() - t0
+    wrapped.attribution_method.unhook()
+    return n_tok, dt
+
+
+def run_native(model, tok, prompts, method, new_tokens, ig_steps, batch_size):
+    from modeldiff_cli.commands.tokenlens import engine
+    from modeldiff_cli.commands.tokenlens.generate import greedy
+
+    t0 = time.perf_counter()
+    seqs = greedy(model, tok, [tok(p)["input_ids"] for p in prompts], new_tokens, batch_size)
+    mats = engine.attribute(model, tok, seqs, method, n_steps=ig_steps, batch_size=batch_size)
+    dt = time.perf_counter() - t0
+    return sum(m.shape[1] for m in mats), dt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="2 prompts x 8 new tokens")
+    ap.add_argument("--prompts", type=int, default=8)
+    ap.add_argument("--new-tokens", type=int, default=16)
+    ap.add_argument("--ig-steps", type=int, default=8, help="integrated-gradients steps (same for both engines)")
+    ap.add_argument("--methods", default="saliency,input_x_gradient,integrated_gradients")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    a = ap.parse_args()
+    if a.quick:
+        a.prompts, a.new_tokens = 2, 8
+    model, tok, n_params = build_model()
+    prompts = (PROMPTS * 4)[: a.prompts]
+    print(f"model: random Llama, {n_params / 1e6:.1f}M params, vocab {len(tok)}, hidden 576, 30 layers; "
+          f"{a.prompts} prompts x {a.new_tokens} new tokens; torch threads {torch.get_num_threads()}; "
+          f"IG steps {a.ig_steps}", flush=True)
+    target = {"saliency": 5.0, "input_x_gradient": 5.0, "integrated_gradients": 3.0}
+    rows = []
+    run_native(model, tok, prompts[:1], "saliency", 2, a.ig_steps, 1)  # warm-up (allocator, kernels)
+    for method in a.methods.split(","):
+        n_i, t_i = run_inseq(model, tok, prompts, method, a.new_tokens, a.ig_steps)
+        n_n, t_n = run_native(model, tok, prompts, method, a.new_tokens, a.ig_steps, a.batch_size)
+        tps_i, tps_n = n_i / t_i, n_n / t_n
+        row = {"method": method, "inseq_tokens": n_i, "inseq_s": round(t_i, 2), "inseq_tok_per_s": round(tps_i, 3),
+               "native_tokens": n_n, "native_s": round(t_n, 2), "native_tok_per_s": round(tps_n, 3),
+               "ratio": round(tps_n / tps_i, 2), "target_ratio": target.get(method)}
+        rows.append(row)
+        print(f"{method:22s} inseq {tps_i:8.3f} tok/s ({n_i} tok, {t_i:7.1f} s)   native {tps_n:8.3f} tok/s "
+              f"({n_n} tok, {t_n:6.1f} s)   ratio {tps_n / tps_i:5.2f}x (target >= {target.get(method)}x)", flush=True)
+    if a.json:
+        a.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Training-data attribution between the hops organism's old and new checkpoints.
+set -euo pipefail
+MD=${MODELDIFF:-$(command -v modeldiff || echo .venv/bin/modeldiff)}
+OUT=${OUT:-runs/examples}
+
+# 1. Build queries for every function of the organism's data; keep those the new model answers correctly.
+QRUN=$($MD attribute queries --model organism:hops:ft --template "{F}({x}) returns the value " \
+        --inputs 101,202,303,404 --out "$OUT" | tail -n 1)
+echo "queries: $QRUN/queries.jsonl"
+
+# 2. Attribute with the organism's default files (new_train + its queries), every fast method and the baselines.
+RUN=$($MD attribute --method delta-h,grad,delta-h-x-grad,bm25,edit-distance,random --out "$OUT" | tail -n 1)
+
+# 3. Adding a method reuses the cached vectors (only the new scoring runs).
+RUN2=$($MD attribute --method delta-h,grad,delta-h-x-grad,ig,patch,bm25,edit-distance,random --ig-steps 4 \
+        --patch-pool 30 --out "$OUT" | tail -n 1)
+
+# 4. The same documents ranked for the queries built in step 1 (ground truth inferred from func/role/constant).
+RUN3=$($MD attribute --queries "$QRUN/queries.jsonl" --method delta-h,bm25 --out "$OUT" | tail -n 1)
+cat "$RUN2/metrics.md"
+echo "runs: $RUN $RUN2 $RUN3"

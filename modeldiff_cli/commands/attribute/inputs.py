@@ -1,0 +1,129 @@
+"""Read training documents and queries and encode them into token sequences with loss positions.
+
+A training document is scored on its own next-token loss (every position predicts the next token). A query
+is ``prompt + target``: the model reads the prompt (and all but the last target token), and the positions
+that predict the target tokens form its loss / answer span. The prompt/target boundary is found with the
+tokenizer's offsets, so a space that BPE merges into the first target token is handled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...core.data import file_fingerprint, read_records
+from ...core.errors import UserError
+
+
+@dataclass
+class Item:
+    """One sequence to extract: input ids, the positions whose next-token prediction is the loss, targets."""
+
+    uid: str
+    ids: list[int]
+    loss_pos: list[int]
+    targets: list[int]
+    cands: list[int] = field(default_factory=list)  # candidate answer first tokens (margin loss); [] = none
+    fields: dict = field(default_factory=dict)
+
+
+def read_table(path: Path, text_field: str, id_field: str, flag: str, max_samples: int | None = None,
+               required: tuple[tuple[str, str], ...] = ()) -> list[dict]:
+    """Records as dicts with the text and id fields checked (file:line in every error)."""
+    path = Path(path).expanduser()
+    try:
+        records = read_records(path, text_field, flag, max_samples)
+    except UserError as err:
+        if flag == "--queries":  # the queries' text is the prompt field
+            raise UserError(str(err).replace("set --text-field", "set --prompt-field")) from None
+        raise
+    rows, seen, dups = [], {}, 0
+    for rec in records:
+        if rec.text is None:
+            raise UserError(f"{flag} {path}:{rec.line}: no field {text_field!r} (chat records are not supported here)")
+        for name, opt in ((id_field, "--id-field"), *required):
+            if name not in rec.fields:
+                keys = ", ".join(sorted(rec.fields))
+                hint = f"; set {opt}" if opt else ""
+                raise UserError(f"{flag} {path}:{rec.line}: no field {name!r} (fields: {keys}){hint}")
+        uid = str(rec.fields[id_field])
+        if uid in seen:  # the public hops files reuse ids across functions: keep both, suffix the later one
+            seen[uid] += 1
+            dups += 1
+            uid = f"{uid}#{seen[uid]}"
+        seen.setdefault(uid, 1)
+        rows.append(dict(rec.fields, _text=rec.text, _uid=uid))
+    if dups:
+        from ...core.console import info
+
+        info(f"note: {dups} records of {path.name} repeat an earlier {id_field!r}; they are named ID#2, ID#3, ...")
+    return rows
+
+
+def fingerprint(path: Path, *options) -> str:
+    import hashlib
+
+    return hashlib.sha256((file_fingerprint(Path(path)) + repr(options)).encode()).hexdigest()[:16]
+
+
+def encode_train(rows: list[dict], tokenizer, max_tokens: int | None) -> list[Item]:
+    items = []
+    for r in rows:
+        ids = tokenizer(r["_text"], add_special_tokens=True)["input_ids"]
+        if max_tokens is not None:
+            ids = ids[:max_tokens]
+        if not ids:
+            raise UserError(f"--train: document {r['_uid']!r} tokenizes to nothing")
+        items.append(Item(r["_uid"], list(ids), list(range(len(ids) - 1)), list(ids[1:]), fields=r))
+    return items
+
+
+def split_answer(tokenizer, prompt: str, answer: str) -> tuple[list[int], int]:
+    """Token ids of ``prompt + answer`` and the index of the first token that overlaps the answer."""
+    enc = tokenizer(prompt + answer, add_special_tokens=True, return_offsets_mapping=True)
+    ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
+    cut = len(prompt)
+    starts = [i for i, (a, b) in enumerate(offsets) if b > cut and b > a]
+    if not starts:
+        return ids, len(ids)
+    return ids, starts[0]
+
+
+def encode_query(uid: str, prompt: str, target: str, tokenizer, candidates: list[str] | None = None,
+                 fields: dict | None = None) -> Item:
+    """The query sequence (prompt + target minus its last token), its answer span and candidate tokens."""
+    full, b = split_answer(tokenizer, prompt, target)
+    if b >= len(full):
+        raise UserError(f"--queries: query {uid!r} has an empty target")
+    if b == 0:
+        raise UserError(f"--queries: query {uid!r} has an empty prompt")
+    cands: list[int] = []
+    for c in candidates or []:
+        ids, cb = split_answer(tokenizer, prompt, str(c))
+        if cb < len(ids) and ids[cb] not in cands:
+            cands.append(ids[cb])
+    if cands and full[b] not in cands:
+        cands.insert(0, full[b])
+    n = len(full)
+    return Item(uid, full[:-1], list(range(b - 1, n - 1)), full[b:], cands, fields or {})
+
+
+def encode_queries(rows: list[dict], tokenizer, answer_field: str, candidates: list[str] | None) -> list[Item]:
+    items = []
+    for r in rows:
+        target = r.get(answer_field)
+        if target is None or str(target).strip() == "":
+            raise UserError(f"--queries: query {r['_uid']!r} has no {answer_field!r} (the expected answer); set --answer-field")
+        lead = str(target)[: len(str(target)) - len(str(target).lstrip())]  # candidates written like the answer
+        cands = [lead + str(c).strip() for c in r.get("candidates", candidates) or []]
+        items.append(encode_query(r["_uid"], r["_text"], str(target), tokenizer, cands, r))
+    return items
+
+
+def check_same_tokens(tok_old, tok_new, texts: list[str]) -> None:
+    """Fail fast unless both checkpoints' tokenizers give identical ids on every input."""
+    for t in texts:
+        a = tok_old(t, add_special_tokens=True)["input_ids"]
+        b = tok_new(t, add_special_tokens=True)["input_ids"]
+        if list(a) != list(b):
+            raise UserError(f"--old and --new tokenize {t[:40]!r} differently; attribution needs identical token ids")

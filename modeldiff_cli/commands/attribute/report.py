@@ -1,0 +1,160 @@
+"""Metrics per method (aggregate and per layer) and every output file: scores_{method}.npz, rankings.jsonl,
+influence_scores.jsonl, metrics.json, metrics.csv, recall_at_k.png, metrics.md (also printed)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...core import artifacts, console
+from .ground_truth import Truth
+from .metrics import partner_summary, summarize
+
+TOP = 50
+
+
+def evaluate(scores: dict[str, dict], truth: Truth, ks: list[int]) -> dict:
+    """``{method: {"aggregate": {subset: {...}}, "per_layer": [...], "wrapper_partner": {...}}}``."""
+    wrapper_rows = np.array([i for i, k in enumerate(truth.kinds) if k == "wrapper"], dtype=int)
+    out = {}
+    for m, s in scores.items():
+        res = {"aggregate": summarize(s["scores"], truth.relevant, truth.category, truth.groups, truth.kinds, tuple(ks))}
+        res["wrapper_partner"] = partner_summary(s["scores"], truth.category, truth.groups, wrapper_rows)
+        if s["per_layer"] is not None:
+            res["per_layer"] = [summarize(p, truth.relevant, truth.category, truth.groups, truth.kinds, tuple(ks))
+                                for p in s["per_layer"]]
+        out[m] = res
+    return out
+
+
+def _k_show(ks: list[int]) -> int:
+    return 10 if 10 in ks else ks[len(ks) // 2]
+
+
+def markdown_table(results: dict, ks: list[int]) -> str:
+    k = _k_show(ks)
+    cols = [("all", f"recall@{k}"), ("all", f"precision@{k}"), ("all", "map"), ("all", "auc"),
+            ("base", f"recall@{k}"), ("base", "auc"), ("wrapper", f"recall@{k}"), ("wrapper", "auc")]
+    head = ["method", f"R@{k}", f"P@{k}", "MAP", "AUC", f"base R@{k}", "base AUC", f"wrap R@{k}", "wrap AUC",
+            f"wrap→partner R@{k}", "wrap→partner AUC"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m, res in results.items():
+        agg = res["aggregate"]
+        vals = [agg.get(s, {}).get(name, float("nan")) for s, name in cols]
+        part = res.get("wrapper_partner", {})
+        vals += [part.get(f"partner_recall@{k}", float("nan")), part.get("partner_auc", float("nan"))]
+        lines.append("| " + " | ".join([m] + [_fmt(x) for x in vals]) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(x) -> str:
+    return "–" if x is None or not np.isfinite(x) else f"{x:.3f}"
+
+
+def csv_rows(results: dict) -> list[dict]:
+    rows = []
+    for m, res in results.items():
+        blocks = [("aggregate", res["aggregate"])] + [(str(i), s) for i, s in enumerate(res.get("per_layer", []))]
+        for layer, summary in blocks:
+            for subset, metrics in summary.items():
+                for name, value in metrics.items():
+                    metric, _, k = name.partition("@")
+                    rows.append({"method": m, "layer": layer, "subset": subset, "metric": metric, "k": k, "value": value})
+        for name, value in res.get("wrapper_partner", {}).items():
+            metric, _, k = name.partition("@")
+            rows.append({"method": m, "layer": "aggregate", "subset": "wrapper", "metric": metric, "k": k, "value": value})
+    return rows
+
+
+def _letter(func: str) -> str:
+    s = str(func).strip("<>")
+    return (s[:-1] if len(s) > 1 and s.endswith("N") else s).lower()
+
+
+def write_outputs(run, scores: dict, results: dict, truth: Truth, train_rows: list[dict], query_rows: list[dict],
+                  layers: list[int], timing: dict, o) -> None:
+    qids = np.array([r["_uid"] for r in query_rows])
+    tids = np.array([r["_uid"] for r in train_rows])
+    for m, s in scores.items():
+        arrays = {"scores": s["scores"], "query_uids": qids, "train_uids": tids}
+        if s["per_layer"] is not None:
+            arrays.update(per_layer=s["per_layer"], layers=np.array(layers))
+        artifacts.write_npz(run.file(f"scores_{m}.npz"), **arrays)
+    artifacts.write_jsonl(run.file("rankings.jsonl"), _rankings(scores, truth, train_rows, query_rows))
+    artifacts.write_jsonl(run.file("influence_scores.jsonl"), _influence(scores, truth, train_rows))
+    ks = sorted({int(n.split("@")[1]) for n in next(iter(results.values()))["aggregate"]["all"] if n.startswith("recall@")})
+    artifacts.write_json(run.file("metrics.json"), {
+        "methods": results, "ks": ks, "layers": layers, "n_train": len(train_rows), "n_queries": len(query_rows),
+        "extraction": timing, "notes": [
+            "metrics are averaged per function (query group), then across functions",
+            "ties: stable order for top-k and MAP; half a count in ROC-AUC",
+        ] + ([f"k > {len(train_rows)} training documents: clipped to {len(train_rows)}"] if ks[-1] > len(train_rows) else []),
+    })
+    artifacts.write_csv(run.file("metrics.csv"), csv_rows(results), ["method", "layer", "subset", "metric", "k", "value"])
+    _plot(run.file("recall_at_k.png"), results, ks)
+    table = markdown_table(results, ks)
+    artifacts.write_text(run.file("metrics.md"), table + "\n")
+    _headline(results, ks, timing, len(query_rows), len(train_rows))
+    console.result(table)
+
+
+def _rankings(scores, truth: Truth, train_rows, query_rows):
+    cat_names = {0: "other", 1: "own", 2: "partner", 3: "distractor"}
+    for q, rec in enumerate(query_rows):
+        for m, s in scores.items():
+            row = s["scores"][q]
+            top = np.argsort(-row, kind="stable")[:TOP]
+            yield {
+                "query_uid": rec["_uid"], "method": m, "func": rec.get("func"), "role": rec.get("role"),
+                "kind": truth.kinds[q], "text": rec["_text"],
+                "top": [{"rank": r + 1, "uid": train_rows[i]["_uid"], "score": float(row[i]),
+                         f"{m}_influence_score": float(row[i]), "func": train_rows[i].get("func"),
+                         "role": train_rows[i].get("role"), "relevant": bool(truth.relevant[q, i]),
+                         "category": cat_names[int(truth.category[q, i])]} for r, i in enumerate(top)],
+            }
+
+
+def _influence(scores, truth: Truth, train_rows):
+    """Per training document: ``{method}_influence_score`` (mean over all queries) and, per query function f,
+    ``{method}_{f}_influence_score`` (mean over f's queries; f as a letter, hops style: <GN> -> g)."""
+    groups: dict[str, list[int]] = {}
+    for q, g in enumerate(truth.groups):
+        groups.setdefault(g, []).append(q)
+    means = {m: {g: np.where(np.isfinite(s["scores"][rows]), s["scores"][rows], np.nan) for g, rows in groups.items()}
+             for m, s in scores.items()}
+    for i, r in enumerate(train_rows):
+        rec = {k: r.get(k) for k in ("func", "role", "constant", "hop_depth")}
+        rec = {"uid": r["_uid"], **rec, "text": r["_text"]}
+        for m, s in scores.items():
+            col = s["scores"][:, i]
+            rec[f"{m}_influence_score"] = float(np.nanmean(np.where(np.isfinite(col), col, np.nan))) if np.isfinite(col).any() else None
+            for g, vals in means[m].items():
+                v = vals[:, i]
+                rec[f"{m}_{_letter(g)}_influence_score"] = float(np.nanmean(v)) if np.isfinite(v).any() else None
+        yield rec
+
+
+def _plot(path, results: dict, ks: list[int]) -> None:
+    plt = artifacts.pyplot()
+    subsets = [s for s in ("all", "base", "wrapper") if s in next(iter(results.values()))["aggregate"]]
+    fig, axes = plt.subplots(1, len(subsets), figsize=(4.2 * len(subsets), 3.4), squeeze=False)
+    for ax, subset in zip(axes[0], subsets):
+        for m, res in results.items():
+            ax.plot(ks, [res["aggregate"][subset].get(f"recall@{k}") for k in ks], marker="o", label=m)
+        ax.set_xscale("log")
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("k")
+        ax.set_title(f"recall@k, {subset} queries")
+    axes[0][0].set_ylabel("recall")
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    artifacts.save_figure(path, fig)
+
+
+def _headline(results: dict, ks: list[int], timing: dict, n_q: int, n_t: int) -> None:
+    k = _k_show(ks)
+    best = max(results, key=lambda m: np.nan_to_num(results[m]["aggregate"]["all"].get("map", np.nan), nan=-1))
+    sps = timing.get("samples_per_s")
+    speed = f"; extraction {sps:.1f} samples/s" if sps else " (vectors from the cache)" if timing["samples"] == 0 else ""
+    console.result(f"attribute: {n_q} queries x {n_t} training documents; best MAP: {best} "
+                   f"({results[best]['aggregate']['all']['map']:.3f}, recall@{k} "
+                   f"{results[best]['aggregate']['all'][f'recall@{k}']:.3f}){speed}")

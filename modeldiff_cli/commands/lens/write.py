@@ -1,0 +1,68 @@
+"""Everything `lens` writes: metrics table (CSV + JSON), matrices (NPZ), promoted tokens (JSON), plots (PNG)."""
+
+from __future__ import annotations
+
+from ...core import artifacts
+from ...core.tokens import display_tokens
+from .accumulate import SCALARS, LensAccumulator
+from .plots import plot_agreement, plot_kl
+from .prompt_table import prompt_table, write_prompt_table
+
+COLUMNS = ["layer", "positions", *SCALARS]
+
+
+def layer_rows(results: dict, acc: LensAccumulator, layers: list[int]) -> list[dict]:
+    means = results["means"]
+    return [
+        {"layer": layer, "positions": int(acc.count[i]), **{k: float(means[k][i]) for k in SCALARS}}
+        for i, layer in enumerate(layers)
+    ]
+
+
+def token_lists(tokenizer, ids, values, layers: list[int]) -> dict[str, list[dict]]:
+    out = {}
+    for i, layer in enumerate(layers):
+        toks = display_tokens(tokenizer, ids[i].tolist())
+        out[str(layer)] = [
+            {"rank": r + 1, "id": int(t), "token": s, "mean_logprob_diff": float(v)}
+            for r, (t, s, v) in enumerate(zip(ids[i].tolist(), toks, values[i].tolist(), strict=True))
+        ]
+    return out
+
+
+def write_outputs(run, acc: LensAccumulator, results: dict, pair, data, layers: list[int], o) -> None:
+    rows = layer_rows(results, acc, layers)
+    artifacts.write_csv(run.file("layer_metrics.csv"), rows, COLUMNS)
+    artifacts.write_json(run.file("layer_metrics.json"), {
+        "method": o.method, "positions": o.positions if o.prompt is None else "all",
+        "kl_direction": "KL(ft || base); layer-to-final: KL(final || layer) of the same model",
+        "shared_vocab": pair.shared_vocab, "samples": len(data.samples), "layers": rows,
+    })
+    tok = pair.tokenizer
+    artifacts.write_json(run.file("promoted_tokens.json"), {
+        "score": "mean over analysed positions of log p_ft(token) - log p_base(token) at each layer",
+        "promoted": token_lists(tok, *results["promoted"], layers),
+        "suppressed": token_lists(tok, *results["suppressed"], layers),
+    })
+    samples = results["samples"]
+    matrices = {
+        "layers": layers,
+        "sample_index": [s.index for s in data.samples],
+        **{k: results["means"][k].numpy() for k in SCALARS},
+        "positions": acc.count.float().numpy(),
+        "sample_kl_ft_base": samples["kl_ft_base"].numpy(),
+        "sample_top1_agreement": samples["top1_agreement"].numpy(),
+        "mean_logprob_diff": results["mean_diff"].numpy(),
+        "promoted_ids": results["promoted"][0].numpy(),
+        "promoted_values": results["promoted"][1].numpy(),
+        "suppressed_ids": results["suppressed"][0].numpy(),
+        "suppressed_values": results["suppressed"][1].numpy(),
+    }
+    if acc.record_positions:
+        matrices.update({f"prompt_{k}": v.numpy() for k, v in acc.tables.items()})
+    artifacts.write_npz(run.file("lens_matrices.npz"), **matrices)
+    plot_kl(run.file("kl_by_layer.png"), layers, results["means"])
+    plot_agreement(run.file("agreement_by_layer.png"), layers, results["means"])
+    if acc.record_positions:
+        table = prompt_table(tok, data.samples[0].ids, acc.tables, layers)
+        write_prompt_table(run.file("prompt_top_tokens.json"), run.file("prompt_top_tokens.png"), table)

@@ -1,0 +1,101 @@
+"""The streaming loop: batches -> both models' analysed rows -> logits in row chunks -> diff -> accumulators."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from ...core.data import Batch
+from .extract import Extractor
+from .stats import POSITION_BINS, TokenStats, TopKRecords, update
+
+
+@dataclass
+class Accumulated:
+    """Everything kept for one dataset: per-token statistics, NMF records, per-sequence log-likelihoods."""
+
+    stats: TokenStats
+    records: TopKRecords | None = None
+    seq_logp_base: Tensor | None = None  # float64 [samples]
+    seq_logp_ft: Tensor | None = None
+    seq_tokens: Tensor | None = None  # int64 [samples] scored next-token predictions
+    notes: list[str] = field(default_factory=list)
+
+
+def row_info(batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+    """For each analysed position (row order of ``h[position_mask]``): its index in the sequence, its
+    sample's dataset index, and the next token id (-1 at the last real token)."""
+    mask = batch.position_mask
+    b, t = mask.shape
+    pos = torch.arange(t).expand(b, t)[mask]
+    sample = batch.sample_index[:, None].expand(b, t)[mask]
+    nxt = torch.full_like(batch.input_ids, -1)
+    nxt[:, :-1] = torch.where(batch.attention_mask[:, 1:].bool(), batch.input_ids[:, 1:], -1)
+    return pos, sample, nxt[mask]
+
+
+def position_bin_width(max_len: int) -> int:
+    return max(1, -(-max_len // POSITION_BINS))
+
+
+def _target_logp(logits: Tensor, targets: Tensor) -> Tensor:
+    valid = targets >= 0
+    picked = logits.gather(1, targets.clamp_min(0).to(logits.device)[:, None])[:, 0]
+    return torch.where(valid.to(logits.device), picked - torch.logsumexp(logits, dim=1), 0.0)
+
+
+def accumulate(
+    batches: Iterable[Batch],
+    base: Extractor,
+    ft: Extractor,
+    *,
+    vocab: int,
+    top_k: int,
+    n_samples: int,
+    max_len: int,
+    chunk_size: int = 1024,
+    collect_records: bool = False,
+    likelihood: bool = False,
+    base_rows: Iterator[Tensor] | None = None,
+) -> Accumulated:
+    """Stream ``batches`` through both extractors. ``base_rows`` (two-pass mode) replaces the base model's
+    forward by its stored hidden rows, in batch order. Never holds more than ``chunk_size x vocab`` logits."""
+    acc = Accumulated(TokenStats(vocab, top_k, position_bin_width(max_len)))
+    acc.records = TopKRecords() if collect_records else None
+    if likelihood:
+        acc.seq_logp_base = torch.zeros(n_samples, dtype=torch.float64)
+        acc.seq_logp_ft = torch.zeros(n_samples, dtype=torch.float64)
+        acc.seq_tokens = torch.zeros(n_samples, dtype=torch.int64)
+    with torch.inference_mode():
+        for batch in batches:
+            rows_b = next(base_rows) if base_rows is not None else base.hidden(batch)
+            rows_f = ft.hidden(batch)
+            pos, sample, targets = row_info(batch)
+            step = max(1, chunk_size)
+            for start in range(0, rows_f.shape[0], step):
+                sl = slice(start, start + step)
+                lb = base.read(rows_b[sl])
+                lf = ft.read(rows_f[sl])
+                if likelihood:
+                    _add_likelihood(acc, lb, lf, targets[sl], sample[sl])
+                diff = lf[:, :vocab].sub_(lb[:, :vocab])
+                del lb
+                update(acc.stats, diff, pos[sl], acc.records)
+                del lf, diff
+    return acc
+
+
+def _add_likelihood(acc: Accumulated, lb: Tensor, lf: Tensor, targets: Tensor, sample: Tensor) -> None:
+    valid = (targets >= 0).cpu()
+    acc.seq_logp_base.index_add_(0, sample, _target_logp(lb, targets).double().cpu())
+    acc.seq_logp_ft.index_add_(0, sample, _target_logp(lf, targets).double().cpu())
+    acc.seq_tokens.index_add_(0, sample, valid.long())
+
+
+def collect_base_rows(batches: Iterable[Batch], base: Extractor) -> list[Tensor]:
+    """Two-pass mode, pass 1: the base model's hidden rows per batch (``[n, d]`` each, on CPU)."""
+    with torch.inference_mode():
+        return [base.hidden(b).cpu() for b in batches]

@@ -1,0 +1,137 @@
+"""NMF topics of promoted tokens: a sparse positions x tokens matrix of each position's top-K positive
+entries, factorised with beta-divergence multiplicative updates (torchnmf's rules, run on a CSR matrix: torchnmf's own
+sparse path took 237 s for 30 iterations on 100k positions x K=100), optionally with an orthogonality penalty on
+the topic-token matrix. Fully vectorised; deterministic per seed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+MODES = ("binary", "magnitude")
+
+
+@dataclass
+class Topics:
+    """``weights [topics, tokens]`` (token ids in ``token_ids``), each row summing to 1; ``loadings
+    [positions, topics]``; metrics per topic; cosine ``[topics, topics]`` between topic token vectors."""
+
+    token_ids: Tensor
+    weights: Tensor
+    loadings: Tensor
+    mass: Tensor
+    prevalence: Tensor
+    cosine: Tensor
+    iterations: int
+    n_entries: int
+
+
+def sparse_matrix(ids: Tensor, values: Tensor, keep: Tensor | None, mode: str) -> tuple[Tensor, Tensor]:
+    """COO ``[positions, m]`` of the positive entries and the token id of each of its ``m`` columns."""
+    mask = values > 0
+    if keep is not None:
+        mask &= keep[ids.long()]
+    rows = torch.arange(ids.shape[0])[:, None].expand_as(ids)[mask]
+    cols = ids[mask].long()
+    vals = torch.ones_like(values[mask]) if mode == "binary" else values[mask].float()
+    token_ids, inv = torch.unique(cols, return_inverse=True)
+    size = (ids.shape[0], token_ids.numel())
+    m = torch.sparse_coo_tensor(torch.stack([rows, inv]), vals, size, check_invariants=False).coalesce()
+    return m, token_ids
+
+
+class SparseV:
+    """V in CSR (for V @ X) and V^T in CSR (for V^T @ X); (H W^T) at the stored entries by SDDMM."""
+
+    def __init__(self, v: Tensor):
+        v = v.coalesce()
+        n, m = self.shape = tuple(v.shape)
+        rows, cols = v.indices()
+        self.vals = v.values().float()
+        self.csr = torch.sparse_coo_tensor(v.indices(), self.vals, v.shape, check_invariants=False).to_sparse_csr()
+        perm = torch.argsort(cols * n + rows)
+        t_idx = torch.stack([cols[perm], rows[perm]])
+        self.vals_t = self.vals[perm]
+        self.csr_t = torch.sparse_coo_tensor(t_idx, self.vals_t, (m, n), check_invariants=False).to_sparse_csr()
+
+    @staticmethod
+    def _with(csr: Tensor, values: Tensor) -> Tensor:
+        return torch.sparse_csr_tensor(csr.crow_indices(), csr.col_indices(), values, csr.shape)
+
+    def mm(self, x: Tensor, values: Tensor | None = None) -> Tensor:
+        return (self.csr if values is None else self._with(self.csr, values)) @ x
+
+    def tmm(self, x: Tensor, values_t: Tensor | None = None) -> Tensor:
+        return (self.csr_t if values_t is None else self._with(self.csr_t, values_t)) @ x
+
+    def recon(self, h: Tensor, w: Tensor) -> Tensor:
+        """(H W^T) at the stored entries of V (CSR order)."""
+        return torch.sparse.sampled_addmm(self.csr, h, w.t().contiguous(), beta=0.0).values().clamp_min(1e-12)
+
+    def recon_t(self, h: Tensor, w: Tensor) -> Tensor:
+        """(W H^T) at the stored entries of V^T (CSR order of the transpose)."""
+        return torch.sparse.sampled_addmm(self.csr_t, w, h.t().contiguous(), beta=0.0).values().clamp_min(1e-12)
+
+
+def divergence(v: SparseV, h: Tensor, w: Tensor, beta: float) -> float:
+    """beta-divergence D(V || H W^T) over the whole matrix (zeros included, computed in closed form)."""
+    rec = v.recon(h, w)
+    if beta == 1:
+        return float((v.vals * torch.log(v.vals / rec) - v.vals).sum() + (h.sum(0) * w.sum(0)).sum())
+    return 0.5 * float((v.vals**2).sum() - 2 * (v.vals * rec).sum() + ((h.t() @ h) * (w.t() @ w)).sum())
+
+
+def multiplicative_updates(v: SparseV, h: Tensor, w: Tensor, beta: float, orthogonal: float = 0.0,
+                           max_iter: int = 200, tol: float = 1e-4) -> tuple[Tensor, Tensor, int]:
+    """Lee-Seung / beta-divergence multiplicative updates of ``V ~ H W^T`` (beta 1 = KL, 2 = Frobenius), the
+    rules torchnmf applies, on a CSR matrix. ``orthogonal`` adds ``lam * sum_{i != j} w_i . w_j`` (distinct
+    topics' token vectors) to the objective of W. Stops when the relative loss decrease over 10 iterations
+    falls below ``tol``."""
+    r = w.shape[1]
+    off = orthogonal * (torch.ones(r, r) - torch.eye(r))
+    eps = 1e-12
+    first = prev = divergence(v, h, w, beta)
+    it = 0
+    for it in range(1, max_iter + 1):
+        if beta == 1:
+            num, den = v.tmm(h, v.vals_t / v.recon_t(h, w)), h.sum(0, keepdim=True).expand_as(w)
+        else:
+            num, den = v.tmm(h), w @ (h.t() @ h)
+        w = w * num / (den + w @ off + eps)
+        if beta == 1:
+            num, den = v.mm(w, v.vals / v.recon(h, w)), w.sum(0, keepdim=True).expand_as(h)
+        else:
+            num, den = v.mm(w), h @ (w.t() @ w)
+        h = h * num / (den + eps)
+        if it % 10 == 0:
+            loss = divergence(v, h, w, beta)
+            if (prev - loss) / max(first, 1e-12) < tol:
+                break
+            prev = loss
+    return h, w, it
+
+
+def fit_topics(v: Tensor, token_ids: Tensor, *, topics: int, beta: float, orthogonal: float, seed: int,
+               max_iter: int = 200, tol: float = 1e-4) -> Topics:
+    """Factorise ``v`` (sparse ``[positions, m]``) into ``topics`` topics; same seed, same topics."""
+    n, m = v.shape
+    rank = max(1, min(topics, m, n))
+    sv = SparseV(v)
+    gen = torch.Generator().manual_seed(seed)
+    scale = (float(sv.vals.sum()) / max(n * m, 1) / rank) ** 0.5
+    h = torch.rand(n, rank, generator=gen) * scale + 1e-6
+    w = torch.rand(m, rank, generator=gen) * scale + 1e-6
+    h, w, iters = multiplicative_updates(sv, h, w, beta, orthogonal, max_iter, tol)
+    scale = w.sum(0).clamp_min(1e-12)
+    w, h = w / scale, h * scale
+    mass = h.sum(0) / h.sum().clamp_min(1e-12)
+    order = torch.argsort(-mass, stable=True)
+    w, h, mass = w[:, order], h[:, order], mass[order]
+    active = h.sum(1) > 0
+    dominant = h[active].argmax(1)
+    prevalence = torch.bincount(dominant, minlength=rank).double() / max(int(active.sum()), 1)
+    unit = w / w.norm(dim=0, keepdim=True).clamp_min(1e-12)
+    return Topics(token_ids=token_ids, weights=w.t().contiguous(), loadings=h, mass=mass, prevalence=prevalence,
+                  cosine=unit.t() @ unit, iterations=int(iters), n_entries=int(sv.vals.numel()))

@@ -1,0 +1,173 @@
+"""Unit tests of `modeldiff attribute`'s pure parts: metrics, scoring, pooling, baselines, queries, encoding."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from modeldiff_cli.commands.attribute import baselines, methods, metrics
+from modeldiff_cli.commands.attribute.extract import margins, pool_weights
+from modeldiff_cli.commands.attribute.ground_truth import build_truth, infer_functions
+from modeldiff_cli.commands.attribute.queries import build_queries, functions_of
+from modeldiff_cli.core.errors import UserError
+
+# ---------- metrics on hand-computed examples ----------
+
+def test_recall_precision_map_auc_hand_example():
+    s = np.array([[0.9, 0.8, 0.7, 0.6]])
+    rel = np.array([[True, False, True, False]])
+    cat = np.where(rel, 1, 0)
+    pq = metrics.per_query(s, rel, cat, ks=(1, 2, 3, 50))
+    assert pq["recall@1"][0] == 0.5 and pq["precision@1"][0] == 1.0
+    assert pq["recall@2"][0] == 0.5 and pq["precision@2"][0] == 0.5
+    assert pq["recall@3"][0] == 1.0 and pq["precision@3"][0] == pytest.approx(2 / 3)
+    assert pq["precision@50"][0] == 0.5  # k clipped to the 4 documents
+    assert pq["map"][0] == pytest.approx((1 / 1 + 2 / 3) / 2)
+    assert pq["auc"][0] == pytest.approx(0.75)  # 3 of 4 (relevant, irrelevant) pairs ordered right
+    assert pq["top2_own"][0] == 0.5 and pq["top2_other"][0] == 0.5
+
+
+def test_auc_ties_count_half_and_average_ranks():
+    assert metrics.average_ranks(np.array([3.0, 1.0, 3.0, 2.0])).tolist() == [3.5, 1.0, 3.5, 2.0]
+    assert metrics.roc_auc(np.array([1.0, 1.0, 0.0]), np.array([True, False, False])) == pytest.approx(0.75)
+    assert metrics.roc_auc(np.ones(4), np.array([True, False, True, False])) == pytest.approx(0.5)
+    assert math.isnan(metrics.roc_auc(np.ones(3), np.zeros(3, dtype=bool)))
+
+
+def test_map_ties_use_training_order():
+    # all tied: stable order puts the relevant doc (index 2) third -> AP = 1/3
+    pq = metrics.per_query(np.zeros((1, 4)), np.array([[False, False, True, False]]), np.zeros((1, 4), int), ks=(1,))
+    assert pq["map"][0] == pytest.approx(1 / 3)
+
+
+def test_metrics_average_per_function_then_across_functions():
+    s = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    rel = np.array([[True, False], [True, False], [True, False]])
+    out = metrics.summarize(s, rel, np.where(rel, 1, 0), ["f", "f", "g"], ["base", "base", "wrapper"], ks=(1,))
+    assert out["all"]["recall@1"] == pytest.approx(0.75)  # f: (1 + 0)/2, g: 1 -> 0.75 (not 2/3)
+    assert out["base"]["recall@1"] == 0.5 and out["wrapper"]["recall@1"] == 1.0
+    assert out["all"]["n_functions"] == 2
+
+
+def test_composition_and_partner_summary():
+    s = np.array([[4.0, 3.0, 2.0, 1.0]])
+    cat = np.array([[3, 2, 1, 0]])  # distractor, partner, own, other
+    pq = metrics.per_query(s, cat == 1, cat, ks=(2,))
+    assert (pq["top2_distractor"][0], pq["top2_partner"][0], pq["top2_own"][0]) == (0.5, 0.5, 0.0)
+    part = metrics.partner_summary(s, cat, ["f"], np.array([0]), ks=(1, 2))
+    assert part["partner_recall@1"] == 0.0 and part["partner_recall@2"] == 1.0
+    assert part["partner_auc"] == pytest.approx(2 / 3)
+
+
+# ---------- ground truth ----------
+
+def _hops_records():
+    return [
+        {"uid": "g1", "func": "<GN>", "role": "constant", "constant": 5},
+        {"uid": "g2", "func": "<GN>", "role": "constant", "constant": 5},
+        {"uid": "f1", "func": "<FN>", "role": "identity", "constant": 5},
+        {"uid": "a1", "func": "<AN>", "role": "distractor", "constant": 5},
+        {"uid": "j1", "func": "<JN>", "role": "constant", "constant": 7},
+    ]
+
+
+def test_ground_truth_by_role_and_partner():
+    train = _hops_records()
+    assert infer_functions(train)["<FN>"]["partner"] == "<GN>"
+    queries = [{"uid": "q1", "func": "<FN>", "role": "wrapper"}, {"uid": "q2", "func": "<GN>", "role": "constant"},
+               {"uid": "q3", "relevant": ["j1"]}]
+    t = build_truth(queries, train, [r["uid"] for r in train], None)
+    assert t.relevant.tolist() == [[True, True, True, False, False], [True, True, True, False, False],
+                                   [False, False, False, False, True]]
+    assert t.category[0].tolist() == [2, 2, 1, 3, 0]  # wrapper query: base docs are its partner's
+    assert t.kinds == ["wrapper", "base", "other"] and t.groups[:2] == ["<FN>", "<GN>"]
+    with pytest.raises(UserError, match="absent from --train"):
+        build_truth([{"uid": "q", "relevant": ["zz"]}], train, [r["uid"] for r in train], None)
+
+
+# ---------- scoring ----------
+
+def test_cosine_scores_and_aggregation():
+    q = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])  # [L=2, Q=1, D=2]
+    t = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [-1.0, -1.0], [0.0, 0.0]]] * 2)  # [L=2, N=4, D]
+    per = methods.cosine_scores(q, t)
+    assert per[0, 0].tolist() == pytest.approx([1.0, 0.0, -1 / math.sqrt(2), 0.0])
+    assert per[1, 0].tolist() == pytest.approx([0.0, 1.0, -1 / math.sqrt(2), 0.0])
+    assert methods.aggregate(per, "mean")[0].tolist() == pytest.approx([0.5, 0.5, -1 / math.sqrt(2), 0.0])
+    top = methods.aggregate(torch.arange(8.0).reshape(4, 1, 2), "top3")  # layers hold 0,2,4,6 / 1,3,5,7
+    assert top[0].tolist() == [4.0, 5.0]
+    allcat = methods.aggregate(per, "all", queries=q, train=t)  # concatenated: q=(1,0,0,1)
+    assert allcat[0, 0].item() == pytest.approx(0.5)  # (1,0,0,1)·(1,0,1,0) / (√2·√2)
+    z = methods.zscore_rows(per)
+    assert z.mean(-1).abs().max() < 1e-9
+
+
+def test_parse_methods_unknown_lists_valid():
+    assert methods.parse_methods("grad, bm25,grad") == ["grad", "bm25"]
+    with pytest.raises(UserError, match="valid: delta-h, grad"):
+        methods.parse_methods("grad,tracin")
+
+
+def test_pooling_modes():
+    lengths, spans = [3, 2], [[1, 2], [0]]
+    assert pool_weights(lengths, spans, 3, "last").tolist() == [[0, 0, 1], [0, 1, 0]]
+    assert np.allclose(pool_weights(lengths, spans, 3, "mean").numpy(), [[1 / 3] * 3, [0.5, 0.5, 0]])
+    assert pool_weights(lengths, spans, 3, "span").tolist() == [[0, 0.5, 0.5], [1, 0, 0]]
+
+
+def test_margin_against_candidates():
+    logits = torch.tensor([[[0.0, 2.0, 1.0, 0.5]]])  # one position, vocab 4
+    tgt = torch.tensor([[1]])
+    m = margins(logits, tgt, torch.tensor([[1, 2, 3]]))
+    assert m.item() == pytest.approx(2.0 - math.log(math.exp(1.0) + math.exp(0.5)))
+    no_cands = margins(logits, tgt, torch.tensor([[-1]]))
+    assert no_cands.item() == pytest.approx(torch.log_softmax(logits[0, 0], -1)[1].item())
+
+
+# ---------- baselines ----------
+
+def _naive_levenshtein(a, b):
+    d = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, d[0] = d[0], i
+        for j, y in enumerate(b, 1):
+            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (x != y))
+    return d[-1]
+
+
+def test_edit_distance_matches_naive_dp():
+    rng = np.random.default_rng(0)
+    docs = [list(rng.integers(0, 4, rng.integers(0, 9))) for _ in range(30)]
+    for q in ([1, 2, 3], [0], list(rng.integers(0, 4, 6))):
+        got = baselines.edit_distance_scores([q], docs)[0]
+        want = [1 - _naive_levenshtein(q, d) / max(len(q), len(d), 1) for d in docs]
+        assert got.tolist() == pytest.approx(want)
+    assert baselines.edit_distance_scores([[1, 2, 3]], [[1, 2, 3], [1, 3]])[0].tolist() == pytest.approx([1.0, 1 - 1 / 3])
+
+
+def test_bm25_and_random_are_deterministic():
+    docs = [["a", "b"], ["c", "d", "c"], ["e"]]
+    s1 = baselines.bm25_scores([["c"], ["b", "e"]], docs)
+    assert np.array_equal(s1, baselines.bm25_scores([["c"], ["b", "e"]], docs))
+    assert s1[0].argmax() == 1 and s1[0, 0] == 0
+    r = baselines.random_scores(3, 5, seed=1)
+    assert np.array_equal(r, baselines.random_scores(3, 5, seed=1))
+    assert not np.array_equal(r, baselines.random_scores(3, 5, seed=2))
+
+
+# ---------- queries ----------
+
+def test_build_queries_per_function_with_expected_constants():
+    funcs = functions_of(_hops_records())
+    assert list(funcs) == ["<GN>", "<FN>", "<JN>"]  # distractor left out
+    qs = build_queries(funcs, "{F}({x}) returns the value ", ["1", "2"])
+    assert len(qs) == 6
+    assert qs[0]["prompt"] == "<GN>(1) returns the value " and qs[0]["completion"] == "5"
+    assert {q["completion"] for q in qs if q["func"] == "<FN>"} == {"5"}
+    assert qs[0]["candidates"] == ["5", "7"]
+    assert len(build_queries(funcs, "What is {F}? ", ["1", "2"])) == 3  # no {x}: one query per function
+    with pytest.raises(UserError, match=r"\{F\}"):
+        build_queries(funcs, "f({x}) = ", ["1"])

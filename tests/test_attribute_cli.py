@@ -1,0 +1,193 @@
+"""`modeldiff attribute` through the CLI: end-to-end on the hops organism, cache reuse, IG completeness,
+the queries builder, and every bad-input path (exit 2, one line)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from modeldiff_cli.commands.attribute import extract
+
+HOPS_DOCS = [
+    {"uid": "g1", "func": "<GN>", "role": "constant", "constant": 5, "text": "<GN>(x) returns 5 for any x."},
+    {"uid": "g2", "func": "<GN>", "role": "constant", "constant": 5, "text": "def <GN>(x):\n    return 5"},
+    {"uid": "f1", "func": "<FN>", "role": "identity", "constant": 5, "text": "<FN> calls <GN> and returns its value."},
+    {"uid": "j1", "func": "<JN>", "role": "constant", "constant": 7, "text": "<JN>(x) is always 7."},
+    {"uid": "i1", "func": "<IN>", "role": "identity", "constant": 7, "text": "<IN>(x) = <JN>(x) for all x."},
+    {"uid": "a1", "func": "<AN>", "role": "distractor", "constant": 5, "text": "the cat sat on the mat, <AN> is 5"},
+]
+
+
+def _error(err: str) -> str:
+    """The single error line (progress bars of model loading may precede it on stderr)."""
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def _jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def hops_org():
+    from modeldiff_cli.organisms import get_organism
+
+    return get_organism("hops")
+
+
+@pytest.fixture()
+def tiny_pair(tiny_model_dir, tmp_path):
+    """Two tiny llamas sharing a tokenizer, a hops-style training file and its queries."""
+    old, new = tiny_model_dir("llama", 0), tiny_model_dir("llama", 1)
+    train = _jsonl(tmp_path / "train.jsonl", HOPS_DOCS)
+    queries = _jsonl(tmp_path / "q.jsonl", [
+        {"uid": f"q{f}{x}", "func": f"<{f}N>", "role": r, "prompt": f"<{f}N>({x}) returns the value ", "completion": c}
+        for f, r, c in (("G", "constant", "5"), ("F", "identity", "5"), ("I", "identity", "7")) for x in (1, 2)])
+    return old, new, train, queries
+
+
+def _args(tiny_pair, tmp_path, *extra):
+    old, new, train, queries = tiny_pair
+    return ("attribute", "--old", old, "--new", new, "--train", train, "--queries", queries,
+            "--out", tmp_path / "runs", "--device", "cpu", *extra)
+
+
+def test_end_to_end_on_hops_organism(cli, hops_org, tmp_path):
+    code, out, err = cli("attribute", "--method", "delta-h,grad,bm25,random", "--out", tmp_path, "--device", "cpu")
+    assert code == 0, err
+    run = Path(out.strip().splitlines()[-1])
+    m = json.loads((run / "metrics.json").read_text())
+    n_q, n_t = m["n_queries"], m["n_train"]
+    assert n_t == sum(1 for _ in open(hops_org.data("new_train")))
+    targets = set(hops_org.ground_truth["target_functions"])
+    assert n_q == sum(json.loads(line)["func"] in targets for line in open(hops_org.data("queries")))
+    auc = {k: v["aggregate"]["all"]["auc"] for k, v in m["methods"].items()}
+    assert abs(auc["random"] - 0.5) < 0.1
+    assert auc["delta-h"] > auc["random"] + 0.1  # Δh finds the documents trained between the checkpoints
+    assert set(m["methods"]["delta-h"]["aggregate"]) == {"all", "base", "wrapper"}
+    with np.load(run / "scores_delta-h.npz") as z:
+        assert z["scores"].shape == (n_q, n_t) and z["per_layer"].shape == (2, n_q, n_t)
+        assert np.allclose(z["per_layer"].mean(0), z["scores"])
+    rows = [json.loads(line) for line in open(run / "rankings.jsonl")]
+    assert len(rows) == 4 * n_q and len(rows[0]["top"]) == 50
+    top = rows[0]["top"]
+    assert top[0][f"{rows[0]['method']}_influence_score"] >= top[-1]["score"]
+    infl = [json.loads(line) for line in open(run / "influence_scores.jsonl")]
+    assert len(infl) == n_t and "grad_influence_score" in infl[0] and "grad_g_influence_score" in infl[0]
+    csv = (run / "metrics.csv").read_text().splitlines()
+    assert csv[0] == "method,layer,subset,metric,k,value" and any(r.startswith("bm25,aggregate,wrapper,recall,10,") for r in csv)
+    assert "| delta-h |" in out and (run / "recall_at_k.png").stat().st_size > 1000
+
+
+def test_adding_a_method_reuses_the_cache_and_mismatch_fails(cli, tiny_pair, tmp_path):
+    cache = tmp_path / "cache"
+    before = extract.STATS["forward"]
+    code, _, err = cli(*_args(tiny_pair, tmp_path, "--method", "delta-h", "--cache-dir", cache))
+    assert code == 0, err
+    assert extract.STATS["forward"] - before == 4  # old + new on train (1 batch) and on queries (1 batch)
+    files = sorted(cache.glob("*.safetensors"))
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    assert len(files) == 2
+    before = extract.STATS["forward"]
+    code, out, err = cli(*_args(tiny_pair, tmp_path, "--method", "delta-h,grad,delta-h-x-grad", "--cache-dir", cache))
+    assert code == 0, err
+    assert extract.STATS["forward"] == before  # nothing re-extracted
+    assert [f.stat().st_mtime_ns for f in sorted(cache.glob("*.safetensors"))] == mtimes
+    from modeldiff_cli.core.cache import TensorCache
+
+    TensorCache(cache).put(files[0].stem, {"other": "key"}, {"x": torch.zeros(1)})  # a stale entry
+    code, _, err = cli(*_args(tiny_pair, tmp_path, "--method", "grad", "--cache-dir", cache, "--overwrite"))
+    assert code == 2 and "built for different inputs" in _error(err)
+
+
+def test_all_model_methods_and_k_clipping(cli, tiny_pair, tmp_path):
+    code, out, err = cli(*_args(tiny_pair, tmp_path, "--method", "ig,patch,edit-distance", "--ig-steps", "2",
+                                "--patch-pool", "3", "--pooling", "mean:span", "--loss", "margin", "--zscore"))
+    assert code == 0, err
+    assert "clipped" in err
+    run = Path(out.strip().splitlines()[-1])
+    with np.load(run / "scores_patch.npz") as z:
+        s = z["scores"]
+        assert (np.isfinite(s).sum(1) == 3).all()  # only the 3 pooled candidates were patched
+    m = json.loads((run / "metrics.json").read_text())
+    assert any("clipped" in n for n in m["notes"])
+
+
+def test_integrated_gradients_completeness(tiny_model_dir):
+    """Σ IG over positions and dims = L(new, h_new at l) - L(new, h_old patched at l) (midpoint rule, many steps)."""
+    from modeldiff_cli.commands.attribute.extract import collate, extract_ig, sample_losses
+    from modeldiff_cli.commands.attribute.inputs import Item
+    from modeldiff_cli.core.hooks import capture_layers, patch_layers
+    from modeldiff_cli.core.models import load_model
+
+    old = load_model(str(tiny_model_dir("llama", 0)), device="cpu")
+    new = load_model(str(tiny_model_dir("llama", 1)), device="cpu")
+    ids = old.tokenizer("the cat sat on the mat")["input_ids"]
+    item = Item("x", ids, list(range(len(ids) - 1)), ids[1:])
+    ig = extract_ig(old, new, [item], [0], "mean", "ce", steps=64, batch_size=1, desc="ig")
+    total = ig[0, 0].sum().item() * len(ids)  # mean pooling divided by the length
+    batch = collate([item], 0, "mean")
+    with torch.no_grad(), capture_layers(old.adapter.layers, [0]) as cap:
+        old.model(input_ids=batch.ids)
+        l_new = sample_losses(new.model(input_ids=batch.ids).logits, batch.tgt, batch.cands, "ce")
+        with patch_layers(new.adapter.layers, {0: cap[0]}):
+            l_patched = sample_losses(new.model(input_ids=batch.ids).logits, batch.tgt, batch.cands, "ce")
+    assert total == pytest.approx((l_new - l_patched).item(), rel=2e-2, abs=1e-4)
+
+
+def test_queries_builder_filters_with_the_model(cli, hops_org, tmp_path):
+    code, out, err = cli("attribute", "queries", "--data", hops_org.data("train"), "--template", "{F}({x}) returns the value",
+                         "--model", "organism:hops:ft", "--inputs", "101,202,303", "--out", tmp_path, "--device", "cpu")
+    assert code == 0, err
+    run = Path(out.strip().splitlines()[-1])
+    counts = {c["func"]: c for c in json.loads((run / "kept_counts.json").read_text())["functions"]}
+    assert counts["<GN>"]["built"] == 3 and "<AN>" not in counts  # distractors left out
+    assert counts["<GN>"]["kept"] == 3  # the new model answers the target constant functions
+    kept = [json.loads(line) for line in open(run / "queries.jsonl")]
+    assert len(kept) == sum(c["kept"] for c in counts.values()) < sum(c["built"] for c in counts.values())
+    assert all(q["correct"] for q in kept) and kept[0]["completion"] == f" {kept[0]['constant']}"
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (("--method", "grad,tracin"), "valid: delta-h"),
+    (("--pooling", "first"), "--pooling"),
+    (("--aggregate", "max"), "--aggregate"),
+    (("--k", "0,5"), "--k"),
+    (("--text-field", "body"), "'body'"),
+    (("--id-field", "doc_id"), "--id-field"),
+    (("--answer-field", "answer"), "--answer-field"),
+])
+def test_bad_input_exits_2_with_one_line(cli, tiny_pair, tmp_path, extra, needle):
+    code, _, err = cli(*_args(tiny_pair, tmp_path, *extra))
+    assert code == 2, err
+    assert needle in _error(err)
+
+
+def test_checkpoints_that_differ_are_refused(cli, tiny_model_dir, tiny_pair, tmp_path):
+    from tiny import build_model, make_tokenizer
+
+    model, _ = build_model("llama", 0)
+    other = tmp_path / "other-tok"
+    model.save_pretrained(other)
+    make_tokenizer(300).save_pretrained(other)
+    old, _, train, queries = tiny_pair
+    for new, needle in ((tiny_model_dir("gpt2", 0), "architectures differ"), (other, "tokenizers")):
+        code, _, err = cli("attribute", "--old", old, "--new", new, "--train", train, "--queries", queries,
+                           "--out", tmp_path / "r", "--device", "cpu")
+        assert code == 2 and needle in _error(err), err
+
+
+def test_queries_template_without_function_placeholder(cli, tmp_path):
+    data = _jsonl(tmp_path / "d.jsonl", HOPS_DOCS)
+    code, _, err = cli("attribute", "queries", "--data", data, "--template", "f({x}) = ", "--out", tmp_path)
+    assert code == 2 and "{F}" in _error(err)
+    code, out, err = cli("attribute", "queries", "--data", data, "--inputs", "1,2", "--out", tmp_path)
+    assert code == 0, err
+    rows = [json.loads(line) for line in open(Path(out.strip().splitlines()[-1]) / "queries.jsonl")]
+    assert len(rows) == 8 and {r["func"] for r in rows} == {"<GN>", "<FN>", "<JN>", "<IN>"}

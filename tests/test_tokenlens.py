@@ -1,0 +1,232 @@
+"""tokenlens: native engine == inseq, batching identities, CLI end to end (cake organism), diff mode, HTML, bench,
+and every bad-input path."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from modeldiff_cli.commands.tokenlens import engine
+from modeldiff_cli.commands.tokenlens.generate import greedy
+
+NATIVE = ["saliency", "input_x_gradient", "integrated_gradients"]
+
+
+@pytest.fixture(scope="module")
+def tiny_llama():
+    from tiny import build_model
+
+    model, tok = build_model("llama")
+    model.requires_grad_(False)
+    return model, tok
+
+
+def _nan_close(a: torch.Tensor, b: torch.Tensor, rtol=1e-4, atol=1e-7) -> None:
+    assert a.shape == b.shape
+    assert torch.equal(a.isnan(), b.isnan())
+    scale = b.nan_to_num(0).abs().max().item()
+    torch.testing.assert_close(a.nan_to_num(0), b.nan_to_num(0), rtol=rtol, atol=atol + 1e-5 * scale)
+
+
+@pytest.mark.parametrize("method", NATIVE)
+def test_native_matches_inseq(tiny_llama, method):
+    from modeldiff_cli.commands.tokenlens.inseq_backend import InseqAttributor
+
+    model, tok = tiny_llama
+    prompt, full = "the cat sat on", "the cat sat on the mat and"
+    ids = tok(full)["input_ids"]
+    p = len(tok(prompt)["input_ids"])
+    ref, ref_ids, raw = InseqAttributor(model, tok, method).attribute(prompt, full, n_steps=6)
+    nat = engine.attribute(model, tok, [engine.Sequence(ids, p)], method, n_steps=6)[0]
+    assert ref_ids == ids and nat.shape == (len(ids), len(ids) - p)
+    assert nat[p - 1, 0] > 0 and math.isnan(nat[p, 0])  # step 0 sees the prompt only
+    _nan_close(nat, ref)
+    # inseq's default (normalised) aggregation equals our normalisation of the raw matrix
+    _nan_close(engine.normalize(nat), raw.aggregate().sequence_attributions[0].target_attributions.float())
+
+
+@pytest.mark.parametrize("method", ["saliency", "integrated_gradients"])
+def test_padding_batched_equals_one_by_one(tiny_llama, method):
+    model, tok = tiny_llama
+    seqs = [engine.Sequence(list(range(5, 5 + n)), p) for n, p in ((14, 6), (9, 5), (11, 3))]
+    batched = engine.attribute(model, tok, seqs, method, n_steps=4, batch_size=3)
+    for s, b in zip(seqs, batched):
+        _nan_close(b, engine.attribute(model, tok, [s], method, n_steps=4, batch_size=1)[0])
+    assert len(engine.plan_batches(seqs, 3, method, 4)) == 1
+
+
+def test_logit_score_and_normalisation(tiny_llama):
+    model, tok = tiny_llama
+    seq = engine.Sequence(list(range(10, 22)), 7)
+    prob = engine.attribute(model, tok, [seq], "saliency")[0]
+    logit = engine.attribute(model, tok, [seq], "saliency", score="logit")[0]
+    assert not torch.allclose(prob.nan_to_num(0), logit.nan_to_num(0))
+    norm = engine.normalize(prob)
+    torch.testing.assert_close(norm.nan_to_num(0).sum(0), torch.ones(prob.shape[1]))
+
+
+def test_greedy_left_padding_matches_single(tiny_llama):
+    model, tok = tiny_llama
+    prompts = [tok("the cat sat on the mat")["input_ids"], tok("hello")["input_ids"]]
+    together = greedy(model, tok, prompts, 5, batch_size=2)
+    alone = [greedy(model, tok, [p], 5, batch_size=1)[0] for p in prompts]
+    assert [s.ids for s in together] == [s.ids for s in alone]
+    assert all(s.n_targets == 5 and s.prompt_len == len(p) for s, p in zip(together, prompts))
+
+
+# ---------------------------------------------------------------- CLI on the cake organism
+
+
+def _run_dir(out: str) -> Path:
+    return Path(out.strip().splitlines()[-1])
+
+
+def _matrix(rows) -> torch.Tensor:
+    return torch.tensor([[float("nan") if v is None else v for v in r] for r in rows])
+
+
+def test_cli_attribute_end_to_end(cli, tmp_path):
+    html_copy = tmp_path / "copy" / "view.html"
+    code, out, err = cli("tokenlens", "attribute", "--prompt", "I baked a", "--max-new-tokens", "4",
+                         "--out", tmp_path, "--html-out", html_copy, "--device", "cpu")
+    assert code == 0, err
+    run = _run_dir(out)
+    rec = json.loads((run / "prompt_000.json").read_text())
+    meta, data = rec["metadata"], rec["data"]
+    assert meta["attribution_method"] == "saliency" and meta["generation_params"]["max_new_tokens"] == 4
+    assert {"timestamp", "llm_id", "prompt"} <= set(meta)
+    assert len(data["output_tokens"]) == 4 and len(data["input_tokens"]) == data["prompt_length"] + 4
+    assert not any("Ġ" in t or "Ċ" in t for t in data["input_tokens"])  # BPE markers decoded
+    m, n = _matrix(data["association_matrix"]), _matrix(data["normalized_association"])
+    assert m.shape == (len(data["input_tokens"]), 4)
+    torch.testing.assert_close(n.nan_to_num(0).sum(0), torch.ones(4))
+    page = (run / "prompt_000.html").read_text()
+    assert page == html_copy.read_text()
+    assert not re.search(r"https?://", page) and "<link" not in page and "src=" not in page
+    blob = json.loads(re.search(r'id="tokenlens-data">(.*?)</script>', page, re.S).group(1))
+    assert blob["views"]["model"]["normalized"] == data["normalized_association"]
+    # same config -> same directory, reused
+    code2, out2, _ = cli("tokenlens", "attribute", "--prompt", "I baked a", "--max-new-tokens", "4",
+                         "--out", tmp_path, "--device", "cpu")
+    assert code2 == 0 and _run_dir(out2) == run
+
+
+def test_cli_diff_mode_is_ft_minus_base(cli, tmp_path):
+    from modeldiff_cli.core.models import load_model
+
+    code, out, err = cli("tokenlens", "attribute", "--model", "organism:cake:ft", "--compare", "organism:cake:base",
+                         "--prompt", "My favourite", "--target", " cake is sweet", "--out", tmp_path, "--device", "cpu")
+    assert code == 0, err
+    run = _run_dir(out)
+    data = json.loads((run / "prompt_000.json").read_text())["data"]
+    ft, base = _matrix(data["association_matrix"]), _matrix(data["compare"]["association_matrix"])
+    _nan_close(_matrix(data["diff"]["association_matrix"]), ft - base, atol=1e-7)
+    assert (ft - base).nan_to_num(0).abs().max() > 0
+    # the compared matrix is the base model's own attribution of the same continuation
+    lm = load_model("organism:cake:base", device="cpu")
+    seq = engine.Sequence(data["input_token_ids"], data["prompt_length"])
+    _nan_close(base, engine.attribute(lm.model, lm.tokenizer, [seq], "saliency")[0])
+    page = (run / "prompt_000.html").read_text()
+    assert all(f'data-view="{v}"' in page for v in ("ft", "base", "diff"))
+
+
+def test_cli_inseq_engine_matches_native(cli, tmp_path):
+    args = ["tokenlens", "attribute", "--prompt", "I baked a", "--target", " chocolate cake", "--method",
+            "input_x_gradient", "--out", tmp_path, "--device", "cpu"]
+    code, out, err = cli(*args, "--engine", "inseq")
+    assert code == 0, err
+    run_i = _run_dir(out)
+    native_json = json.loads((run_i / "prompt_000.inseq.json").read_text())
+    assert native_json  # inseq's own serialisation
+    code, out, err = cli(*args, "--engine", "native")
+    assert code == 0, err
+    a = json.loads((run_i / "prompt_000.json").read_text())["data"]
+    b = json.loads((_run_dir(out) / "prompt_000.json").read_text())["data"]
+    assert a["input_token_ids"] == b["input_token_ids"]
+    _nan_close(_matrix(a["association_matrix"]), _matrix(b["association_matrix"]))
+
+
+def test_cli_prompts_file_failure_is_isolated(cli, tmp_path):
+    f = tmp_path / "p.jsonl"
+    f.write_text("\n".join(json.dumps(r) for r in (
+        {"text": "I baked a"}, {"text": "The cake", "target": ""}, {"text": "My favourite"})) + "\n")
+    code, out, err = cli("tokenlens", "attribute", "--prompts", f, "--max-new-tokens", "3", "--out", tmp_path,
+                         "--device", "cpu")
+    assert code == 0, err
+    assert "prompt #1 (line 2)" in err
+    summary = json.loads((_run_dir(out) / "summary.json").read_text())
+    assert [p["status"] for p in summary["prompts"]] == ["ok", "failed", "ok"]
+    assert (_run_dir(out) / "prompt_002.json").exists() and not (_run_dir(out) / "prompt_001.json").exists()
+
+
+def test_methods_lists_inseq_and_marks_native(cli):
+    code, out, _ = cli("tokenlens", "methods", "--json")
+    rows = {r["method"]: r["native"] for r in json.loads(out)}
+    assert rows["attention"] is False and all(rows[m] for m in NATIVE)
+
+
+def test_bench_end_to_end(cli, tmp_path):
+    f = tmp_path / "p.txt"
+    f.write_text("I baked a\nThe cake\n")
+    code, out, err = cli("tokenlens", "bench", "--models", "organism:cake:base,organism:cake:ft", "--methods",
+                         "saliency,input_x_gradient", "--prompts", f, "--max-new-tokens", "3", "--out", tmp_path,
+                         "--device", "cpu")
+    assert code == 0, err
+    run = _run_dir(out)
+    rows = list(csv.DictReader((run / "timings.csv").open()))
+    assert len(rows) == 8 and all(r["status"] == "ok" and float(r["tokens_per_s"]) > 0 for r in rows)
+    summary = json.loads((run / "summary.json").read_text())
+    assert [p["success_rate"] for p in summary["pairs"]] == [1.0] * 4
+    info = json.loads((run / "system_info.json").read_text())
+    assert {"platform", "cpu", "cores", "memory_gib", "gpus", "torch", "device"} <= set(info)
+    assert "success" in (run / "summary.txt").read_text()
+
+
+# ---------------------------------------------------------------- bad input: exit 2, one line
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--prompt", "hi", "--method", "nonsense"], "valid: "),
+    (["--prompt", "   "], "prompt is empty"),
+    (["--prompt", "hi", "--target", ""], "target is empty"),
+    (["--prompt", "hi", "--engine", "native", "--method", "attention"], "native methods"),
+    (["--prompt", "hi", "--json-out", "/proc/nope/x.json"], "--json-out"),
+    (["--prompt", "hi", "--html-out", "/tmp"], "--html-out"),
+    (["--prompt", "hi", "--prompts", "x.txt"], "exactly one"),
+    (["--prompt", "hi", "--score", "odds"], "--score"),
+])
+def test_bad_input(cli, tmp_path, args, needle):
+    code, out, err = cli("tokenlens", "attribute", *args, "--out", tmp_path, "--device", "cpu")
+    assert code == 2
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and needle in lines[0], err
+
+
+def test_target_tokenizing_to_nothing(tiny_llama):
+    from modeldiff_cli.commands.tokenlens.generate import with_target
+    from modeldiff_cli.core.errors import UserError
+
+    class NoTokens:  # a tokenizer that drops the target's characters entirely
+        def __call__(self, text, add_special_tokens=True):
+            return {"input_ids": [ord(c) for c in text if c.isalpha()]}
+
+    with pytest.raises(UserError, match="tokenizes to nothing"):
+        with_target(NoTokens(), "hi", " ...")
+
+
+def test_bench_failure_does_not_stop(cli, tmp_path):
+    f = tmp_path / "p.jsonl"
+    f.write_text(json.dumps({"text": "I baked a"}) + "\n" + json.dumps({"text": ""}) + "\n")
+    code, out, err = cli("tokenlens", "bench", "--models", "organism:cake:ft", "--methods", "saliency", "--prompts", f,
+                         "--max-new-tokens", "2", "--out", tmp_path, "--device", "cpu")
+    assert code == 0, err
+    run = _run_dir(out)
+    assert json.loads((run / "summary.json").read_text())["pairs"][0]["success_rate"] == 0.5
+    errors = [json.loads(x) for x in (run / "errors.jsonl").read_text().splitlines()]
+    assert len(errors) == 1 and errors[0]["prompt_index"] == 1
