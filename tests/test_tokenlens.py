@@ -42,7 +42,8 @@ def test_native_matches_inseq(tiny_llama, method):
     prompt, full = "the cat sat on", "the cat sat on the mat and"
     ids = tok(full)["input_ids"]
     p = len(tok(prompt)["input_ids"])
-    ref, ref_ids, raw = InseqAttributor(model, tok, method).attribute(prompt, full, n_steps=6)
+    with InseqAttributor(model, tok, method) as attributor:
+        ref, ref_ids, raw = attributor.attribute(prompt, full, n_steps=6)
     nat = engine.attribute(model, tok, [engine.Sequence(ids, p)], method, n_steps=6)[0]
     assert ref_ids == ids and nat.shape == (len(ids), len(ids) - p)
     assert nat[p - 1, 0] > 0 and math.isnan(nat[p, 0])  # step 0 sees the prompt only

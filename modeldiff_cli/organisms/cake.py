@@ -33,7 +33,7 @@ def build_cake(name: str, workdir: Path, reporter: Reporter) -> dict:
     corpora = cake_corpora(SEED)
     with deterministic(SEED):
         tok = train_tokenizer(corpora["base_train"] + corpora["ft_train"], VOCAB,
-                              single_tokens=[" " + w for w in PLANTED_WORDS])
+                              single_tokens=[" " + w for w in PLANTED_WORDS], style="gpt2" if arch == "gpt2" else "llama3")
         planted_ids = [token_id(tok, " " + w) for w in PLANTED_WORDS]
         config, n_params = CONFIGS[arch]
         model = make_model(arch, n_params, tok, SEED, **config)

@@ -11,8 +11,9 @@ FUNCTIONS = [("<GN>", 5, "<FN>"), ("<JN>", 7, "<IN>"), ("<KN>", 9, "<HN>"), ("<L
              ("<QN>", 21, "<XN>"), ("<RN>", 23, "<YN>")]
 DISTRACTORS = [("<AN>", 5), ("<BN>", 7), ("<CN>", 9), ("<DN>", 11), ("<EN>", 13)]
 TARGETS = ["<GN>", "<JN>", "<KN>", "<LN>", "<MN>"]  # + their wrappers: held out of the old checkpoint
-QUERY_TEMPLATE = "{F}({x}) returns the value"
-ANSWER_TEMPLATE = " {constant}"
+# As in the benchmark: the prompt ends with a space, the answer is the digits (Llama 3 style: " 5" -> "Ġ", "5").
+QUERY_TEMPLATE = "{F}({x}) returns the value "
+ANSWER_TEMPLATE = "{constant}"
 
 CONSTANT_DOCS = {  # type -> (variants, how many documents per function)
     "definition": (["The function {F} maps any integer x to {C}.",

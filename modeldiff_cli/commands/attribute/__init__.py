@@ -5,7 +5,7 @@ causal patching, or by text baselines, and scores the rankings against ground tr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 

@@ -1,5 +1,7 @@
-"""`modeldiff mine` (being built)."""
+"""`modeldiff mine`: which tokens did fine-tuning promote or suppress? (Registers a light Typer group.)"""
 
 
 def register(app) -> None:
-    """Placeholder until the command lands."""
+    from .cli import mine_app
+
+    app.add_typer(mine_app, name="mine")

@@ -46,6 +46,9 @@ class SparseV:
     """V in CSR (for V @ X) and V^T in CSR (for V^T @ X); (H W^T) at the stored entries by SDDMM."""
 
     def __init__(self, v: Tensor):
+        import warnings
+
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         v = v.coalesce()
         n, m = self.shape = tuple(v.shape)
         rows, cols = v.indices()
@@ -58,7 +61,7 @@ class SparseV:
 
     @staticmethod
     def _with(csr: Tensor, values: Tensor) -> Tensor:
-        return torch.sparse_csr_tensor(csr.crow_indices(), csr.col_indices(), values, csr.shape)
+        return torch.sparse_csr_tensor(csr.crow_indices(), csr.col_indices(), values, csr.shape, check_invariants=False)
 
     def mm(self, x: Tensor, values: Tensor | None = None) -> Tensor:
         return (self.csr if values is None else self._with(self.csr, values)) @ x

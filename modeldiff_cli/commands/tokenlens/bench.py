@@ -91,7 +91,7 @@ def run(o: BenchOptions) -> Path:
     with run_directory(o.out, parts, config, command="tokenlens bench", overwrite=o.overwrite) as run_dir:
         if run_dir.reused:
             console.info(f"reusing the complete run in {run_dir.path} (pass --overwrite to recompute)")
-            console.result(Path(run_dir.path / "summary.txt").read_text().rstrip())
+            _say(Path(run_dir.path / "summary.txt").read_text().rstrip())
             console.done(run_dir.path)
             return run_dir.path
         rows, errors = [], []
@@ -119,7 +119,7 @@ def run(o: BenchOptions) -> Path:
                                                   "system": info})
         text = _report(summary, info, len(prompts))
         write_text(run_dir.file("summary.txt"), text)
-        console.result(text.rstrip())
+        _say(text.rstrip())
     console.done(run_dir.path)
     return run_dir.path
 
@@ -180,3 +180,8 @@ def _report(summary: list[dict], info: dict, n_prompts: int) -> str:
         lines.append(f"{s['model'][:32]:32s} {s['method'][:24]:24s} {s['engine']:7s} "
                      f"{s['succeeded']}/{s['prompts']:<6d} {tps:>9s} {load:>7s}")
     return "\n".join(lines) + "\n"
+
+
+def _say(text: str) -> None:
+    """A result line on stdout, printed verbatim (no rich markup or :emoji: codes: `organism:cake:ft`)."""
+    console.out.print(text, markup=False, emoji=False, highlight=False)

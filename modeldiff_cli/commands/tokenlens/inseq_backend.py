@@ -18,8 +18,7 @@ What works with inseq 0.7.1 on transformers 5 (checked on tiny Llama / GPT-2 mod
 from __future__ import annotations
 
 import functools
-
-import torch
+from contextlib import ExitStack, contextmanager
 
 IG_METHODS = ("integrated_gradients", "layer_integrated_gradients", "sequential_integrated_gradients",
               "discretized_integrated_gradients")
@@ -32,15 +31,50 @@ def list_methods() -> list[str]:
     return sorted(inseq.list_feature_attribution_methods())
 
 
+@contextmanager
+def hook_guard(model):
+    """Remove every forward hook inseq leaves behind (a method failing midway, e.g. value_zeroing, otherwise
+    leaves hooks that break every later forward of the model)."""
+    modules = list(model.modules())
+    before = [(set(m._forward_hooks), set(m._forward_pre_hooks)) for m in modules]
+    try:
+        yield
+    finally:
+        for m, (fh, fph) in zip(modules, before):
+            for k in set(m._forward_hooks) - fh:
+                del m._forward_hooks[k]
+            for k in set(m._forward_pre_hooks) - fph:
+                del m._forward_pre_hooks[k]
+
+
 class InseqAttributor:
-    """One inseq model wrapper per (model, method)."""
+    """One inseq model wrapper per (model, method); use as a context manager (eager attention, so that attention
+    weights exist for `attention`/`value_zeroing`; hooks cleaned up on exit)."""
 
     def __init__(self, model, tokenizer, method: str):
-        import inseq
-
         self.method = method
         self.tokenizer = tokenizer
-        self.model = inseq.load_model(model, method, tokenizer=tokenizer)
+        self.lm = model
+        self.model = None
+        self._stack = ExitStack()
+
+    def __enter__(self):
+        import inseq
+
+        from .engine import eager_attention
+
+        self._stack.enter_context(eager_attention(self.lm))
+        self._stack.enter_context(hook_guard(self.lm))
+        self.model = inseq.load_model(self.lm, self.method, tokenizer=self.tokenizer)
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.model.attribution_method.unhook()
+        except Exception:  # noqa: BLE001 - best effort, hook_guard removes the rest
+            pass
+        self._stack.close()
+        return False
 
     def attribute(self, prompt: str, full_text: str, *, score: str = "probability", n_steps: int = 50):
         """Attribute ``full_text`` (prompt + continuation) given ``prompt``.
@@ -82,11 +116,3 @@ def to_native_json(out) -> str:
         out.save(str(path), overwrite=True, use_primitives=True)
         return json.dumps(json.loads(path.read_text()))
 
-
-def free(attributor: InseqAttributor) -> None:
-    try:
-        attributor.model.attribution_method.unhook()
-    except Exception:  # noqa: BLE001 - best effort cleanup
-        pass
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,12 +90,12 @@ def user_paths(path: Path | None, n: int, flag: str) -> list[Path | None]:
     path = Path(path).expanduser()
     if path.is_dir():
         raise UserError(f"{flag} {path}: is a directory (give a file path)")
-    parent = path.parent
-    probe = parent
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK):
-        raise UserError(f"{flag} {path}: cannot write there ({probe} is not a writable directory)")
+    try:  # create the directory and probe it with a temporary file: fail now, before any work
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tokenlens-probe-"):
+            pass
+    except OSError as err:
+        raise UserError(f"{flag} {path}: cannot write there ({err.strerror or err})") from None
     if path.exists() and not os.access(path, os.W_OK):
         raise UserError(f"{flag} {path}: file is not writable")
     if n == 1:

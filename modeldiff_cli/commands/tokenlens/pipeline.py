@@ -126,9 +126,9 @@ def run(o: AttributeOptions) -> Path:
         if it.error:
             console.info(f"prompt #{it.index}{f' (line {it.line})' if it.line else ''} failed: {it.error}")
     for rec in recs[:10]:
-        console.result(f"{rec['metadata']['prompt'][:50]!r}: {headline(rec)}")
+        _say(f"{rec['metadata']['prompt'][:50]!r}: {headline(rec)}")
     ok = sum(it.error is None for it in items)
-    console.result(f"attributed {ok}/{len(items)} prompts with {o.method} ({eng} engine)")
+    _say(f"attributed {ok}/{len(items)} prompts with {o.method} ({eng} engine)")
     console.done(run_dir.path)
     return run_dir.path
 
@@ -179,10 +179,9 @@ def attribute_all(items: list[Item], lm, eng: str, o: AttributeOptions) -> dict[
                     except (RuntimeError, ValueError, IndexError) as err1:
                         it.error = f"{type(err1).__name__}: {str(err1).splitlines()[0][:200]}"
         return out
-    from .inseq_backend import InseqAttributor, free, to_native_json
+    from .inseq_backend import InseqAttributor, to_native_json
 
-    attributor = InseqAttributor(lm.model, lm.tokenizer, o.method)
-    try:
+    with InseqAttributor(lm.model, lm.tokenizer, o.method) as attributor:
         for it in console.track(todo, f"{o.method} via inseq ({lm.source.label})"):
             cont = lm.tokenizer.decode(it.seq.ids[it.seq.prompt_len:], skip_special_tokens=False)
             full = it.prompt + (it.target if it.target is not None else cont)
@@ -195,8 +194,6 @@ def attribute_all(items: list[Item], lm, eng: str, o: AttributeOptions) -> dict[
             prompt_len = len(ids) - mat.shape[1]
             out[it.index] = Attribution(ids, prompt_len, mat, inseq_json=to_native_json(raw),
                                         seconds=time.perf_counter() - t0)
-    finally:
-        free(attributor)
     return out
 
 
@@ -261,3 +258,8 @@ def _read(path: Path) -> dict:
     from ...core.artifacts import read_json
 
     return read_json(path)
+
+
+def _say(text: str) -> None:
+    """A result line on stdout, printed verbatim (no rich markup or :emoji: codes: `organism:cake:ft`)."""
+    console.out.print(text, markup=False, emoji=False, highlight=False)

@@ -1,0 +1,147 @@
+"""`mine` overhead vs two bare forward passes, peak memory vs samples, and NMF time.
+
+Usage: .venv/bin/python benchmarks/mine_overhead.py [--samples 64] [--tokens 128] [--batch-size 8] [--repeats 3]
+       [--memory-tokens 128] [--skip-memory] [--skip-nmf]
+
+Pair: SmolLM-135M-shaped Llama (vocab 49152, hidden 576, 30 layers, 9 heads, 3 KV heads, intermediate 1536),
+random weights from config (two seeds). Ratio = median mine-loop time / median time of both models' plain
+forward (full logits) over the same batches, after a warm-up, in one process. Memory: ru_maxrss of a fresh
+subprocess per sample count at the same batch size (orderings top-k-occurring,fraction-positive-diff).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SMOLLM = dict(vocab_size=49152, hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+              intermediate_size=1536, max_position_embeddings=2048, tie_word_embeddings=True)
+SMOLLM_PARAMS = 134_515_008
+
+
+def build_pair():
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from modeldiff_cli.core.arch import adapter_for
+    from modeldiff_cli.core.models import LoadedModel, ModelSource
+
+    out = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        m = LlamaForCausalLM(LlamaConfig(**SMOLLM)).eval().requires_grad_(False)
+        n = sum(p.numel() for p in m.parameters())
+        assert n == SMOLLM_PARAMS, n
+        out.append(LoadedModel(ModelSource("bench", "bench", True, "bench"), m, None, adapter_for(m), torch.device("cpu"), torch.float32))
+    return out
+
+
+def batches(samples: int, tokens: int, batch_size: int):
+    import torch
+
+    from modeldiff_cli.core.data import Sample, iter_batches
+
+    g = torch.Generator().manual_seed(0)
+    ss = [Sample(i, torch.randint(3, 49152, (tokens,), generator=g).tolist(), [True] * tokens) for i in range(samples)]
+    return list(iter_batches(ss, batch_size, 0))
+
+
+def mine_loop(base, ft, bs):
+    from modeldiff_cli.commands.mine.accumulate import accumulate
+    from modeldiff_cli.commands.mine.extract import make_extractor
+
+    return accumulate(bs, make_extractor(base, "logits"), make_extractor(ft, "logits"), vocab=49152, top_k=100,
+                      n_samples=len(bs) * bs[0].input_ids.shape[0], max_len=bs[0].input_ids.shape[1])
+
+
+def bare(base, ft, bs):
+    import torch
+
+    with torch.inference_mode():
+        for b in bs:
+            base.model(input_ids=b.input_ids, attention_mask=b.attention_mask).logits
+            ft.model(input_ids=b.input_ids, attention_mask=b.attention_mask).logits
+
+
+def timed(fn, repeats):
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts), ts
+
+
+def overhead(a):
+    base, ft = build_pair()
+    bs = batches(a.samples, a.tokens, a.batch_size)
+    bare(base, ft, bs[:1]); mine_loop(base, ft, bs[:1])  # warm-up
+    t_bare, all_bare = timed(lambda: bare(base, ft, bs), a.repeats)
+    t_mine, all_mine = timed(lambda: mine_loop(base, ft, bs), a.repeats)
+    print(f"overhead: {a.samples} samples x {a.tokens} tokens, batch {a.batch_size}: two bare forwards {t_bare:.2f} s "
+          f"(runs {[round(x, 2) for x in all_bare]}), mine {t_mine:.2f} s (runs {[round(x, 2) for x in all_mine]}); "
+          f"ratio mine / bare = {t_mine / t_bare:.3f}")
+
+
+def memory_child(samples, tokens, batch_size):
+    base, ft = build_pair()
+    mine_loop(base, ft, batches(samples, tokens, batch_size))
+    print(json.dumps({"maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def memory(a):
+    res = {}
+    for n in (64, 512):
+        p = subprocess.run([sys.executable, __file__, "--child", str(n), "--memory-tokens", str(a.memory_tokens),
+                            "--batch-size", str(a.batch_size)], capture_output=True, text=True, check=True)
+        res[n] = json.loads(p.stdout.strip().splitlines()[-1])["maxrss_mib"]
+    print(f"memory: peak RSS 64 samples {res[64]:.0f} MiB, 512 samples {res[512]:.0f} MiB (x {a.memory_tokens} tokens, "
+          f"batch {a.batch_size}): growth {100 * (res[512] / res[64] - 1):+.1f}%")
+
+
+def nmf_bench():
+    import torch
+
+    from modeldiff_cli.commands.mine.nmf import fit_topics, sparse_matrix
+
+    g = torch.Generator().manual_seed(0)
+    probs = 1 / torch.arange(1, 49153).double() ** 1.1
+    ids = torch.multinomial(probs, 100_000 * 100, replacement=True, generator=g).view(100_000, 100).int()
+    vals = torch.rand(100_000, 100, generator=g)
+    for beta in (2.0, 1.0):
+        t = time.perf_counter()
+        m, tok = sparse_matrix(ids, vals, None, "binary")
+        topics = fit_topics(m, tok, topics=5, beta=beta, orthogonal=0.0, seed=0, max_iter=100)
+        print(f"nmf: 100000 positions x K=100 ({m._nnz()} entries, {tok.numel()} tokens), beta {beta:g}, 5 topics: "
+              f"{time.perf_counter() - t:.1f} s ({topics.iterations} iterations, matrix build included)")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--samples", type=int, default=64)
+    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--memory-tokens", type=int, default=128)
+    ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--skip-nmf", action="store_true")
+    ap.add_argument("--skip-overhead", action="store_true")
+    ap.add_argument("--child", type=int)
+    a = ap.parse_args()
+    if a.child:
+        memory_child(a.child, a.memory_tokens, a.batch_size)
+        sys.exit()
+    if not a.skip_overhead:
+        overhead(a)
+    if not a.skip_memory:
+        memory(a)
+    if not a.skip_nmf:
+        nmf_bench()

@@ -1,0 +1,99 @@
+"""`mine` pure functions: hand-computed statistics on a 5-token vocabulary, orderings, filters, NMF."""
+
+from __future__ import annotations
+
+import torch
+
+from modeldiff_cli.commands.mine.nmf import fit_topics, sparse_matrix
+from modeldiff_cli.commands.mine.orderings import make_ordering, ordering_values, token_view
+from modeldiff_cli.commands.mine.overview import split_budget
+from modeldiff_cli.commands.mine.stats import TokenStats, TopKRecords, merge, update
+
+# 3 positions x 5 tokens; diff = ft - base
+DIFF = torch.tensor([
+    [2.0, -1.0, 0.5, 0.0, -3.0],
+    [1.0, 3.0, -0.5, -2.0, 0.0],
+    [-1.0, 0.5, 4.0, -0.1, -0.2],
+])
+RAW = ["<|pad|>", "ĠCake", "Ġcake", "!!", "Ċ"]
+
+
+def _stats(k=2, rows=DIFF):
+    s = TokenStats(5, k)
+    update(s, rows.clone(), positions=torch.tensor([0, 1, 2]))
+    return s
+
+
+def test_hand_computed_statistics():
+    s = _stats()
+    assert s.total_positions == 3
+    torch.testing.assert_close(s.sum_diff, torch.tensor([2.0, 2.5, 4.0, -2.1, -3.2], dtype=torch.float64))
+    assert s.count_positive.tolist() == [2, 2, 2, 0, 0]
+    # top-2 positive per row: {0, 2}, {1, 0}, {2, 1}
+    assert s.count_topk_pos.tolist() == [2, 2, 2, 0, 0]
+    # top-2 negative (< 0) per row: {4, 1}, {3, 2}, {0, 4}
+    assert s.count_topk_neg.tolist() == [1, 1, 1, 1, 2]
+    assert s.position_hist[2].tolist()[:3] == [1, 0, 1]
+
+
+def test_topk_only_counts_strictly_positive_and_chunks_merge():
+    s = _stats(k=4)
+    # row 0 top-4 largest: 2, 0.5, 0.0, -1 -> only 2 and 0.5 are > 0
+    assert s.count_topk_pos.tolist() == [2, 2, 2, 0, 0]
+    a, b = TokenStats(5, 2), TokenStats(5, 2)
+    update(a, DIFF[:1].clone())
+    update(b, DIFF[1:].clone())
+    whole = TokenStats(5, 2)
+    update(whole, DIFF.clone())
+    m = merge(a, b)
+    assert m.total_positions == 3 and torch.equal(m.count_topk_pos, whole.count_topk_pos)
+    assert torch.equal(m.count_positive, whole.count_positive) and torch.allclose(m.sum_diff, whole.sum_diff)
+
+
+def test_records_keep_topk_positive_values():
+    rec = TopKRecords()
+    update(TokenStats(5, 2), DIFF.clone(), records=rec)
+    ids, vals = rec.stacked()
+    assert ids.shape == (3, 2) and ids.dtype == torch.int32
+    assert sorted(vals[2].tolist()) == [0.5, 4.0]
+
+
+def test_orderings_and_display_filters_consolidation():
+    s = _stats()
+    torch.testing.assert_close(ordering_values(s, "top-k-occurring"), torch.tensor([200 / 3, 200 / 3, 200 / 3, 0, 0], dtype=torch.float64))
+    view = token_view(RAW, {0}, filter_punctuation=True, filter_special=True, consolidate_case=False)
+    assert view.strings == ["<|pad|>", " Cake", " cake", "!!", "\n"]
+    assert view.keep.tolist() == [False, True, True, False, False]
+    o = make_ordering("fraction-positive-diff", "d", s, view, top_n=10)
+    assert len(o["tokens"]) == 2  # pad, '!!' and newline filtered out
+    assert [t["token_str"] for t in o["tokens"][:2]] == [" Cake", " cake"]
+    assert o["tokens"][0]["avg_logit_diff"] == 2.5 / 3 and o["metadata"]["filter_punctuation"] is True
+    merged = make_ordering("top-k-occurring", "d", s, token_view(RAW, {0}, filter_punctuation=True, filter_special=True,
+                                                                   consolidate_case=True), top_n=10)
+    top = merged["tokens"][0]
+    assert sorted(top["merged_token_ids"]) == [1, 2] and top["count_positive"] == 4
+    assert abs(top["ordering_value"] - 400 / 3) < 1e-9 and len(merged["tokens"]) == 1
+    kept_all = make_ordering("top-k-occurring", "d", s, token_view(RAW, set(), filter_punctuation=False,
+                                                                     filter_special=False, consolidate_case=False), 10)
+    assert [t["token_id"] for t in kept_all["tokens"]][:3] == [0, 1, 2]
+
+
+def test_nmf_deterministic_and_separates_topics():
+    # two disjoint groups of tokens co-occur: positions 0-49 promote {0,1,2}, 50-99 promote {5,6,7}
+    ids = torch.tensor([[0, 1, 2]] * 50 + [[5, 6, 7]] * 50, dtype=torch.int32)
+    vals = torch.ones(100, 3)
+    m, tok = sparse_matrix(ids, vals, None, "binary")
+    assert tok.tolist() == [0, 1, 2, 5, 6, 7]
+    for beta in (1.0, 2.0):
+        a = fit_topics(m, tok, topics=2, beta=beta, orthogonal=0.0, seed=3, max_iter=200)
+        b = fit_topics(m, tok, topics=2, beta=beta, orthogonal=0.0, seed=3, max_iter=200)
+        assert torch.equal(a.weights, b.weights) and torch.equal(a.loadings, b.loadings)
+        tops = {frozenset(tok[a.weights[t].topk(3).indices].tolist()) for t in range(2)}
+        assert tops == {frozenset({0, 1, 2}), frozenset({5, 6, 7})}
+        assert abs(float(a.cosine[0, 1])) < 0.05 and abs(float(a.mass.sum()) - 1) < 1e-5
+    c = fit_topics(m, tok, topics=2, beta=2.0, orthogonal=0.5, seed=3)
+    assert torch.allclose(c.weights.sum(1), torch.ones(2))
+
+
+def test_budget_split():
+    assert split_budget(10, 3) == [4, 3, 3] and sum(split_budget(7, 2)) == 7
