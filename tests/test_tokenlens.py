@@ -52,6 +52,20 @@ def test_native_matches_inseq(tiny_llama, method):
     _nan_close(engine.normalize(nat), raw.aggregate().sequence_attributions[0].target_attributions.float())
 
 
+@pytest.mark.parametrize("family", ["gpt2", "gemma"])
+def test_native_matches_inseq_other_families(family):
+    from tiny import build_model
+
+    from modeldiff_cli.commands.tokenlens.inseq_backend import InseqAttributor
+
+    model, tok = build_model(family)
+    model.requires_grad_(False)
+    ids, p = tok("hello world, this is")["input_ids"], len(tok("hello world,")["input_ids"])
+    with InseqAttributor(model, tok, "integrated_gradients") as attributor:
+        ref = attributor.attribute("hello world,", "hello world, this is", n_steps=4)[0]
+    _nan_close(engine.attribute(model, tok, [engine.Sequence(ids, p)], "integrated_gradients", n_steps=4)[0], ref)
+
+
 @pytest.mark.parametrize("method", ["saliency", "integrated_gradients"])
 def test_padding_batched_equals_one_by_one(tiny_llama, method):
     model, tok = tiny_llama

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -22,17 +22,17 @@ def register(root: typer.Typer) -> None:
 @app.command("attribute")
 def attribute(
     model: opt.Model = None,
-    prompt: Annotated[Optional[str], typer.Option("--prompt", help="One prompt to continue and attribute.")] = None,
-    prompts: Annotated[Optional[Path], typer.Option("--prompts", help="Prompts file: text (one per line) or JSONL with --text-field (optional per-record `target`).")] = None,
+    prompt: Annotated[str | None, typer.Option("--prompt", help="One prompt to continue and attribute.")] = None,
+    prompts: Annotated[Path | None, typer.Option("--prompts", help="Prompts file: text (one per line) or JSONL with --text-field (optional per-record `target`).")] = None,
     method: Annotated[str, typer.Option("--method", help="Attribution method (`modeldiff tokenlens methods` lists them).")] = "saliency",
     engine: Annotated[str, typer.Option("--engine", help="auto (native for the methods it implements, else inseq), native or inseq.")] = "auto",
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Greedy continuation length (ignored with --target).")] = 16,
-    target: Annotated[Optional[str], typer.Option("--target", help="Attribute this continuation (teacher forcing) instead of generating.")] = None,
-    compare: Annotated[Optional[str], typer.Option("--compare", help="Diff mode: the base model to compare --model (the fine-tuned one) with, on the same continuation.")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="Attribute this continuation (teacher forcing) instead of generating.")] = None,
+    compare: Annotated[str | None, typer.Option("--compare", help="Diff mode: the base model to compare --model (the fine-tuned one) with, on the same continuation.")] = None,
     score: Annotated[str, typer.Option("--score", help="Attributed output of each step: probability (inseq's default), logit or logprob of the generated token.")] = "probability",
     ig_steps: Annotated[int, typer.Option("--ig-steps", help="Integrated-gradients steps (Gauss-Legendre, as captum/inseq).")] = 50,
-    json_out: Annotated[Optional[Path], typer.Option("--json-out", help="Also write the per-prompt JSON here (several prompts: stem_000.json, ...).")] = None,
-    html_out: Annotated[Optional[Path], typer.Option("--html-out", help="Also write the per-prompt HTML view here.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json-out", help="Also write the per-prompt JSON here (several prompts: stem_000.json, ...).")] = None,
+    html_out: Annotated[Path | None, typer.Option("--html-out", help="Also write the per-prompt HTML view here.")] = None,
     out: opt.Out = opt.DEFAULT_OUT,
     device: opt.Device = "auto",
     dtype: opt.Dtype = "float32",
@@ -77,7 +77,7 @@ def methods(as_json: Annotated[bool, typer.Option("--json", help="Print the list
 def bench(
     models: Annotated[str, typer.Option("--models", help="Comma list of models (directories, hub ids, organism:NAME[:base|ft]).")] = "organism:cake:base,organism:cake:ft",
     methods_: Annotated[str, typer.Option("--methods", help="Comma list of methods.")] = "saliency,input_x_gradient",
-    prompts: Annotated[Optional[Path], typer.Option("--prompts", help="Prompts file (text or JSONL). Default: 4 prompts of the cake organism's data.")] = None,
+    prompts: Annotated[Path | None, typer.Option("--prompts", help="Prompts file (text or JSONL). Default: 4 prompts of the cake organism's data.")] = None,
     engine: Annotated[str, typer.Option("--engine", help="auto, native or inseq (as in attribute).")] = "auto",
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Greedy continuation length.")] = 8,
     ig_steps: Annotated[int, typer.Option("--ig-steps", help="Integrated-gradients steps.")] = 16,

@@ -66,13 +66,22 @@ def _scores(logits: Float[torch.Tensor, "r n v"], pos: Int[torch.Tensor, "r t"],
 def per_target_grads(model, embeds: Float[torch.Tensor, "r n d"], attn: Int[torch.Tensor, "r n"], pos, tgt, valid, score: str) -> Float[torch.Tensor, "t r n d"]:
     """``d f_t / d embeds`` for every target ``t`` of every row, from one forward and one batched backward."""
     embeds = embeds.detach().requires_grad_(True)
-    logits = model(inputs_embeds=embeds, attention_mask=attn, use_cache=False).logits
-    out = _scores(logits, pos, tgt, score) * valid  # [r, t]
+    first = int(pos.min())  # lm_head only on the positions that hold targets (vocab-sized rows are costly)
+    keep = embeds.shape[1] - first
+    kwargs = {"logits_to_keep": keep} if _accepts_logits_to_keep(model) else {}
+    logits = model(inputs_embeds=embeds, attention_mask=attn, use_cache=False, **kwargs).logits
+    out = _scores(logits, pos - (embeds.shape[1] - logits.shape[1]), tgt, score) * valid  # [r, t]
     n_t = out.shape[1]
     eye = torch.eye(n_t, dtype=out.dtype, device=out.device)
     cot = eye[:, None, :].expand(n_t, out.shape[0], n_t)  # cotangent k selects target k of every row
     (grads,) = torch.autograd.grad(out, embeds, grad_outputs=cot, is_grads_batched=True)
     return grads
+
+
+def _accepts_logits_to_keep(model) -> bool:
+    import inspect
+
+    return "logits_to_keep" in inspect.signature(model.forward).parameters
 
 
 def _gauss_legendre(n_steps: int) -> tuple[list[float], list[float]]:

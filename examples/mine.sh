@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# `modeldiff mine` on the cake organism: mine promoted tokens, then build the agent overview of the run.
+set -euo pipefail
+MD=${MODELDIFF:-$(command -v modeldiff || echo .venv/bin/modeldiff)}
+OUT=${OUT:-runs/examples}
+
+"$MD" organism build cake
+# base corpus of the organism (default data), small K so the planted baking words stand out
+RUN=$("$MD" mine --top-k 20 --nmf-topics 3 --likelihood-ratios --out "$OUT" | tail -n 1)
+echo "mine run: $RUN"
+# the same run at the last layer through the logit lens, one model at a time
+"$MD" mine --top-k 20 --extraction logit-lens --layer -1 --two-pass --orderings top-k-occurring --out "$OUT" | tail -n 1
+# an anonymised, budgeted payload for an LLM agent
+"$MD" mine overview "$RUN" --token-budget 60 | tail -n 1
