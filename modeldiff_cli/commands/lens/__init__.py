@@ -29,6 +29,9 @@ def lens(
     patchscope_layer: Annotated[str | None, typer.Option("--patchscope-layer", help="Layer patched in the identity prompt (default: core.patchscope's).")] = None,
     out: opt.Out = opt.DEFAULT_OUT,
     device: opt.Device = "auto",
+    base_device: opt.BaseDevice = None,
+    ft_device: opt.FtDevice = None,
+    device_map: opt.DeviceMap = None,
     dtype: opt.Dtype = "float32",
     batch_size: opt.BatchSize = 8,
     chunk_size: opt.ChunkSize = 256,
@@ -50,6 +53,6 @@ def lens(
         base=base, ft=ft, data=data, prompt=prompt, layers=layers, method=method, positions=positions,
         top_n=top_n, drop_punctuation=drop_punctuation, keep_special=keep_special,
         patchscope_prompt=patchscope_prompt, patchscope_layer=patchscope_layer, out=out, device=device,
-        dtype=dtype, batch_size=batch_size, chunk_size=chunk_size, max_samples=max_samples, max_tokens=max_tokens,
+        base_device=base_device, ft_device=ft_device, device_map=device_map, dtype=dtype, batch_size=batch_size, chunk_size=chunk_size, max_samples=max_samples, max_tokens=max_tokens,
         text_field=text_field, seed=seed, overwrite=overwrite,
     ))

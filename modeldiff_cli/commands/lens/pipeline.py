@@ -36,6 +36,9 @@ class LensOptions:
     patchscope_layer: str | None
     out: Path
     device: str
+    base_device: str | None
+    ft_device: str | None
+    device_map: str | None
     dtype: str
     batch_size: int
     chunk_size: int
@@ -49,7 +52,8 @@ class LensOptions:
 def run(o: LensOptions) -> Path:
     _validate(o)
     torch.manual_seed(o.seed)
-    pair = load_pair(o.base, o.ft, dtype=o.dtype, device=o.device)
+    pair = load_pair(o.base, o.ft, dtype=o.dtype, device=o.device, base_device=o.base_device,
+                     ft_device=o.ft_device, device_map=o.device_map)
     data = _dataset(o, pair)
     n_layers = pair.base.adapter.n_layers
     layers = resolve_layers(o.layers, n_layers, "--layers")
@@ -136,10 +140,10 @@ def accumulate(pair: ModelPair, data: Dataset, layers: list[int], o: LensOptions
             rows = slice(start, min(start + o.chunk_size, n))
             idx = sample_index[rows]
             acc.add_positions(idx)
-            fb = log_probs(final_b(last, hb[last][rows]), V)
             ff = log_probs(final_f(last, hf[last][rows]), V)
+            fb = log_probs(final_b(last, hb[last][rows]), V).to(ff.device)  # models may sit on two devices
             for li, layer in enumerate(layers):
-                lb = fb if layer == last and o.method == "logit-lens" else log_probs(read_b(layer, hb[layer][rows]), V)
+                lb = fb if layer == last and o.method == "logit-lens" else log_probs(read_b(layer, hb[layer][rows]), V).to(ff.device)
                 lf = ff if layer == last and o.method == "logit-lens" else log_probs(read_f(layer, hf[layer][rows]), V)
                 acc.update(li, lb, lf, fb, ff, idx, rows if record else None)
         del hb, hf

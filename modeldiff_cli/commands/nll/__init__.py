@@ -34,6 +34,9 @@ def nll(
     label_b: Annotated[str | None, typer.Option("--label-b", help="Name of condition B (default: ft or B).")] = None,
     out: opt.Out = opt.DEFAULT_OUT,
     device: opt.Device = "auto",
+    base_device: opt.BaseDevice = None,
+    ft_device: opt.FtDevice = None,
+    device_map: opt.DeviceMap = None,
     dtype: opt.Dtype = "float32",
     batch_size: opt.BatchSize = 8,
     chunk_size: opt.ChunkSize = 256,
@@ -58,6 +61,6 @@ def nll(
         save_hidden_states=save_hidden_states,
         fields=PairFields(id_field, a_field, b_field, a_positions_field, b_positions_field),
         prompt_field=prompt_field, completion_field=completion_field, js_mode=js_mode, label_a=label_a, label_b=label_b, out=out,
-        device=device, dtype=dtype, batch_size=batch_size, chunk_size=chunk_size, max_samples=max_samples,
+        device=device, base_device=base_device, ft_device=ft_device, device_map=device_map, dtype=dtype, batch_size=batch_size, chunk_size=chunk_size, max_samples=max_samples,
         max_tokens=max_tokens, text_field=text_field, seed=seed, overwrite=overwrite,
     ))

@@ -33,6 +33,9 @@ class NllOptions:
     label_b: str | None
     out: Path
     device: str
+    base_device: str | None
+    ft_device: str | None
+    device_map: str | None
     dtype: str
     batch_size: int
     chunk_size: int
@@ -100,7 +103,8 @@ def _load(o: NllOptions, mode: str) -> Setup:
     from ...core.models import load_model, load_pair, resolve_source
 
     if mode == "models":
-        pair = load_pair(o.base, o.ft, dtype=o.dtype, device=o.device)
+        pair = load_pair(o.base, o.ft, dtype=o.dtype, device=o.device, base_device=o.base_device,
+                         ft_device=o.ft_device, device_map=o.device_map)
         labels = (o.label_a or "base", o.label_b or "ft")
         return Setup(mode, pair.base, pair.ft, pair.shared_vocab, labels,
                      {"a": pair.base.source.spec, "b": pair.ft.source.spec})
@@ -112,7 +116,7 @@ def _load(o: NllOptions, mode: str) -> Setup:
 
         loaded = load_head(source, dtype=o.dtype, device=o.device)
     else:
-        loaded = load_model(source, dtype=o.dtype, device=o.device, flag="--model")
+        loaded = load_model(source, dtype=o.dtype, device=o.device, device_map=o.device_map, flag="--model")
     vocab = loaded.adapter.lm_head.weight.shape[0]
     labels = (o.label_a or "A", o.label_b or "B")
     return Setup(mode, loaded, loaded, vocab, labels, {"model": source.spec})
