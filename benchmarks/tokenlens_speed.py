@@ -60,26 +60,26 @@ def run_inseq(model, tok, prompts, method, new_tokens, ig_steps):
 
     wrapped = inseq.load_model(model, method, tokenizer=tok)
     args = {"n_steps": ig_steps} if method == "integrated_gradients" else {}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     n_tok = 0
     for p in prompts:
         out = wrapped.attribute(p, generation_args={"max_new_tokens": new_tokens, "do_sample": False},
                                 attribution_args=args, show_progress=False, batch_size=1)
         n_tok += out.sequence_attributions[0].target_attributions.shape[1]
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     wrapped.attribution_method.unhook()
-    return n_tok, dt
+    return n_tok, dt, cpu
 
 
 def run_native(model, tok, prompts, method, new_tokens, ig_steps, batch_size):
     from modeldiff_cli.commands.tokenlens import engine
     from modeldiff_cli.commands.tokenlens.generate import greedy
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     seqs = greedy(model, tok, [tok(p)["input_ids"] for p in prompts], new_tokens, batch_size)
     mats = engine.attribute(model, tok, seqs, method, n_steps=ig_steps, batch_size=batch_size)
-    dt = time.perf_counter() - t0
-    return sum(m.shape[1] for m in mats), dt
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return sum(m.shape[1] for m in mats), dt, cpu
 
 
 def main() -> None:
@@ -103,15 +103,17 @@ def main() -> None:
     rows = []
     run_native(model, tok, prompts[:1], "saliency", 2, a.ig_steps, 1)  # warm-up (allocator, kernels)
     for method in a.methods.split(","):
-        n_i, t_i = run_inseq(model, tok, prompts, method, a.new_tokens, a.ig_steps)
-        n_n, t_n = run_native(model, tok, prompts, method, a.new_tokens, a.ig_steps, a.batch_size)
+        n_i, t_i, c_i = run_inseq(model, tok, prompts, method, a.new_tokens, a.ig_steps)
+        n_n, t_n, c_n = run_native(model, tok, prompts, method, a.new_tokens, a.ig_steps, a.batch_size)
         tps_i, tps_n = n_i / t_i, n_n / t_n
         row = {"method": method, "inseq_tokens": n_i, "inseq_s": round(t_i, 2), "inseq_tok_per_s": round(tps_i, 3),
                "native_tokens": n_n, "native_s": round(t_n, 2), "native_tok_per_s": round(tps_n, 3),
-               "ratio": round(tps_n / tps_i, 2), "target_ratio": target.get(method)}
+               "ratio": round(tps_n / tps_i, 2), "inseq_cpu_s": round(c_i, 2), "native_cpu_s": round(c_n, 2),
+               "cpu_time_ratio": round((n_n / c_n) / (n_i / c_i), 2), "target_ratio": target.get(method)}
         rows.append(row)
         print(f"{method:22s} inseq {tps_i:8.3f} tok/s ({n_i} tok, {t_i:7.1f} s)   native {tps_n:8.3f} tok/s "
-              f"({n_n} tok, {t_n:6.1f} s)   ratio {tps_n / tps_i:5.2f}x (target >= {target.get(method)}x)", flush=True)
+              f"({n_n} tok, {t_n:6.1f} s)   ratio {tps_n / tps_i:5.2f}x (target >= {target.get(method)}x; "
+              f"per CPU-second {row['cpu_time_ratio']:.2f}x)", flush=True)
     if a.json:
         a.json.write_text(json.dumps(rows, indent=2))
 

@@ -66,7 +66,9 @@ def _scores(logits: Float[torch.Tensor, "r n v"], pos: Int[torch.Tensor, "r t"],
 def per_target_grads(model, embeds: Float[torch.Tensor, "r n d"], attn: Int[torch.Tensor, "r n"], pos, tgt, valid, score: str) -> Float[torch.Tensor, "t r n d"]:
     """``d f_t / d embeds`` for every target ``t`` of every row, from one forward and one batched backward."""
     embeds = embeds.detach().requires_grad_(True)
-    first = int(pos.min())  # lm_head only on the positions that hold targets (vocab-sized rows are costly)
+    # lm_head only from the first target position on (vocab-sized rows are costly); padded targets point there
+    first = int(torch.where(valid > 0, pos, embeds.shape[1] - 1).min())
+    pos = torch.where(valid > 0, pos, first)
     keep = embeds.shape[1] - first
     kwargs = {"logits_to_keep": keep} if _accepts_logits_to_keep(model) else {}
     logits = model(inputs_embeds=embeds, attention_mask=attn, use_cache=False, **kwargs).logits
