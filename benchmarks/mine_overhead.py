@@ -1,7 +1,8 @@
 """`mine` overhead vs two bare forward passes, peak memory vs samples, and NMF time.
 
 Usage: .venv/bin/python benchmarks/mine_overhead.py [--samples 64] [--tokens 128] [--batch-size 8] [--repeats 3]
-       [--memory-tokens 128] [--skip-memory] [--skip-nmf]
+       [--memory-tokens 128] [--skip-memory] [--skip-nmf] [--skip-overhead] [--nmf-small 300] [--nmf-dense 2000]
+       [--nmf-coo 100000] [--nmf-iters 5]
 
 Pair: SmolLM-135M-shaped Llama (vocab 49152, hidden 576, 30 layers, 9 heads, 3 KV heads, intermediate 1536),
 random weights from config (two seeds). Ratio = median mine-loop time / median time of both models' plain
@@ -107,21 +108,61 @@ def memory(a):
           f"batch {a.batch_size}): growth {100 * (res[512] / res[64] - 1):+.1f}%")
 
 
-def nmf_bench():
+def _zipf_records(n: int, seed: int = 0):
     import torch
 
-    from modeldiff_cli.commands.mine.nmf import fit_topics, sparse_matrix
-
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(seed)
     probs = 1 / torch.arange(1, 49153).double() ** 1.1
-    ids = torch.multinomial(probs, 100_000 * 100, replacement=True, generator=g).view(100_000, 100).int()
-    vals = torch.rand(100_000, 100, generator=g)
+    ids = torch.multinomial(probs, n * 100, replacement=True, generator=g).view(n, 100).int()
+    return ids, torch.rand(n, 100, generator=g)
+
+
+def nmf_bench(a):
+    """100k x K=100 with the backend `auto` picks (sparse); torchnmf vs sparse from the same initialisation at a
+    size inside auto's dense budget; per-iteration cost of torchnmf's dense fit near 5e7 floats and of torchnmf's
+    own sparse-COO path, against the sparse backend on the same matrices."""
+    import torch
+
+    from modeldiff_cli.commands.mine.nmf import DENSE_BUDGET, choose_backend, fit_topics, sparse_matrix
+
+    ids, vals = _zipf_records(100_000)
     for beta in (2.0, 1.0):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         m, tok = sparse_matrix(ids, vals, None, "binary")
         topics = fit_topics(m, tok, topics=5, beta=beta, orthogonal=0.0, seed=0, max_iter=100)
-        print(f"nmf: 100000 positions x K=100 ({m._nnz()} entries, {tok.numel()} tokens), beta {beta:g}, 5 topics: "
-              f"{time.perf_counter() - t:.1f} s ({topics.iterations} iterations, matrix build included)")
+        print(f"nmf: 100000 positions x K=100 ({m._nnz()} entries, {tok.numel()} tokens), beta {beta:g}, 5 topics, "
+              f"auto -> {topics.backend}: {time.perf_counter() - t:.1f} s wall, {time.process_time() - c:.1f} s CPU "
+              f"({topics.iterations} iterations, matrix build included)")
+    # both backends, full fits, inside auto's budget
+    m, tok = sparse_matrix(*_zipf_records(a.nmf_small), None, "binary")
+    fits = {}
+    for backend in ("torchnmf", "sparse"):
+        t = time.perf_counter()
+        fits[backend] = fit_topics(m, tok, topics=5, beta=2.0, orthogonal=0.0, seed=0, max_iter=100, backend=backend)
+        fits[backend].seconds = time.perf_counter() - t
+    tn, sp = fits["torchnmf"], fits["sparse"]
+    print(f"nmf backends: {a.nmf_small} x {tok.numel()} ({a.nmf_small * tok.numel() / 1e6:.1f}M dense floats, budget "
+          f"{DENSE_BUDGET / 1e6:g}M, auto -> {choose_backend('auto', tuple(m.shape), 0.0)}), beta 2, 5 topics: torchnmf "
+          f"{tn.seconds:.2f} s ({tn.iterations} it), sparse {sp.seconds:.2f} s ({sp.iterations} it); "
+          f"max |W_torchnmf - W_sparse| = {float((tn.weights - sp.weights).abs().max()):.1e}")
+    # per-iteration costs, fixed iteration count
+    it = a.nmf_iters
+    for n, backends in ((a.nmf_dense, ("torchnmf", "sparse")), (a.nmf_coo, ("torchnmf-sparse", "sparse"))):
+        m, tok = sparse_matrix(*_zipf_records(n), None, "binary")
+        per = {}
+        for backend in backends:
+            t = time.perf_counter()
+            if backend == "torchnmf-sparse":
+                from torchnmf.nmf import NMF
+
+                model = NMF(W=torch.rand(m.shape[1], 5), H=torch.rand(m.shape[0], 5))
+                model.fit(m, beta=2.0, tol=float("-inf"), max_iter=it)
+            else:
+                fit_topics(m, tok, topics=5, beta=2.0, orthogonal=0.0, seed=0, max_iter=it, tol=float("-inf"), backend=backend)
+            per[backend] = (time.perf_counter() - t) / it
+        print(f"nmf per iteration ({it} iterations, beta 2, 5 topics): {n} positions x K=100 ({m._nnz()} entries, "
+              f"{tok.numel()} tokens, {n * tok.numel() / 1e6:.1f}M dense floats): "
+              + ", ".join(f"{b} {s:.3f} s" for b, s in per.items()) + f"; ratio {per[backends[0]] / per['sparse']:.0f}x")
 
 
 if __name__ == "__main__":
@@ -134,6 +175,10 @@ if __name__ == "__main__":
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--skip-nmf", action="store_true")
     ap.add_argument("--skip-overhead", action="store_true")
+    ap.add_argument("--nmf-small", type=int, default=300, help="positions of the torchnmf-vs-sparse full fits")
+    ap.add_argument("--nmf-dense", type=int, default=2000, help="positions of the dense torchnmf per-iteration timing")
+    ap.add_argument("--nmf-coo", type=int, default=100000, help="positions of the torchnmf sparse-path timing")
+    ap.add_argument("--nmf-iters", type=int, default=5, help="iterations of the per-iteration timings (setup included)")
     ap.add_argument("--child", type=int)
     a = ap.parse_args()
     if a.child:
@@ -144,4 +189,4 @@ if __name__ == "__main__":
     if not a.skip_memory:
         memory(a)
     if not a.skip_nmf:
-        nmf_bench()
+        nmf_bench(a)

@@ -31,6 +31,7 @@ def mine(
     nmf_beta: Annotated[float, typer.Option("--nmf-beta", help="NMF beta-divergence: 1 = KL, 2 = Frobenius.")] = 2.0,
     nmf_orthogonal: Annotated[float, typer.Option("--nmf-orthogonal", help="Weight of the orthogonality penalty between topics (0 = off).")] = 0.0,
     nmf_max_iter: Annotated[int, typer.Option("--nmf-max-iter", min=1, help="Maximum NMF iterations.")] = 100,
+    nmf_backend: Annotated[str, typer.Option("--nmf-backend", help="NMF solver: torchnmf (dense column-compressed matrix), sparse (same updates on CSR; needed for --nmf-orthogonal) or auto (torchnmf when positions x distinct tokens <= 4e6 and no orthogonality).")] = "auto",
     filter_punctuation: Annotated[bool, typer.Option("--filter-punctuation/--keep-punctuation", help="Leave punctuation-only tokens out of the orderings.")] = False,
     filter_special: Annotated[bool, typer.Option("--filter-special/--keep-special", help="Leave special tokens (bos, eos, pad) out of the orderings.")] = True,
     consolidate_case: Annotated[bool, typer.Option("--consolidate-case", help="Merge tokens equal after stripping and lower-casing (' Cake', 'cake').")] = False,
@@ -61,7 +62,8 @@ def mine(
     run(MineOptions(
         base=base, ft=ft, data=list(data or []), extraction=extraction, layer=layer, top_k=top_k, top_n=top_n,
         orderings=orderings, nmf_mode=nmf_mode, nmf_topics=nmf_topics, nmf_beta=nmf_beta,
-        nmf_orthogonal=nmf_orthogonal, nmf_max_iter=nmf_max_iter, filter_punctuation=filter_punctuation,
+        nmf_orthogonal=nmf_orthogonal, nmf_max_iter=nmf_max_iter, nmf_backend=nmf_backend,
+        filter_punctuation=filter_punctuation,
         filter_special=filter_special, consolidate_case=consolidate_case, likelihood_ratios=likelihood_ratios,
         two_pass=two_pass, patchscope_prompt=patchscope_prompt, patchscope_layer=patchscope_layer, plots=plots,
         out=out, device=device, dtype=dtype, batch_size=batch_size, chunk_size=chunk_size, max_samples=max_samples,

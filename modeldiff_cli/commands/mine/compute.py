@@ -13,7 +13,7 @@ from ...core.tokens import special_ids
 from .accumulate import Accumulated, accumulate, collect_base_rows
 from .extract import Extractor, detached_readout, make_extractor
 from .load import Inputs, load_one
-from .nmf import Topics, fit_topics, sparse_matrix
+from .nmf import DENSE_BUDGET, Topics, choose_backend, fit_topics, sparse_matrix
 from .orderings import TokenView, make_ordering, token_view
 
 
@@ -86,8 +86,12 @@ def nmf_orderings(o, dataset: str, acc: Accumulated, view: TokenView) -> tuple[T
     matrix, token_ids = sparse_matrix(ids, vals, view.keep, o.nmf_mode)
     if matrix._nnz() == 0:
         return None, []
+    backend = choose_backend(o.nmf_backend, tuple(matrix.shape), o.nmf_orthogonal)
+    if backend == "torchnmf" and matrix.shape[0] * matrix.shape[1] > DENSE_BUDGET:
+        console.info(f"warning: --nmf-backend torchnmf densifies a {matrix.shape[0]} x {matrix.shape[1]} matrix "
+                     f"(> {DENSE_BUDGET:.0e} floats); --nmf-backend auto would use the sparse backend")
     topics = fit_topics(matrix, token_ids, topics=o.nmf_topics, beta=o.nmf_beta, orthogonal=o.nmf_orthogonal,
-                        seed=o.seed, max_iter=o.nmf_max_iter)
+                        seed=o.seed, max_iter=o.nmf_max_iter, backend=backend)
     stats = acc.stats
     n = max(stats.total_positions, 1)
     result = []
@@ -108,6 +112,8 @@ def nmf_orderings(o, dataset: str, acc: Accumulated, view: TokenView) -> tuple[T
             "metadata": {"dataset": dataset, "topic": t, "mass": float(topics.mass[t]),
                          "prevalence": float(topics.prevalence[t]), "mode": o.nmf_mode, "beta": o.nmf_beta,
                          "orthogonal": o.nmf_orthogonal, "topics": topics.weights.shape[0], "seed": o.seed,
-                         "iterations": topics.iterations, "matrix_entries": topics.n_entries, **view.filters},
+                         "iterations": topics.iterations, "matrix_entries": topics.n_entries,
+                         "matrix_shape": list(matrix.shape), "backend": topics.backend,
+                         "backend_requested": o.nmf_backend, **view.filters},
         })
     return topics, result

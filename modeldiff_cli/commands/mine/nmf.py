@@ -1,7 +1,10 @@
 """NMF topics of promoted tokens: a sparse positions x tokens matrix of each position's top-K positive
-entries, factorised with beta-divergence multiplicative updates (torchnmf's rules, run on a CSR matrix: torchnmf's own
-sparse path took 237 s for 30 iterations on 100k positions x K=100), optionally with an orthogonality penalty on
-the topic-token matrix. Fully vectorised; deterministic per seed."""
+entries, factorised by beta-divergence multiplicative updates with one of two backends from the same seeded
+initialisation: ``torchnmf`` (``torchnmf.nmf.NMF.fit`` on the dense column-compressed matrix, see
+nmf_torchnmf.py) or ``sparse`` (the same update rules, eps and stopping rule, run on CSR matrices with SDDMM:
+torchnmf's own sparse path is far too slow at 100k positions x K=100), the latter optionally with an
+orthogonality penalty on the topic-token matrix. ``auto`` picks torchnmf when the dense matrix fits
+``DENSE_BUDGET`` floats and no orthogonality is asked. Fully vectorised; deterministic per seed."""
 
 from __future__ import annotations
 
@@ -10,7 +13,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .nmf_torchnmf import DENSE_BUDGET, dense_size, torchnmf_updates
+
 MODES = ("binary", "magnitude")
+BACKENDS = ("auto", "torchnmf", "sparse")
+EPS = torch.finfo(torch.float32).eps  # torchnmf's eps: added to numerators (and Frobenius denominators)
 
 
 @dataclass
@@ -26,6 +33,7 @@ class Topics:
     cosine: Tensor
     iterations: int
     n_entries: int
+    backend: str = "sparse"
 
 
 def sparse_matrix(ids: Tensor, values: Tensor, keep: Tensor | None, mode: str) -> tuple[Tensor, Tensor]:
@@ -71,11 +79,11 @@ class SparseV:
 
     def recon(self, h: Tensor, w: Tensor) -> Tensor:
         """(H W^T) at the stored entries of V (CSR order)."""
-        return torch.sparse.sampled_addmm(self.csr, h, w.t().contiguous(), beta=0.0).values().clamp_min(1e-12)
+        return torch.sparse.sampled_addmm(self.csr, h, w.t().contiguous(), beta=0.0).values() + EPS
 
     def recon_t(self, h: Tensor, w: Tensor) -> Tensor:
         """(W H^T) at the stored entries of V^T (CSR order of the transpose)."""
-        return torch.sparse.sampled_addmm(self.csr_t, w, h.t().contiguous(), beta=0.0).values().clamp_min(1e-12)
+        return torch.sparse.sampled_addmm(self.csr_t, w, h.t().contiguous(), beta=0.0).values() + EPS
 
 
 def divergence(v: SparseV, h: Tensor, w: Tensor, beta: float) -> float:
@@ -86,47 +94,81 @@ def divergence(v: SparseV, h: Tensor, w: Tensor, beta: float) -> float:
     return 0.5 * float((v.vals**2).sum() - 2 * (v.vals * rec).sum() + ((h.t() @ h) * (w.t() @ w)).sum())
 
 
+def _loss(v: SparseV, h: Tensor, w: Tensor, beta: float) -> float:
+    """torchnmf's monitored loss ``sqrt(2 D)``."""
+    return (2 * max(divergence(v, h, w, beta), 0.0)) ** 0.5
+
+
 def multiplicative_updates(v: SparseV, h: Tensor, w: Tensor, beta: float, orthogonal: float = 0.0,
                            max_iter: int = 200, tol: float = 1e-4) -> tuple[Tensor, Tensor, int]:
-    """Lee-Seung / beta-divergence multiplicative updates of ``V ~ H W^T`` (beta 1 = KL, 2 = Frobenius), the
-    rules torchnmf applies, on a CSR matrix. ``orthogonal`` adds ``lam * sum_{i != j} w_i . w_j`` (distinct
-    topics' token vectors) to the objective of W. Stops when the relative loss decrease over 10 iterations
-    falls below ``tol``."""
+    """Beta-divergence multiplicative updates of ``V ~ H W^T`` (beta 1 = KL, 2 = Frobenius) exactly as
+    torchnmf's ``NMF.fit`` applies them (W then H; ``W *= (num + eps) / den`` with eps also in the Frobenius
+    denominator; loss ``sqrt(2 D)`` checked every 10 iterations, stop when its decrease relative to the initial
+    loss falls below ``tol``), on a CSR matrix. ``orthogonal`` adds ``lam * sum_{i != j} w_i . w_j``
+    (distinct topics' token vectors) to the objective of W: ``lam * W (11^T - I)`` joins W's denominator."""
     r = w.shape[1]
-    off = orthogonal * (torch.ones(r, r) - torch.eye(r))
-    eps = 1e-12
-    first = prev = divergence(v, h, w, beta)
+    off = orthogonal * (torch.ones(r, r) - torch.eye(r)) if orthogonal > 0 else None
+    first = prev = _loss(v, h, w, beta)
     it = 0
     for it in range(1, max_iter + 1):
         if beta == 1:
-            num, den = v.tmm(h, v.vals_t / v.recon_t(h, w)), h.sum(0, keepdim=True).expand_as(w)
+            num, den = v.tmm(h, v.vals_t / v.recon_t(h, w)), h.sum(0, keepdim=True).clamp_min(1e-30)
         else:
-            num, den = v.tmm(h), w @ (h.t() @ h)
-        w = w * num / (den + w @ off + eps)
+            num, den = v.tmm(h), w @ (h.t() @ h) + EPS
+        w = w * (num + EPS) / (den if off is None else den + w @ off)
         if beta == 1:
-            num, den = v.mm(w, v.vals / v.recon(h, w)), w.sum(0, keepdim=True).expand_as(h)
+            num, den = v.mm(w, v.vals / v.recon(h, w)), w.sum(0, keepdim=True).clamp_min(1e-30)
         else:
-            num, den = v.mm(w), h @ (w.t() @ w)
-        h = h * num / (den + eps)
+            num, den = v.mm(w), h @ (w.t() @ w) + EPS
+        h = h * (num + EPS) / den
         if it % 10 == 0:
-            loss = divergence(v, h, w, beta)
+            loss = _loss(v, h, w, beta)
             if (prev - loss) / max(first, 1e-12) < tol:
                 break
             prev = loss
     return h, w, it
 
 
-def fit_topics(v: Tensor, token_ids: Tensor, *, topics: int, beta: float, orthogonal: float, seed: int,
-               max_iter: int = 200, tol: float = 1e-4) -> Topics:
-    """Factorise ``v`` (sparse ``[positions, m]``) into ``topics`` topics; same seed, same topics."""
-    n, m = v.shape
-    rank = max(1, min(topics, m, n))
-    sv = SparseV(v)
+def choose_backend(requested: str, shape: tuple[int, int], orthogonal: float, budget: int = DENSE_BUDGET) -> str:
+    """``auto`` -> ``torchnmf`` when ``positions x distinct tokens <= budget`` and no orthogonality penalty
+    (torchnmf has none), else ``sparse``; an explicit choice is kept."""
+    if requested != "auto":
+        return requested
+    return "torchnmf" if orthogonal == 0 and dense_size(shape) <= budget else "sparse"
+
+
+def init_factors(n: int, m: int, rank: int, total: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Seeded uniform initialisation ``h [n, rank]``, ``w [m, rank]`` scaled so ``H W^T`` matches V's mean."""
     gen = torch.Generator().manual_seed(seed)
-    scale = (float(sv.vals.sum()) / max(n * m, 1) / rank) ** 0.5
+    scale = (total / max(n * m, 1) / rank) ** 0.5
     h = torch.rand(n, rank, generator=gen) * scale + 1e-6
     w = torch.rand(m, rank, generator=gen) * scale + 1e-6
-    h, w, iters = multiplicative_updates(sv, h, w, beta, orthogonal, max_iter, tol)
+    return h, w
+
+
+def fit_topics(v: Tensor, token_ids: Tensor, *, topics: int, beta: float, orthogonal: float, seed: int,
+               max_iter: int = 200, tol: float = 1e-4, backend: str = "auto", budget: int = DENSE_BUDGET) -> Topics:
+    """Factorise ``v`` (sparse ``[positions, m]``) into ``topics`` topics with ``backend`` (auto, torchnmf,
+    sparse; see ``choose_backend``); same seed, same topics."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown NMF backend {backend!r}")
+    v = v.coalesce()
+    n, m = v.shape
+    rank = max(1, min(topics, m, n))
+    chosen = choose_backend(backend, (n, m), orthogonal, budget)
+    if chosen == "torchnmf" and orthogonal > 0:
+        raise ValueError("the torchnmf backend has no orthogonality penalty; use the sparse backend")
+    h, w = init_factors(n, m, rank, float(v.values().float().sum()), seed)
+    if chosen == "torchnmf":
+        h, w, iters = torchnmf_updates(v, h, w, beta, max_iter, tol)
+    else:
+        h, w, iters = multiplicative_updates(SparseV(v), h, w, beta, orthogonal, max_iter, tol)
+    return _topics(h, w, token_ids, iters, int(v._nnz()), chosen)
+
+
+def _topics(h: Tensor, w: Tensor, token_ids: Tensor, iters: int, n_entries: int, backend: str) -> Topics:
+    """Normalise W's columns to sum 1 (H takes the scale), sort topics by mass, compute the metrics."""
+    rank = w.shape[1]
     scale = w.sum(0).clamp_min(1e-12)
     w, h = w / scale, h * scale
     mass = h.sum(0) / h.sum().clamp_min(1e-12)
@@ -137,4 +179,4 @@ def fit_topics(v: Tensor, token_ids: Tensor, *, topics: int, beta: float, orthog
     prevalence = torch.bincount(dominant, minlength=rank).double() / max(int(active.sum()), 1)
     unit = w / w.norm(dim=0, keepdim=True).clamp_min(1e-12)
     return Topics(token_ids=token_ids, weights=w.t().contiguous(), loadings=h, mass=mass, prevalence=prevalence,
-                  cosine=unit.t() @ unit, iterations=int(iters), n_entries=int(sv.vals.numel()))
+                  cosine=unit.t() @ unit, iterations=int(iters), n_entries=n_entries, backend=backend)

@@ -9,7 +9,7 @@ from ...core import console
 from ...core.errors import UserError
 from ...core.rundir import config_hash, run_directory, slug
 from .extract import EXTRACTIONS
-from .nmf import MODES
+from .nmf import BACKENDS, MODES
 from .orderings import ORDERINGS
 
 DEFAULT_ORDERINGS = "top-k-occurring,fraction-positive-diff,nmf"
@@ -30,6 +30,7 @@ class MineOptions:
     nmf_beta: float = 2.0
     nmf_orthogonal: float = 0.0
     nmf_max_iter: int = 100
+    nmf_backend: str = "auto"
     filter_punctuation: bool = False
     filter_special: bool = True
     consolidate_case: bool = False
@@ -74,6 +75,10 @@ def validate(o: MineOptions) -> list[str]:
         raise UserError(f"--nmf-beta {o.nmf_beta}: expected 1 (KL) or 2 (Frobenius)")
     if o.nmf_orthogonal < 0:
         raise UserError(f"--nmf-orthogonal {o.nmf_orthogonal}: must be >= 0")
+    if o.nmf_backend not in BACKENDS:
+        raise UserError(f"--nmf-backend {o.nmf_backend!r}: expected one of {', '.join(BACKENDS)}")
+    if o.nmf_backend == "torchnmf" and o.nmf_orthogonal > 0:
+        raise UserError("--nmf-orthogonal: torchnmf has no orthogonality penalty; use --nmf-backend auto or sparse")
     if o.two_pass and o.extraction == "patchscope":
         raise UserError("--two-pass: not available with --extraction patchscope (its readout needs the whole base model)")
     if o.extraction == "logits" and o.layer is not None:
@@ -103,7 +108,7 @@ def run(o: MineOptions) -> Path:
         "datasets": {d.name: d.fingerprint for d in inputs.datasets}, "extraction": o.extraction,
         "layer": inputs.layer, "top_k": o.top_k, "top_n": o.top_n, "orderings": orderings,
         "nmf": {"mode": o.nmf_mode, "topics": o.nmf_topics, "beta": o.nmf_beta, "orthogonal": o.nmf_orthogonal,
-                "max_iter": o.nmf_max_iter} if "nmf" in orderings else None,
+                "max_iter": o.nmf_max_iter, "backend": o.nmf_backend} if "nmf" in orderings else None,
         "filters": {"punctuation": o.filter_punctuation, "special": o.filter_special, "consolidate_case": o.consolidate_case},
         "likelihood_ratios": o.likelihood_ratios, "max_samples": o.max_samples, "max_tokens": o.max_tokens,
         "text_field": o.text_field, "dtype": o.dtype, "seed": o.seed,
@@ -133,7 +138,8 @@ def run_parts(o: MineOptions, inputs, config: dict, orderings: list[str]) -> lis
     variant = {k: config[k] for k in ("orderings", "nmf", "filters", "top_n", "likelihood_ratios", "patchscope")}
     ref = {"orderings": parse_orderings(default.orderings),
            "nmf": {"mode": default.nmf_mode, "topics": default.nmf_topics, "beta": default.nmf_beta,
-                   "orthogonal": default.nmf_orthogonal, "max_iter": default.nmf_max_iter},
+                   "orthogonal": default.nmf_orthogonal, "max_iter": default.nmf_max_iter,
+                   "backend": default.nmf_backend},
            "filters": {"punctuation": default.filter_punctuation, "special": default.filter_special,
                        "consolidate_case": default.consolidate_case},
            "top_n": default.top_n, "likelihood_ratios": default.likelihood_ratios,

@@ -47,6 +47,7 @@ def write_outputs(run, o, inputs, results, orderings: list[str]) -> None:
                 "mass": topics.mass if topics is not None else [], "prevalence": topics.prevalence if topics is not None else [],
                 "pairwise_cosine": topics.cosine if topics is not None else [],
                 "iterations": topics.iterations if topics is not None else 0,
+                "backend": topics.backend if topics is not None else None,
             })
             for t, ordering in enumerate(res.topic_orderings):
                 write_json(folder / f"topic_{t}.json", ordering)
@@ -62,6 +63,8 @@ def write_outputs(run, o, inputs, results, orderings: list[str]) -> None:
         "pair_notes": inputs.report.notes, "extraction": o.extraction, "layer": inputs.layer,
         "n_layers": inputs.n_layers, "two_pass": o.two_pass, "orderings": orderings,
         "token_filters": results.view.filters,
+        "nmf_backend_used": {r.name: r.topics.backend for r in results.datasets if r.topics is not None}
+        if "nmf" in orderings else None,
         "datasets": [{"name": d.name, "path": str(d.path), "samples": len(d.samples), "positions": r.acc.stats.total_positions}
                      for d, r in zip(inputs.datasets, results.datasets)],
     })
