@@ -68,8 +68,8 @@ def bare(base, ft, bs):
 
     with torch.inference_mode():
         for b in bs:
-            base.model(input_ids=b.input_ids, attention_mask=b.attention_mask).logits
-            ft.model(input_ids=b.input_ids, attention_mask=b.attention_mask).logits
+            _ = base.model(input_ids=b.input_ids, attention_mask=b.attention_mask).logits
+            _ = ft.model(input_ids=b.input_ids, attention_mask=b.attention_mask).logits
 
 
 def timed(fn, repeats):
@@ -84,7 +84,8 @@ def timed(fn, repeats):
 def overhead(a):
     base, ft = build_pair()
     bs = batches(a.samples, a.tokens, a.batch_size)
-    bare(base, ft, bs[:1]); mine_loop(base, ft, bs[:1])  # warm-up
+    bare(base, ft, bs[:1])  # warm-up
+    mine_loop(base, ft, bs[:1])
     t_bare, all_bare = timed(lambda: bare(base, ft, bs), a.repeats)
     t_mine, all_mine = timed(lambda: mine_loop(base, ft, bs), a.repeats)
     print(f"overhead: {a.samples} samples x {a.tokens} tokens, batch {a.batch_size}: two bare forwards {t_bare:.2f} s "

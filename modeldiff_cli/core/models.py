@@ -187,6 +187,7 @@ def load_model(
     device_map: str | None = None,
     role: str = "ft",
     flag: str = "--model",
+    device_flag: str = "--device",
 ) -> LoadedModel:
     """Load a causal LM and its tokenizer in eval mode.
 
@@ -200,10 +201,12 @@ def load_model(
     kwargs: dict = {"dtype": torch_dtype}
     if device_map:
         kwargs["device_map"] = device_map
+    if not device_map:
+        resolve_device(device, device_flag)  # fail before the weights load
     tokenizer = load_tokenizer(source, flag)
     model = _from_pretrained(AutoModelForCausalLM, source, flag, **kwargs)
     if not device_map:
-        model = model.to(resolve_device(device))
+        model = model.to(resolve_device(device, device_flag))
     model.eval()
     model.requires_grad_(False)
     adapter = adapter_for(model)
@@ -306,8 +309,10 @@ def load_pair(
     )
     if not report.compatible:
         raise UserError(f"--base {base_src.spec} and --ft {ft_src.spec} cannot be diffed: " + "; ".join(report.reasons))
-    b = load_model(base_src, dtype=dtype, device=base_device or device, device_map=device_map, flag="--base")
-    f = load_model(ft_src, dtype=dtype, device=ft_device or device, device_map=device_map, flag="--ft")
+    b = load_model(base_src, dtype=dtype, device=base_device or device, device_map=device_map, flag="--base",
+                   device_flag="--base-device" if base_device else "--device")
+    f = load_model(ft_src, dtype=dtype, device=ft_device or device, device_map=device_map, flag="--ft",
+                   device_flag="--ft-device" if ft_device else "--device")
     return ModelPair(b, f, report)
 
 

@@ -77,8 +77,8 @@ def accumulate(
             step = max(1, chunk_size)
             for start in range(0, rows_f.shape[0], step):
                 sl = slice(start, start + step)
-                lb = base.read(rows_b[sl])
                 lf = ft.read(rows_f[sl])
+                lb = base.read(rows_b[sl]).to(lf.device)  # no-op when both models share a device
                 if likelihood:
                     _add_likelihood(acc, lb, lf, targets[sl], sample[sl])
                 diff = lf[:, :vocab].sub_(lb[:, :vocab])

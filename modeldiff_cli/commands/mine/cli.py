@@ -42,6 +42,9 @@ def mine(
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write the PNG plots.")] = True,
     out: opt.Out = opt.DEFAULT_OUT,
     device: opt.Device = "auto",
+    base_device: opt.BaseDevice = None,
+    ft_device: opt.FtDevice = None,
+    device_map: opt.DeviceMap = None,
     dtype: opt.Dtype = "float32",
     batch_size: opt.BatchSize = 8,
     chunk_size: opt.ChunkSize = 1024,
@@ -66,7 +69,7 @@ def mine(
         filter_punctuation=filter_punctuation,
         filter_special=filter_special, consolidate_case=consolidate_case, likelihood_ratios=likelihood_ratios,
         two_pass=two_pass, patchscope_prompt=patchscope_prompt, patchscope_layer=patchscope_layer, plots=plots,
-        out=out, device=device, dtype=dtype, batch_size=batch_size, chunk_size=chunk_size, max_samples=max_samples,
+        out=out, device=device, base_device=base_device, ft_device=ft_device, device_map=device_map, dtype=dtype, batch_size=batch_size, chunk_size=chunk_size, max_samples=max_samples,
         max_tokens=max_tokens, text_field=text_field, seed=seed, overwrite=overwrite,
     ))
 

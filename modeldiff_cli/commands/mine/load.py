@@ -9,8 +9,17 @@ from pathlib import Path
 from ...core.arch import resolve_layer
 from ...core.data import Dataset, load_dataset
 from ...core.errors import UserError
-from ...core.models import (LoadedModel, ModelSource, PairReport, check_pair, load_config, load_model,
-                            load_pair, load_tokenizer, resolve_source)
+from ...core.models import (
+    LoadedModel,
+    ModelSource,
+    PairReport,
+    check_pair,
+    load_config,
+    load_model,
+    load_pair,
+    load_tokenizer,
+    resolve_source,
+)
 
 
 @dataclass
@@ -38,10 +47,11 @@ def load_inputs(o, paths: list[Path]) -> Inputs:
         if not report.compatible:
             raise UserError(f"--base {bs.spec} and --ft {fs.spec} cannot be diffed: " + "; ".join(report.reasons))
         tokenizer = load_tokenizer(bs, "--base")
-        n_layers = getattr(bcfg, "num_hidden_layers", None) or getattr(bcfg.get_text_config(), "num_hidden_layers")
+        n_layers = getattr(bcfg, "num_hidden_layers", None) or bcfg.get_text_config().num_hidden_layers
         base = ft = None
     else:
-        pair = load_pair(o.base, o.ft, dtype=o.dtype, device=o.device)
+        pair = load_pair(o.base, o.ft, dtype=o.dtype, device=o.device, base_device=o.base_device,
+                         ft_device=o.ft_device, device_map=o.device_map)
         bs, fs, report, tokenizer = pair.base.source, pair.ft.source, pair.report, pair.tokenizer
         n_layers, base, ft = pair.base.adapter.n_layers, pair.base, pair.ft
     if o.top_k > report.shared_vocab:
@@ -50,7 +60,7 @@ def load_inputs(o, paths: list[Path]) -> Inputs:
     if o.extraction != "logits":
         layer = resolve_layer(o.layer if o.layer is not None else "-1", n_layers, "--layer")
     datasets, names = [], set()
-    for i, p in enumerate(paths):
+    for p in paths:
         flag = "--data"
         ds = load_dataset(p, tokenizer, text_field=o.text_field, max_samples=o.max_samples, max_tokens=o.max_tokens, flag=flag)
         base_name, k = ds.name, 2
@@ -62,4 +72,6 @@ def load_inputs(o, paths: list[Path]) -> Inputs:
 
 
 def load_one(o, source: ModelSource, flag: str) -> LoadedModel:
-    return load_model(source, dtype=o.dtype, device=o.device, flag=flag)
+    own = o.base_device if flag == "--base" else o.ft_device
+    return load_model(source, dtype=o.dtype, device=own or o.device, device_map=o.device_map, flag=flag,
+                      device_flag=(flag + "-device") if own else "--device")

@@ -41,6 +41,9 @@ class MineOptions:
     plots: bool = True
     out: Path = Path("runs")
     device: str = "auto"
+    base_device: str | None = None
+    ft_device: str | None = None
+    device_map: str | None = None
     dtype: str = "float32"
     batch_size: int = 8
     chunk_size: int = 1024
