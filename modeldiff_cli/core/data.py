@@ -75,21 +75,15 @@ def file_fingerprint(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def read_records(path: str | Path, text_field: str = "text", flag: str = "--data", max_samples: int | None = None) -> list[Record]:
-    """Read raw records; missing/empty files, malformed JSON and missing fields raise UserError with file:line."""
+def iter_jsonl(path: str | Path, flag: str = "--data") -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` for each non-empty line of a JSONL file; a missing file, malformed JSON or a
+    non-object line raises UserError naming the flag or ``file:line``."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(f"{flag} {path}: no such file")
-    records: list[Record] = []
-    is_jsonl = path.suffix in (".jsonl", ".json")
     with path.open(encoding="utf-8", errors="replace") as fh:
         for lineno, line in enumerate(fh, 1):
-            if max_samples is not None and len(records) >= max_samples:
-                break
             if not line.strip():
-                continue
-            if not is_jsonl:
-                records.append(Record(line=lineno, text=line.rstrip("\n")))
                 continue
             try:
                 obj = json.loads(line)
@@ -97,7 +91,27 @@ def read_records(path: str | Path, text_field: str = "text", flag: str = "--data
                 raise UserError(f"{path}:{lineno}: malformed JSON ({err.msg})") from None
             if not isinstance(obj, dict):
                 raise UserError(f"{path}:{lineno}: expected a JSON object per line")
+            yield lineno, obj
+
+
+def read_records(path: str | Path, text_field: str = "text", flag: str = "--data", max_samples: int | None = None) -> list[Record]:
+    """Read raw records; missing/empty files, malformed JSON and missing fields raise UserError with file:line."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"{flag} {path}: no such file")
+    records: list[Record] = []
+    if path.suffix in (".jsonl", ".json"):
+        for lineno, obj in iter_jsonl(path, flag):
+            if max_samples is not None and len(records) >= max_samples:
+                break
             records.append(_record_from(obj, path, lineno, text_field))
+    else:
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if max_samples is not None and len(records) >= max_samples:
+                    break
+                if line.strip():
+                    records.append(Record(line=lineno, text=line.rstrip("\n")))
     if not records:
         raise UserError(f"{flag} {path}: the file holds no samples")
     return records

@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...core.data import file_fingerprint, load_dataset, read_records
+from ...core.data import file_fingerprint, iter_jsonl, load_dataset, read_records
 from ...core.errors import UserError
 
 
@@ -93,24 +93,15 @@ def items_from_pairs(path: Path, tokenizer, fields: PairFields, vocab: int, max_
         raise UserError(f"--pairs {path}: no such file")
     items: list[Item] = []
     seen: set[str] = set()
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if max_samples is not None and len(items) >= max_samples:
-                break
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{where}: malformed JSON ({err.msg})") from None
-            if not isinstance(obj, dict):
-                raise UserError(f"{where}: expected a JSON object per line")
-            item = parse_pair(obj, where, tokenizer, fields, vocab, default_id=str(lineno))
-            if item.id in seen:
-                raise UserError(f"{where}: duplicate id {item.id!r}")
-            seen.add(item.id)
-            items.append(item)
+    for lineno, obj in iter_jsonl(path, "--pairs"):
+        if max_samples is not None and len(items) >= max_samples:
+            break
+        where = f"{path}:{lineno}"
+        item = parse_pair(obj, where, tokenizer, fields, vocab, default_id=str(lineno))
+        if item.id in seen:
+            raise UserError(f"{where}: duplicate id {item.id!r}")
+        seen.add(item.id)
+        items.append(item)
     if not items:
         raise UserError(f"--pairs {path}: the file holds no records")
     fp = hashlib.sha256((file_fingerprint(path) + json.dumps([vars(fields), max_samples])).encode()).hexdigest()[:16]
