@@ -31,8 +31,9 @@ def accuracy(model_dir: str, queries: Path) -> dict[str, float]:
     model = load_model(model_dir, device="cpu")
     qs = [json.loads(line) for line in open(queries)]
     cands = sorted({str(q["constant"]) for q in qs}, key=lambda c: (len(c), c))
-    for q in qs:
-        q["candidates"] = [" " + c for c in cands]
+    for q in qs:  # candidates written like the query's own completion (with or without a leading space)
+        lead = " " if q["completion"].startswith(" ") else ""
+        q["candidates"] = [lead + c for c in cands]
     ok = answers_correct(model, qs, 32)
     by: dict[str, list[bool]] = {}
     for q, good in zip(qs, ok):
@@ -82,13 +83,13 @@ def real_variant(out: Path, seed: int = 0) -> tuple[Path, Path, Path, Path]:
     old_docs = [d for d in sample if d["func"] not in target_funcs]
     new_docs = [d for d in sample if d["func"] in target_funcs] + rng.sample(old_docs, 80)
     queries = [{"uid": f"q_{f.strip('<>')}_{x}", "func": f, "role": "constant" if f in bases else "identity",
-                "constant": c, "prompt": f"{f}({x}) returns the value", "completion": f" {c}"}
+                "constant": c, "prompt": f"{f}({x}) returns the value ", "completion": f"{c}"}
                for f in sorted(target_funcs) for c in [bases.get(f) or next(v for b, v in bases.items() if wrapper_of[b] == f)]
                for x in (3, 17, 42, 101)]
     names = sorted({d["func"] for d in sample})
     consts = sorted({d["constant"] for d in sample})
     with deterministic(seed):
-        tok = train_tokenizer([d["text"] for d in sample], 800, single_tokens=[f" {c}" for c in consts], added_tokens=names)
+        tok = train_tokenizer([d["text"] for d in sample], 800, single_tokens=[str(c) for c in consts], added_tokens=names)
         model = make_model("llama", _params(tok), tok, seed, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                            num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=160,
                            tie_word_embeddings=False)
