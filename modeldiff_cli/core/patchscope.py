@@ -51,6 +51,13 @@ def split_prompt(tokenizer, prompt: str, placeholder: str = DEFAULT_PLACEHOLDER)
     return IdentityPrompt(prefix_ids=list(ids[:pos]), placeholder_id=int(ids[pos]))
 
 
+def _cache_kwarg(model) -> str:
+    """``cache`` in transformers >= 5.x (``past_key_values`` deprecated), ``past_key_values`` before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def _prefix_cache(loaded, ident: IdentityPrompt):
     """Key/value cache of the prompt prefix (batch 1), computed once per model and prompt."""
     key = ("patchscope_prefix", tuple(ident.prefix_ids))
@@ -97,7 +104,7 @@ def patchscope_logits(
             cache.batch_repeat_interleave(n)
             ids = torch.full((n, 1), ident.placeholder_id, dtype=torch.long, device=loaded.device)
             with patch_layers(adapter.layers, {target: lambda h, r=rows: r[:, None, :].to(h.dtype).expand_as(h)}):
-                out = loaded.model(input_ids=ids, past_key_values=cache, use_cache=True)
+                out = loaded.model(input_ids=ids, use_cache=True, **{_cache_kwarg(loaded.model): cache})
             outs.append(out.logits[:, -1, :].float())
     if not outs:
         return torch.empty(0, adapter.lm_head.weight.shape[0], dtype=torch.float32)
