@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -26,3 +27,22 @@ Layer = Annotated[str, typer.Option("--layer", help="Layer: absolute index (12, 
 ChunkSize = Annotated[int, typer.Option("--chunk-size", min=1, help="Positions read out through lm_head at once (bounds memory).")]
 
 DEFAULT_OUT = Path("runs")
+
+
+@dataclass
+class RunSettings:
+    """The shared options of a pair command, as resolved from the CLI (command option classes extend it)."""
+
+    out: Path
+    device: str
+    base_device: str | None
+    ft_device: str | None
+    device_map: str | None
+    dtype: str
+    batch_size: int
+    chunk_size: int
+    max_samples: int | None
+    max_tokens: int | None
+    text_field: str
+    seed: int
+    overwrite: bool

@@ -13,6 +13,7 @@ from ...core.arch import resolve_layers
 from ...core.data import Dataset, Sample, iter_batches, load_dataset
 from ...core.errors import UserError
 from ...core.models import ModelPair, load_pair
+from ...core.options import RunSettings
 from ...core.rundir import config_hash, run_directory, slug
 from ...core.tokens import keep_mask
 from .accumulate import LensAccumulator, top_tokens
@@ -21,7 +22,7 @@ from .write import write_outputs
 
 
 @dataclass
-class LensOptions:
+class LensOptions(RunSettings):
     base: str | None
     ft: str | None
     data: Path | None
@@ -34,19 +35,6 @@ class LensOptions:
     keep_special: bool
     patchscope_prompt: str | None
     patchscope_layer: str | None
-    out: Path
-    device: str
-    base_device: str | None
-    ft_device: str | None
-    device_map: str | None
-    dtype: str
-    batch_size: int
-    chunk_size: int
-    max_samples: int | None
-    max_tokens: int | None
-    text_field: str
-    seed: int
-    overwrite: bool
 
 
 def run(o: LensOptions) -> Path:

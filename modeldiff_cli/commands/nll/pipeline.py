@@ -9,6 +9,7 @@ import torch
 
 from ...core import console
 from ...core.errors import UserError
+from ...core.options import RunSettings
 from ...core.rundir import config_hash, run_directory, slug
 from .conditions import Conditions, PairFields, items_from_data, items_from_pairs
 from .extract import all_layer_states, forward_states, load_item_states, rows_of, save_item_states
@@ -17,7 +18,7 @@ from .write import METRICS, write_outputs
 
 
 @dataclass
-class NllOptions:
+class NllOptions(RunSettings):
     base: str | None
     ft: str | None
     model: str | None
@@ -31,19 +32,6 @@ class NllOptions:
     js_mode: str
     label_a: str | None
     label_b: str | None
-    out: Path
-    device: str
-    base_device: str | None
-    ft_device: str | None
-    device_map: str | None
-    dtype: str
-    batch_size: int
-    chunk_size: int
-    max_samples: int | None
-    max_tokens: int | None
-    text_field: str
-    seed: int
-    overwrite: bool
 
 
 @dataclass
