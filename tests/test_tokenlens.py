@@ -14,6 +14,7 @@ import torch
 
 from modeldiff_cli.commands.tokenlens import engine
 from modeldiff_cli.commands.tokenlens.generate import greedy
+from tiny import FAMILY_CONFIGS
 
 NATIVE = ["saliency", "input_x_gradient", "integrated_gradients"]
 
@@ -34,8 +35,9 @@ def _nan_close(a: torch.Tensor, b: torch.Tensor, rtol=1e-4, atol=1e-7) -> None:
     torch.testing.assert_close(a.nan_to_num(0), b.nan_to_num(0), rtol=rtol, atol=atol + 1e-5 * scale)
 
 
+@pytest.mark.parametrize("chunk", [1, 3, 64])
 @pytest.mark.parametrize("method", NATIVE)
-def test_native_matches_inseq(tiny_llama, method):
+def test_native_matches_inseq(tiny_llama, method, chunk):
     from modeldiff_cli.commands.tokenlens.inseq_backend import InseqAttributor
 
     model, tok = tiny_llama
@@ -44,7 +46,8 @@ def test_native_matches_inseq(tiny_llama, method):
     p = len(tok(prompt)["input_ids"])
     with InseqAttributor(model, tok, method) as attributor:
         ref, ref_ids, raw = attributor.attribute(prompt, full, n_steps=6)
-    nat = engine.attribute(model, tok, [engine.Sequence(ids, p)], method, n_steps=6)[0]
+    nat = engine.attribute(model, tok, [engine.Sequence(ids, p)], method, n_steps=6, chunk=chunk)[0]
+    assert len(ids) - p > 3  # chunk 1 and 3: several cached chunks; 64: the prompt and one chunk
     assert ref_ids == ids and nat.shape == (len(ids), len(ids) - p)
     assert nat[p - 1, 0] > 0 and math.isnan(nat[p, 0])  # step 0 sees the prompt only
     _nan_close(nat, ref)
@@ -63,7 +66,30 @@ def test_native_matches_inseq_other_families(family):
     ids, p = tok("hello world, this is")["input_ids"], len(tok("hello world,")["input_ids"])
     with InseqAttributor(model, tok, "integrated_gradients") as attributor:
         ref = attributor.attribute("hello world,", "hello world, this is", n_steps=4)[0]
-    _nan_close(engine.attribute(model, tok, [engine.Sequence(ids, p)], "integrated_gradients", n_steps=4)[0], ref)
+    _nan_close(engine.attribute(model, tok, [engine.Sequence(ids, p)], "integrated_gradients", n_steps=4, chunk=2)[0], ref)
+
+
+@pytest.mark.parametrize("family", [*FAMILY_CONFIGS, "gemma2-sliding"])
+def test_chunked_pass_equals_one_pass_every_family(family):
+    """The chunked forward (key/value cache with its graph) with left padding gives what one full pass gives."""
+    from tiny import build_model
+
+    model, tok = build_model(family.removesuffix("-sliding"))
+    seqs = [engine.Sequence(list(range(5, 5 + n)), p) for n, p in ((13, 4), (9, 6))]
+    if family.endswith("-sliding"):  # window 3 < sequence: the cache drops keys, attribution must not change
+        from transformers import AutoModelForCausalLM
+
+        full = model
+        model = AutoModelForCausalLM.from_config(full.config.__class__(**{**full.config.to_dict(), "sliding_window": 3})).eval()
+        model.load_state_dict(full.state_dict())
+        ids = torch.tensor([seqs[0].ids])
+        with torch.no_grad():  # same weights, and the window is really in effect
+            assert not torch.allclose(model(ids).logits[0, -1], full(ids).logits[0, -1])
+    model.requires_grad_(False)
+    one = [engine.attribute(model, tok, [s], "saliency", chunk=64)[0] for s in seqs]
+    for chunk in (1, 3):
+        for a, b in zip(engine.attribute(model, tok, seqs, "saliency", chunk=chunk, batch_size=2), one):
+            _nan_close(a, b, rtol=1e-4)
 
 
 @pytest.mark.parametrize("method", ["saliency", "integrated_gradients"])

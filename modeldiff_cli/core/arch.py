@@ -151,6 +151,18 @@ def adapter_for(model: nn.Module) -> ArchAdapter:
     )
 
 
+def forward_accepts(model: nn.Module, name: str) -> bool:
+    """Whether ``model.forward`` takes the keyword ``name`` (e.g. ``logits_to_keep``, ``position_ids``)."""
+    import inspect
+
+    return name in inspect.signature(model.forward).parameters
+
+
+def cache_kwarg(model: nn.Module) -> str:
+    """Keyword of the key/value cache: ``cache`` in transformers >= 5.x (``past_key_values`` deprecated there)."""
+    return "cache" if forward_accepts(model, "cache") else "past_key_values"
+
+
 def router_logits(output) -> torch.Tensor:
     """The router logits ``[tokens, experts]`` from a gate module's forward output (tensor or tuple)."""
     return output[0] if isinstance(output, tuple) else output

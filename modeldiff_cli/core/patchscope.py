@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .arch import resolve_layer
+from .arch import cache_kwarg, resolve_layer
 from .errors import UserError
 from .hooks import patch_layers
 
@@ -49,13 +49,6 @@ def split_prompt(tokenizer, prompt: str, placeholder: str = DEFAULT_PLACEHOLDER)
     if pos == 0:
         raise UserError(f"patchscope prompt {prompt!r}: the placeholder needs a prefix before it")
     return IdentityPrompt(prefix_ids=list(ids[:pos]), placeholder_id=int(ids[pos]))
-
-
-def _cache_kwarg(model) -> str:
-    """``cache`` in transformers >= 5.x (``past_key_values`` deprecated), ``past_key_values`` before."""
-    import inspect
-
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def _prefix_cache(loaded, ident: IdentityPrompt):
@@ -104,7 +97,7 @@ def patchscope_logits(
             cache.batch_repeat_interleave(n)
             ids = torch.full((n, 1), ident.placeholder_id, dtype=torch.long, device=loaded.device)
             with patch_layers(adapter.layers, {target: lambda h, r=rows: r[:, None, :].to(h.dtype).expand_as(h)}):
-                out = loaded.model(input_ids=ids, use_cache=True, **{_cache_kwarg(loaded.model): cache})
+                out = loaded.model(input_ids=ids, use_cache=True, **{cache_kwarg(loaded.model): cache})
             outs.append(out.logits[:, -1, :].float())
     if not outs:
         return torch.empty(0, adapter.lm_head.weight.shape[0], dtype=torch.float32)

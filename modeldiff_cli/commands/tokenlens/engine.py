@@ -1,34 +1,47 @@
-"""Native batched gradient attribution: every generated token of every sequence from shared forward passes.
+"""Native batched gradient attribution: every generated token of every sequence from one causal pass.
 
 For a sequence ``x_0..x_{n-1}`` whose tokens from ``P`` on were generated, inseq runs one forward/backward per
-generated token ``t`` on the prefix ``x_0..x_{P+t-1}``. Under causal masking the output at position ``p`` depends
-only on positions ``<= p``, so a single forward over the full sequence yields every step's score
-``f_t = score(logits[P+t-1], x_{P+t})`` (probability by default, as inseq). The per-target gradients
-``d f_t / d e_i`` are then taken at once with a batched vector-Jacobian product
-(``torch.autograd.grad(..., is_grads_batched=True)``, one one-hot cotangent per target): one forward and one
-vmapped backward replace ``T`` forwards and ``T`` backwards. Prompts of different lengths are right-padded
-(position ids stay ``0..n-1``, padding sits after every real token, so causal masking hides it).
+generated token ``t`` on the prefix ``x_0..x_{P+t-1}``, for the score ``f_t = score(logits[P+t-1], x_{P+t})``
+(probability by default, as inseq). Under causal masking the output at position ``p`` depends only on positions
+``<= p``, so the engine instead:
+
+1. left-pads the batch so every prompt ends at the same position ``Np - 1`` (position ids count real tokens
+   only, so padding changes nothing) and target ``t`` of every row is read at position ``Np - 1 + t``;
+2. runs ONE forward in position chunks of ``c`` targets, each chunk attending to the previous ones through the
+   key/value cache with the autograd graph kept (the cache is concatenated, not detached);
+3. right after chunk ``k``, takes ``d f_t / d e_i`` for its ``c`` targets at once with a batched
+   vector-Jacobian product (``torch.autograd.grad(..., is_grads_batched=True)``, one one-hot cotangent per
+   target). That backward only reaches chunks ``0..k``: the gradient of target ``t`` is computed over its
+   prefix up to the end of its chunk (``P + t + c - 1`` positions at most), not the whole sequence.
+
+So ``T`` forwards and ``T`` full-length backwards become one forward and ``T / c`` truncated batched backwards.
+The last token is never an input of any step and is left out of the forward.
 
 Methods (all aggregated like inseq: L2 norm over the embedding dimension):
   saliency              ``|| d f_t / d e_i ||_2``
   input_x_gradient      ``|| e_i * d f_t / d e_i ||_2``
   integrated_gradients  ``|| (e_i - b_i) * sum_k w_k d f_t / d e_i (b + a_k (e - b)) ||_2`` with captum's
                         Gauss-Legendre nodes ``a_k`` and weights ``w_k``; baseline ``b`` = embedding of the unk
-                        token (pad when the tokenizer has none), eos tokens keep their own embedding.
+                        token (pad when the tokenizer has none), eos tokens keep their own embedding. The ``k``
+                        interpolation points are extra rows of the same batch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from jaxtyping import Float, Int
 
+from ...core.arch import cache_kwarg, forward_accepts
+
 NATIVE_METHODS = ("saliency", "input_x_gradient", "integrated_gradients")
 SCORES = ("probability", "logit", "logprob")
-TOKEN_BUDGET = 2048  # sequence positions per forward (bounds saved activations)
-VMAP_BUDGET = 32768  # targets x positions per batched backward (bounds backward intermediates)
+CHUNK = 8  # targets per batched backward (truncation saved vs graph traversals and small matmuls)
+TOKEN_BUDGET = 4096  # rows x positions per forward (bounds saved activations)
+VMAP_BUDGET = 8192  # targets x rows x positions per batched backward (larger ones run slower on CPU: cache)
 
 
 @dataclass
@@ -43,6 +56,26 @@ class Sequence:
         return len(self.ids) - self.prompt_len
 
 
+@dataclass
+class Batch:
+    """Left-padded rows: every prompt ends at position ``n_prompt - 1``; target ``t`` is read there ``+ t``."""
+
+    ids: Int[torch.Tensor, "b n"]
+    attn: Int[torch.Tensor, "b n"]
+    pos: Int[torch.Tensor, "b n"]  # position ids: 0.. from each row's first real token
+    valid: Float[torch.Tensor, "b t"]  # 1 where row r has a target t
+    n_prompt: int
+    n_targets: int
+
+    @property
+    def targets(self) -> Int[torch.Tensor, "b t"]:
+        return self.ids[:, self.n_prompt:]
+
+    def repeat(self, k: int) -> Batch:
+        return Batch(self.ids.repeat(k, 1), self.attn.repeat(k, 1), self.pos.repeat(k, 1), self.valid.repeat(k, 1),
+                     self.n_prompt, self.n_targets)
+
+
 def baseline_ids(ids: Int[torch.Tensor, "b n"], tokenizer) -> Int[torch.Tensor, "b n"]:
     """inseq's IG baseline: the unk token everywhere (pad when there is no unk), eos tokens kept."""
     unk = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else tokenizer.pad_token_id
@@ -53,9 +86,24 @@ def baseline_ids(ids: Int[torch.Tensor, "b n"], tokenizer) -> Int[torch.Tensor, 
     return out
 
 
-def _scores(logits: Float[torch.Tensor, "r n v"], pos: Int[torch.Tensor, "r t"], tgt: Int[torch.Tensor, "r t"], score: str) -> Float[torch.Tensor, "r t"]:
-    """Score of each target token ``tgt`` read at position ``pos`` (rows of ``logits``)."""
-    rows = logits.gather(1, pos.unsqueeze(-1).expand(-1, -1, logits.shape[-1])).float()  # [r, t, v]
+def left_pad(seqs: list[Sequence], pad_id: int, device) -> Batch:
+    n_prompt = max(s.prompt_len for s in seqs)
+    n_targets = max(s.n_targets for s in seqs)
+    b = len(seqs)
+    ids = torch.full((b, n_prompt + n_targets), pad_id, dtype=torch.long)
+    attn = torch.zeros_like(ids)
+    valid = torch.zeros((b, n_targets))
+    for r, s in enumerate(seqs):
+        off = n_prompt - s.prompt_len
+        ids[r, off:off + len(s.ids)] = torch.tensor(s.ids)
+        attn[r, off:off + len(s.ids)] = 1
+        valid[r, : s.n_targets] = 1
+    pos = (attn.cumsum(1) - 1).clamp_min(0)
+    return Batch(ids.to(device), attn.to(device), pos.to(device), valid.to(device), n_prompt, n_targets)
+
+
+def _scores(logits: Float[torch.Tensor, "r t v"], tgt: Int[torch.Tensor, "r t"], score: str) -> Float[torch.Tensor, "r t"]:
+    rows = logits.float()
     if score == "probability":
         rows = rows.softmax(-1)
     elif score == "logprob":
@@ -63,27 +111,43 @@ def _scores(logits: Float[torch.Tensor, "r n v"], pos: Int[torch.Tensor, "r t"],
     return rows.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
 
 
-def per_target_grads(model, embeds: Float[torch.Tensor, "r n d"], attn: Int[torch.Tensor, "r n"], pos, tgt, valid, score: str) -> Float[torch.Tensor, "t r n d"]:
-    """``d f_t / d embeds`` for every target ``t`` of every row, from one forward and one batched backward."""
-    embeds = embeds.detach().requires_grad_(True)
-    # lm_head only from the first target position on (vocab-sized rows are costly); padded targets point there
-    first = int(torch.where(valid > 0, pos, embeds.shape[1] - 1).min())
-    pos = torch.where(valid > 0, pos, first)
-    keep = embeds.shape[1] - first
-    kwargs = {"logits_to_keep": keep} if _accepts_logits_to_keep(model) else {}
-    logits = model(inputs_embeds=embeds, attention_mask=attn, use_cache=False, **kwargs).logits
-    out = _scores(logits, pos - (embeds.shape[1] - logits.shape[1]), tgt, score) * valid  # [r, t]
-    n_t = out.shape[1]
-    eye = torch.eye(n_t, dtype=out.dtype, device=out.device)
-    cot = eye[:, None, :].expand(n_t, out.shape[0], n_t)  # cotangent k selects target k of every row
-    (grads,) = torch.autograd.grad(out, embeds, grad_outputs=cot, is_grads_batched=True)
-    return grads
+def chunk_bounds(n_prompt: int, n_targets: int, chunk: int) -> list[int]:
+    """Forward chunk boundaries over positions ``0 .. n_prompt + n_targets - 1`` (the last token is no input):
+    chunk 0 ends after the first ``chunk`` targets' read positions, the next ones hold ``chunk`` positions."""
+    first, end = n_prompt - 1, n_prompt + n_targets - 1  # target 0 is read at `first`
+    return [0, *range(first + chunk, end, chunk), end]
 
 
-def _accepts_logits_to_keep(model) -> bool:
-    import inspect
-
-    return "logits_to_keep" in inspect.signature(model.forward).parameters
+def causal_grads(model, x: Float[torch.Tensor, "r n d"], batch: Batch, score: str, chunk: int) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """Yield ``(t_lo, t_hi, g)`` per chunk, ``g[j, r, i] = d f_{t_lo + j} / d x[r, i]`` for positions ``i < hi``
+    (shape ``[t_hi - t_lo, r, hi, d]``): the forward runs chunk by chunk through the key/value cache (its graph
+    kept), and right after chunk ``k`` one batched backward takes the gradients of the targets read in it. That
+    backward reaches chunks ``0..k`` only. Without ``past_key_values`` support the whole sequence is one chunk."""
+    if not forward_accepts(model, "position_ids"):
+        chunk = batch.n_targets
+    bounds = chunk_bounds(batch.n_prompt, batch.n_targets, chunk)
+    chunked = len(bounds) > 2
+    keep_ok = forward_accepts(model, "logits_to_keep")
+    cache_key = cache_kwarg(model)
+    first_read = batch.n_prompt - 1
+    leaves: list[torch.Tensor] = []
+    cache = None
+    for k, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
+        leaf = x[:, lo:hi].detach().requires_grad_(True)
+        leaves.append(leaf)
+        first = max(lo, first_read)  # first position whose logits are read
+        kwargs = {"logits_to_keep": hi - first} if keep_ok else {}
+        kwargs.update({cache_key: cache, "use_cache": True} if chunked else {"use_cache": False})
+        out = model(inputs_embeds=leaf, attention_mask=batch.attn[:, :hi], position_ids=batch.pos[:, lo:hi], **kwargs)
+        if chunked:
+            cache = out.cache if "cache" in out else out.past_key_values
+        t_lo, t_hi = first - first_read, hi - first_read
+        logits = out.logits[:, out.logits.shape[1] - (hi - first):]
+        f = _scores(logits, batch.targets[:, t_lo:t_hi], score) * batch.valid[:, t_lo:t_hi]  # [r, c]
+        c = f.shape[1]
+        cot = torch.eye(c, dtype=f.dtype, device=f.device)[:, None, :].expand(c, f.shape[0], c)
+        grads = torch.autograd.grad(f, leaves, grad_outputs=cot, is_grads_batched=True, retain_graph=hi < bounds[-1])
+        yield t_lo, t_hi, torch.cat(grads, dim=2)
 
 
 def _gauss_legendre(n_steps: int) -> tuple[list[float], list[float]]:
@@ -93,26 +157,13 @@ def _gauss_legendre(n_steps: int) -> tuple[list[float], list[float]]:
     return alphas(n_steps), step_sizes(n_steps)
 
 
-def _pad(seqs: list[Sequence], pad_id: int, device):
-    """Right-padded ids, attention mask, target positions/ids and validity (targets padded to the longest)."""
-    n = max(len(s.ids) for s in seqs)
-    t = max(s.n_targets for s in seqs)
-    ids = torch.full((len(seqs), n), pad_id, dtype=torch.long)
-    attn = torch.zeros((len(seqs), n), dtype=torch.long)
-    pos = torch.zeros((len(seqs), t), dtype=torch.long)
-    tgt = torch.zeros((len(seqs), t), dtype=torch.long)
-    valid = torch.zeros((len(seqs), t))
-    for r, s in enumerate(seqs):
-        ids[r, : len(s.ids)] = torch.tensor(s.ids)
-        attn[r, : len(s.ids)] = 1
-        k = torch.arange(s.n_targets)
-        pos[r, : s.n_targets] = s.prompt_len - 1 + k
-        tgt[r, : s.n_targets] = ids[r, s.prompt_len + k]
-        valid[r, : s.n_targets] = 1
-    return ids.to(device), attn.to(device), pos.to(device), tgt.to(device), valid.to(device)
+def alpha_groups(n_steps: int, rows: int, positions: int, chunk: int) -> int:
+    """Interpolation points per pass: as many as the forward and backward budgets allow (at least one)."""
+    return max(1, min(n_steps, TOKEN_BUDGET // (rows * positions), VMAP_BUDGET // (rows * positions * chunk)))
 
 
-def attribute_batch(model, tokenizer, seqs: list[Sequence], method: str, score: str = "probability", n_steps: int = 50) -> list[torch.Tensor]:
+def attribute_batch(model, tokenizer, seqs: list[Sequence], method: str, score: str = "probability", n_steps: int = 50,
+                    chunk: int = CHUNK) -> list[torch.Tensor]:
     """Per sequence a float32 ``[n, T]`` matrix: row ``i`` input token, column ``t`` generated token; entries
     for tokens not yet in the prefix of step ``t`` (``i >= P + t``) are NaN, as in inseq."""
     if method not in NATIVE_METHODS:
@@ -120,33 +171,39 @@ def attribute_batch(model, tokenizer, seqs: list[Sequence], method: str, score: 
     embed = model.get_input_embeddings()
     device = embed.weight.device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    ids, attn, pos, tgt, valid = _pad(seqs, pad_id, device)
+    if max(s.n_targets for s in seqs) == 0:
+        return [torch.zeros((len(s.ids), 0)) for s in seqs]
+    batch = left_pad(seqs, pad_id, device)
+    b, n, t = batch.ids.shape[0], batch.ids.shape[1], batch.n_targets
+    chunk = max(1, min(chunk, t))
+    agg = torch.full((b, n, t), float("nan"), device=device)
     with torch.no_grad():
-        x = embed(ids)
+        x = embed(batch.ids)
     if method == "integrated_gradients":
         with torch.no_grad():
-            base = embed(baseline_ids(ids, tokenizer))
+            base = embed(baseline_ids(batch.ids, tokenizer))
         alphas, weights = _gauss_legendre(n_steps)
-        total = torch.zeros((pos.shape[1],) + tuple(x.shape), dtype=torch.float32, device=device)
-        per_chunk = max(1, min(TOKEN_BUDGET, VMAP_BUDGET // max(1, pos.shape[1])) // (x.shape[0] * x.shape[1]))
-        for lo in range(0, n_steps, per_chunk):
-            a = torch.tensor(alphas[lo:lo + per_chunk], dtype=x.dtype, device=device)
-            w = torch.tensor(weights[lo:lo + per_chunk], dtype=torch.float32, device=device)
+        total = torch.zeros((t, b, n, x.shape[-1]), dtype=torch.float32, device=device)
+        per = alpha_groups(n_steps, b, n, chunk)
+        for lo in range(0, n_steps, per):
+            a = torch.tensor(alphas[lo:lo + per], dtype=x.dtype, device=device)
+            w = torch.tensor(weights[lo:lo + per], dtype=torch.float32, device=device)
             k = len(a)
             scaled = (base.unsqueeze(0) + a.view(k, 1, 1, 1) * (x - base).unsqueeze(0)).flatten(0, 1)
-            g = per_target_grads(model, scaled, attn.repeat(k, 1), pos.repeat(k, 1), tgt.repeat(k, 1),
-                                 valid.repeat(k, 1), score)
-            g = g.view(g.shape[0], k, *x.shape).float()
-            total += torch.einsum("tkbnd,k->tbnd", g, w)
-        attr = total * (x - base).float().unsqueeze(0)
+            for t_lo, t_hi, g in causal_grads(model, scaled, batch.repeat(k), score, chunk):
+                g = g.view(t_hi - t_lo, k, b, *g.shape[2:]).float()
+                total[t_lo:t_hi, :, : g.shape[3]] += torch.einsum("ckbnd,k->cbnd", g, w)
+        agg[:] = (total * (x - base).float().unsqueeze(0)).norm(dim=-1).permute(1, 2, 0)
     else:
-        attr = per_target_grads(model, x, attn, pos, tgt, valid, score).float()
-        if method == "input_x_gradient":
-            attr = attr * x.float().unsqueeze(0)
-    agg = attr.norm(dim=-1).permute(1, 2, 0)  # [b, n, t]
+        for t_lo, t_hi, g in causal_grads(model, x, batch, score, chunk):
+            g = g.float()
+            if method == "input_x_gradient":
+                g = g * x[:, : g.shape[2]].float().unsqueeze(0)
+            agg[:, : g.shape[2], t_lo:t_hi] = g.norm(dim=-1).permute(1, 2, 0)
     out = []
     for r, s in enumerate(seqs):
-        m = agg[r, : len(s.ids), : s.n_targets].clone()
+        off = batch.n_prompt - s.prompt_len
+        m = agg[r, off:off + len(s.ids), : s.n_targets].clone()
         future = torch.arange(len(s.ids), device=m.device)[:, None] >= (s.prompt_len + torch.arange(s.n_targets, device=m.device))[None, :]
         m[future] = float("nan")
         out.append(m.cpu())
@@ -154,16 +211,15 @@ def attribute_batch(model, tokenizer, seqs: list[Sequence], method: str, score: 
 
 
 def plan_batches(seqs: list[Sequence], batch_size: int, method: str, n_steps: int) -> list[list[int]]:
-    """Group sequence indices (sorted by length, so padding stays small) into batches within the budgets."""
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i].ids))
+    """Group sequence indices into batches within the budgets, sorted by prompt length (left padding stays
+    small) and then by continuation length."""
+    order = sorted(range(len(seqs)), key=lambda i: (seqs[i].prompt_len, seqs[i].n_targets))
     batches: list[list[int]] = []
     cur: list[int] = []
     for i in order:
         cand = cur + [i]
-        n = max(len(seqs[j].ids) for j in cand)
-        t = max(seqs[j].n_targets for j in cand)
-        rows = len(cand) * (min(n_steps, 8) if method == "integrated_gradients" else 1)
-        if cur and (len(cand) > batch_size or rows * n > TOKEN_BUDGET or rows * n * t > VMAP_BUDGET):
+        n = max(seqs[j].prompt_len for j in cand) + max(seqs[j].n_targets for j in cand)
+        if cur and (len(cand) > batch_size or len(cand) * n > TOKEN_BUDGET):
             batches.append(cur)
             cand = [i]
         cur = cand
@@ -191,12 +247,12 @@ def eager_attention(model):
 
 
 def attribute(model, tokenizer, seqs: list[Sequence], method: str, *, score: str = "probability", n_steps: int = 50,
-              batch_size: int = 8, on_batch=None) -> list[torch.Tensor]:
+              batch_size: int = 8, chunk: int = CHUNK, on_batch=None) -> list[torch.Tensor]:
     """Attribute every sequence (see :func:`attribute_batch`), batching within ``batch_size`` and the budgets."""
     results: list[torch.Tensor | None] = [None] * len(seqs)
     with eager_attention(model):
         for group in plan_batches(seqs, batch_size, method, n_steps):
-            mats = attribute_batch(model, tokenizer, [seqs[i] for i in group], method, score, n_steps)
+            mats = attribute_batch(model, tokenizer, [seqs[i] for i in group], method, score, n_steps, chunk)
             for i, m in zip(group, mats):
                 results[i] = m
             if on_batch is not None:
