@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import FAMILY_CONFIGS
 
 from modeldiff_cli.commands.tokenlens import engine
 from modeldiff_cli.commands.tokenlens.generate import greedy
-from tiny import FAMILY_CONFIGS
 
 NATIVE = ["saliency", "input_x_gradient", "integrated_gradients"]
 

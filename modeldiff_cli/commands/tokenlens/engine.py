@@ -132,7 +132,7 @@ def causal_grads(model, x: Float[torch.Tensor, "r n d"], batch: Batch, score: st
     first_read = batch.n_prompt - 1
     leaves: list[torch.Tensor] = []
     cache = None
-    for k, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
+    for lo, hi in zip(bounds, bounds[1:]):
         leaf = x[:, lo:hi].detach().requires_grad_(True)
         leaves.append(leaf)
         first = max(lo, first_read)  # first position whose logits are read
