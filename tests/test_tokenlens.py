@@ -102,6 +102,14 @@ def test_padding_batched_equals_one_by_one(tiny_llama, method):
     assert len(engine.plan_batches(seqs, 3, method, 4)) == 1
 
 
+def test_chunk_bounds_and_no_targets(tiny_llama):
+    assert engine.chunk_bounds(5, 7, 3) == [0, 7, 10, 11]  # reads at 4..10: [4,7) in chunk 0, then 3 at a time
+    assert engine.chunk_bounds(1, 2, 8) == [0, 2]
+    model, tok = tiny_llama
+    out = engine.attribute(model, tok, [engine.Sequence([5, 6, 7], 3)], "saliency")[0]
+    assert out.shape == (3, 0)
+
+
 def test_logit_score_and_normalisation(tiny_llama):
     model, tok = tiny_llama
     seq = engine.Sequence(list(range(10, 22)), 7)
