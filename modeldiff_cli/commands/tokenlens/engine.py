@@ -122,9 +122,7 @@ def causal_grads(model, x: Float[torch.Tensor, "r n d"], batch: Batch, score: st
     """Yield ``(t_lo, t_hi, g)`` per chunk, ``g[j, r, i] = d f_{t_lo + j} / d x[r, i]`` for positions ``i < hi``
     (shape ``[t_hi - t_lo, r, hi, d]``): the forward runs chunk by chunk through the key/value cache (its graph
     kept), and right after chunk ``k`` one batched backward takes the gradients of the targets read in it. That
-    backward reaches chunks ``0..k`` only. A model whose forward takes no ``position_ids`` runs in one chunk."""
-    if not forward_accepts(model, "position_ids"):
-        chunk = batch.n_targets
+    backward reaches chunks ``0..k`` only."""
     bounds = chunk_bounds(batch.n_prompt, batch.n_targets, chunk)
     chunked = len(bounds) > 2
     keep_ok = forward_accepts(model, "logits_to_keep")
