@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, no_type_check
 
 import typer
 from typer.core import TyperGroup
@@ -79,13 +79,15 @@ app = typer.Typer(
 )
 
 
-def _version(value: bool) -> None:
+@no_type_check  # Typer passes its own types here (and None for an absent flag)
+def _version(value: bool | None) -> None:
     if value:
         typer.echo(f"modeldiff {__version__}")
         raise typer.Exit()
 
 
 @app.callback()
+@no_type_check
 def _root(
     ctx: typer.Context,
     version: Annotated[bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,

@@ -159,7 +159,7 @@ def test_lens_prompt_table_and_last_positions(pair, tmp_path, cli):
         (["--data", "{bad}"], "bad.jsonl:2: malformed JSON"),
         (["--layers", "7"], "--layers 7 is out of range"),
         (["--layers", "x"], "--layers 'x'"),
-        (["--method", "tuned"], "--method 'tuned'"),
+        (["--method", "tuned"], "--readout 'tuned'"),
         (["--positions", "first"], "--positions 'first'"),
         (["--prompt", "hi", "--data", "{bad}"], "exclusive"),
     ],
@@ -183,10 +183,9 @@ def assert_one_line_error(err: str, message: str) -> None:
 
 
 def _organism(name):
-    try:
-        from modeldiff_cli.organisms import get_organism
-    except ImportError:
-        pytest.skip("organisms package not available yet")
+    """A broken or missing organism fails the test (ImportError, KeyError), it never skips it."""
+    from modeldiff_cli.organisms import get_organism
+
     return get_organism(name)
 
 

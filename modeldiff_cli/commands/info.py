@@ -3,40 +3,44 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import typer
 
-from ..core import options as opt
+from ..core.ingredients import Pair
+from ..core.spec import option, typer_callback
+
+
+@dataclass(frozen=True)
+class Info:
+    """Architecture, parameters, layers, sizes, dtype and tokenizer relation of a model pair; exit 2 if they
+    cannot be diffed (tokenizers disagree on shared ids, different layer counts or hidden sizes)."""
+
+    name: ClassVar[str] = "info"
+    defaults: ClassVar[dict] = {
+        "device": ("cpu", "info only reads the weights' facts"),
+        "dtype": ("auto", "the checkpoint's own dtype is the one to report"),
+    }
+    pair: Pair = field(default_factory=Pair)
+    as_json: bool = option(False, "--json", "Print the report as JSON.")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("info")(info)
+    app.command("info")(typer_callback(Info, info))
 
 
-def info(
-    base: opt.Base = None,
-    ft: opt.Ft = None,
-    device: opt.Device = "cpu",
-    dtype: opt.Dtype = "auto",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-) -> None:
-    """Architecture, parameters, layers, sizes, dtype and tokenizer relation of a model pair; exit 2 if they
-    cannot be diffed (tokenizers disagree on shared ids, different layer counts or hidden sizes)."""
+def info(cmd: Info) -> None:
     from ..core import console
     from ..core.errors import UserError
-    from ..core.models import check_pair, describe, load_config, load_model, load_tokenizer, resolve_source
+    from ..core.models import check_pair, describe, load_config, load_tokenizer
 
-    base_src = resolve_source(base, role="base", flag="--base")
-    ft_src = resolve_source(ft, role="ft", flag="--ft")
+    base_src, ft_src = cmd.pair.sources
     report = check_pair(
         load_config(base_src, "--base"), load_config(ft_src, "--ft"),
         load_tokenizer(base_src, "--base"), load_tokenizer(ft_src, "--ft"),
     )
-    rows = {
-        "base": describe(load_model(base_src, dtype=dtype, device=device, flag="--base")),
-        "ft": describe(load_model(ft_src, dtype=dtype, device=device, flag="--ft")),
-    }
+    rows = {"base": describe(cmd.pair.load_one("base")), "ft": describe(cmd.pair.load_one("ft"))}
     payload = {
         **rows,
         "tokenizer_relation": report.tokenizer_relation,
@@ -45,7 +49,7 @@ def info(
         "reasons": report.reasons,
         "notes": report.notes,
     }
-    if as_json:
+    if cmd.as_json:
         print(json.dumps(payload, indent=2))
     else:
         from rich.table import Table

@@ -60,26 +60,17 @@ class ArchAdapter:
     def n_layers(self) -> int:
         return len(self.layers)
 
-    @property
-    def is_moe(self) -> bool:
-        return bool(self.routers)
-
-    def layer_index(self, selector: str | int | float, flag: str = "--layer") -> int:
-        """Resolve a layer selector to an index in ``[0, n_layers)``.
-
-        A value containing a decimal point is relative depth in [0, 1] (``0.75`` -> ``round(0.75 * (n-1))``);
-        an integer is an absolute index, negative counting from the end (``-1`` = last layer).
-        """
-        return resolve_layer(selector, self.n_layers, flag)
-
-    def readout(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Final norm then lm_head (and the family's logit soft-capping), in the model's dtype."""
-        normed = self.final_norm(hidden)
+    def head(self, normed: torch.Tensor) -> torch.Tensor:
+        """lm_head (and the family's logit soft-capping) on final-normed states, in the model's dtype."""
         head_weight = self.lm_head.weight
         logits = self.lm_head(normed.to(device=head_weight.device, dtype=head_weight.dtype))
         if self.logit_softcap:
             logits = torch.tanh(logits / self.logit_softcap) * self.logit_softcap
         return logits
+
+    def readout(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Final norm then :meth:`head`, in the model's dtype."""
+        return self.head(self.final_norm(hidden))
 
 
 def resolve_layer(selector: str | int | float, n_layers: int, flag: str = "--layer") -> int:

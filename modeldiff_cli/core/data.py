@@ -1,11 +1,9 @@
 """Datasets -> token batches with position masks.
 
-Accepted files:
-- plain text (``.txt`` or anything not ending in ``.jsonl``/``.json``): one sample per non-empty line;
-- JSONL with a text field (``--text-field``, default ``text``);
-- chat JSONL: records with ``messages: [{role, content}, ...]``. Rendered with the tokenizer's chat template
-  when it has one, else as ``role: content`` lines; the position mask then selects the assistant tokens
-  (and ``positions_before`` positions before each assistant turn).
+The sources (files, saved datasets, hub datasets) are read by ``core.datasource`` (no torch there, so a run can
+be fingerprinted and reused without it). Chats are rendered with the tokenizer's chat template when it has one,
+else as ``role: content`` lines; the position mask then selects the assistant tokens (and ``positions_before``
+positions before each assistant turn).
 """
 
 from __future__ import annotations
@@ -13,22 +11,24 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from .datasource import (  # noqa: F401 (the reading API, re-exported)
+    Record,
+    Source,
+    dataset_name,
+    file_fingerprint,
+    iter_jsonl,
+    parse_source,
+    read_records,
+    source_fingerprint,
+)
 from .errors import UserError
-
-
-@dataclass
-class Record:
-    """One raw sample: its text, or its chat messages, and the source line for error messages."""
-
-    line: int
-    text: str | None = None
-    messages: list[dict] | None = None
-    fields: dict = field(default_factory=dict)
+from .padding import pad
+from .spans import covering
 
 
 @dataclass
@@ -42,7 +42,7 @@ class Sample:
 @dataclass
 class Dataset:
     name: str
-    path: Path
+    path: Path | str  # a str for hub specs (hf:...)
     samples: list[Sample]
     fingerprint: str
     chat: bool = False
@@ -65,71 +65,6 @@ class Batch:
 
     def to(self, device) -> Batch:
         return Batch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.position_mask, self.sample_index)))
-
-
-def file_fingerprint(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
-def iter_jsonl(path: str | Path, flag: str = "--data") -> Iterator[tuple[int, dict]]:
-    """``(line number, object)`` for each non-empty line of a JSONL file; a missing file, malformed JSON or a
-    non-object line raises UserError naming the flag or ``file:line``."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise UserError(f"{flag} {path}: no such file")
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{path}:{lineno}: malformed JSON ({err.msg})") from None
-            if not isinstance(obj, dict):
-                raise UserError(f"{path}:{lineno}: expected a JSON object per line")
-            yield lineno, obj
-
-
-def read_records(path: str | Path, text_field: str = "text", flag: str = "--data", max_samples: int | None = None) -> list[Record]:
-    """Read raw records; missing/empty files, malformed JSON and missing fields raise UserError with file:line."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise UserError(f"{flag} {path}: no such file")
-    records: list[Record] = []
-    if path.suffix in (".jsonl", ".json"):
-        for lineno, obj in iter_jsonl(path, flag):
-            if max_samples is not None and len(records) >= max_samples:
-                break
-            records.append(_record_from(obj, path, lineno, text_field))
-    else:
-        with path.open(encoding="utf-8", errors="replace") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if max_samples is not None and len(records) >= max_samples:
-                    break
-                if line.strip():
-                    records.append(Record(line=lineno, text=line.rstrip("\n")))
-    if not records:
-        raise UserError(f"{flag} {path}: the file holds no samples")
-    return records
-
-
-def _record_from(obj: dict, path: Path, lineno: int, text_field: str) -> Record:
-    if text_field in obj:
-        text = obj[text_field]
-        if not isinstance(text, str):
-            raise UserError(f"{path}:{lineno}: field {text_field!r} is not a string")
-        return Record(line=lineno, text=text, fields=obj)
-    if "messages" in obj:
-        msgs = obj["messages"]
-        if not isinstance(msgs, list) or not all(isinstance(m, dict) and "role" in m and "content" in m for m in msgs):
-            raise UserError(f"{path}:{lineno}: 'messages' must be a list of {{role, content}} objects")
-        return Record(line=lineno, messages=msgs, fields=obj)
-    keys = ", ".join(sorted(obj)) or "none"
-    raise UserError(f"{path}:{lineno}: no field {text_field!r} (fields: {keys}); set --text-field")
 
 
 def _render_plain(messages: list[dict]) -> str:
@@ -158,7 +93,7 @@ def _chat_ids(tokenizer, messages: list[dict], positions_before: int) -> tuple[l
             continue
         lo = len(render(messages[:i], gen_prompt=True)) if i else 0
         hi = len(render(messages[: i + 1]))
-        hits = [p for p, (a, b) in enumerate(offsets) if b > lo and a < hi and b > a]
+        hits = covering(offsets, lo, hi)
         if hits:
             for p in range(max(0, hits[0] - positions_before), hits[-1] + 1):
                 mask[p] = True
@@ -192,44 +127,32 @@ def load_dataset(
     positions_before: int = 0,
     flag: str = "--data",
 ) -> Dataset:
-    """Read and tokenize one data file; the fingerprint covers the file bytes and these options."""
+    """Read and tokenize one data source; the fingerprint covers its content, these options and the tokenizer."""
     if max_samples is not None and max_samples < 1:
         raise UserError(f"--max-samples {max_samples}: must be at least 1")
     if max_tokens is not None and max_tokens < 2:
         raise UserError(f"--max-tokens {max_tokens}: must be at least 2")
-    path = Path(path).expanduser()
-    records = read_records(path, text_field, flag, max_samples)
+    source = parse_source(path, flag)
+    spec = source.spec if source.kind == "hf" else str(Path(source.spec).expanduser())
+    records = read_records(spec, text_field, flag, max_samples)
     samples = tokenize_records(records, tokenizer, max_tokens=max_tokens, positions_before=positions_before)
     if not samples:
-        raise UserError(f"{flag} {path}: every sample tokenizes to nothing")
+        raise UserError(f"{flag} {spec}: every sample tokenizes to nothing")
     chat = any(r.messages is not None for r in records)
     if chat and not any(any(s.mask) for s in samples):
-        raise UserError(f"{flag} {path}: no assistant turns to analyse")
-    opts = json.dumps([text_field, max_samples, max_tokens, positions_before, getattr(tokenizer, "name_or_path", "")])
-    fp = hashlib.sha256((file_fingerprint(path) + opts).encode()).hexdigest()[:16]
-    return Dataset(name=dataset_name(path), path=path, samples=samples, fingerprint=fp, chat=chat)
-
-
-def dataset_name(path: Path) -> str:
-    stem = Path(path).name
-    for suffix in (".jsonl", ".json", ".txt"):
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "data"
+        raise UserError(f"{flag} {spec}: no assistant turns to analyse")
+    src_fp = source_fingerprint(spec, text_field, max_samples, max_tokens, positions_before)
+    fp = hashlib.sha256((src_fp + json.dumps(getattr(tokenizer, "name_or_path", ""))).encode()).hexdigest()[:16]
+    where = spec if source.kind == "hf" else Path(spec)
+    return Dataset(name=dataset_name(spec), path=where, samples=samples, fingerprint=fp, chat=chat)
 
 
 def collate(samples: list[Sample], pad_id: int) -> Batch:
-    width = max(len(s.ids) for s in samples)
-    ids = torch.full((len(samples), width), pad_id, dtype=torch.long)
-    attn = torch.zeros((len(samples), width), dtype=torch.long)
-    pos = torch.zeros((len(samples), width), dtype=torch.bool)
-    for r, s in enumerate(samples):
-        n = len(s.ids)
-        ids[r, :n] = torch.tensor(s.ids, dtype=torch.long)
-        attn[r, :n] = 1
-        pos[r, :n] = torch.tensor(s.mask, dtype=torch.bool)
+    """Right-padded batch of samples (``core.padding.pad``) with their analysed-position masks."""
+    ids, attn = pad([s.ids for s in samples], pad_id)
+    marks, _ = pad([[int(m) for m in s.mask] for s in samples], 0)
     index = torch.tensor([s.index for s in samples], dtype=torch.long)
-    return Batch(ids, attn, pos, index)
+    return Batch(ids, attn, marks.bool(), index)
 
 
 def iter_batches(samples: list[Sample], batch_size: int, pad_id: int, sort_by_length: bool = False) -> Iterator[Batch]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 
 import torch
-from jaxtyping import Float, Int
 from torch import Tensor
+
+from .typing import LogProbs, RowScores, RowTokens
 
 LOG2 = math.log(2.0)
 
@@ -20,36 +21,36 @@ def _f32(x: Tensor) -> Tensor:
     return x if x.dtype == torch.float32 else x.float()
 
 
-def kl(logp: Float[Tensor, "n v"], logq: Float[Tensor, "n v"]) -> Float[Tensor, " n"]:
+def kl(logp: LogProbs, logq: LogProbs) -> RowScores:
     """KL(p || q) = sum_v p_v (log p_v - log q_v) per row (nats). Zero-probability terms of p contribute 0."""
     logp, logq = _f32(logp), _f32(logq)
     # 0 * (-inf) terms (p_v = 0) are NaN: nansum drops them, i.e. counts them as 0
     return (logp.exp() * (logp - logq)).nansum(-1).clamp_min(0.0)
 
 
-def js(logp: Float[Tensor, "n v"], logq: Float[Tensor, "n v"]) -> Float[Tensor, " n"]:
+def js(logp: LogProbs, logq: LogProbs) -> RowScores:
     """Jensen-Shannon divergence (nats, in [0, log 2]): 1/2 KL(p||m) + 1/2 KL(q||m) with m = (p + q) / 2."""
     logp, logq = _f32(logp), _f32(logq)
     logm = torch.logaddexp(logp, logq) - LOG2
     return (0.5 * (kl(logp, logm) + kl(logq, logm))).clamp(0.0, LOG2)
 
 
-def target_logprob(logp: Float[Tensor, "n v"], targets: Int[Tensor, " n"]) -> Float[Tensor, " n"]:
+def target_logprob(logp: LogProbs, targets: RowTokens) -> RowScores:
     """log p(target) per row (the logit-lens score); the NLL is its negative."""
     return _f32(logp).gather(-1, targets.long().unsqueeze(-1)).squeeze(-1)
 
 
-def nll(logp: Float[Tensor, "n v"], targets: Int[Tensor, " n"]) -> Float[Tensor, " n"]:
+def nll(logp: LogProbs, targets: RowTokens) -> RowScores:
     """Negative log-likelihood -log p(target) per row (nats)."""
     return -target_logprob(logp, targets)
 
 
-def target_is_top1(logp: Float[Tensor, "n v"], targets: Int[Tensor, " n"]) -> Float[Tensor, " n"]:
+def target_is_top1(logp: LogProbs, targets: RowTokens) -> RowScores:
     """1.0 where the target is the arg-max of the row, else 0.0."""
     return (logp.argmax(-1) == targets.long()).float()
 
 
-def entropy(logp: Float[Tensor, "n v"]) -> Float[Tensor, " n"]:
+def entropy(logp: LogProbs) -> RowScores:
     """Shannon entropy per row (nats)."""
     logp = _f32(logp)
     return -(logp.exp() * logp).nansum(-1)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
 from .arch import ArchAdapter, adapter_for
 from .errors import UserError
+from .sources import ModelSource, model_fingerprint, resolve_source  # noqa: F401 (re-exported)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-DEFAULT_ORGANISM = "cake"
 
 
 def resolve_device(spec: str | None, flag: str = "--device") -> str:
@@ -44,76 +42,6 @@ def resolve_dtype(spec: str | None, flag: str = "--dtype"):
     if spec not in DTYPES:
         raise UserError(f"{flag} {spec!r}: expected one of float32, bfloat16, float16, auto")
     return DTYPES[spec]
-
-
-@dataclass
-class ModelSource:
-    """Where a model comes from: ``spec`` as the user wrote it, ``location`` what transformers loads."""
-
-    spec: str
-    location: str
-    is_local: bool
-    label: str  # short, filesystem-safe name for run directories
-
-    @property
-    def fingerprint(self) -> str:
-        return model_fingerprint(self)
-
-
-def resolve_source(spec: str | None, role: str = "ft", flag: str = "--model") -> ModelSource:
-    """Resolve a model argument.
-
-    ``None`` -> the built-in ``cake`` organism (``role`` picks base or ft); ``organism:NAME[:base|ft]`` -> that
-    organism; an existing directory -> local; a path-looking argument that does not exist -> UserError;
-    anything else -> a hub id.
-    """
-    if spec is None or str(spec).startswith("organism:"):
-        from ..organisms import get_organism
-
-        parts = (spec or f"organism:{DEFAULT_ORGANISM}").split(":")
-        name = parts[1] if len(parts) > 1 and parts[1] else DEFAULT_ORGANISM
-        which = parts[2] if len(parts) > 2 else role
-        if which not in ("base", "ft"):
-            raise UserError(f"{flag} {spec}: the organism part must be 'base' or 'ft'")
-        org = get_organism(name)
-        path = org.base if which == "base" else org.ft
-        return ModelSource(spec=f"organism:{name}:{which}", location=str(path), is_local=True, label=f"{name}-{which}")
-    spec = str(spec)
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").exists():
-            raise UserError(f"{flag} {spec}: directory has no config.json (not a saved transformers model)")
-        return ModelSource(spec=spec, location=str(path.resolve()), is_local=True, label=_label(path.resolve().name))
-    if spec.startswith((".", "/", "~")) or path.exists() or spec.count("/") > 1:
-        raise UserError(f"{flag} {spec}: no such model directory")
-    return ModelSource(spec=spec, location=spec, is_local=False, label=_label(spec.replace("/", "--")))
-
-
-def _label(name: str) -> str:
-    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
-    return safe.strip("-.") or "model"
-
-
-def model_fingerprint(source: ModelSource) -> str:
-    """Content hash of a local model (config + weights; large files by size, head and tail) or the hub id."""
-    h = hashlib.sha256()
-    if not source.is_local:
-        h.update(source.location.encode())
-        return h.hexdigest()[:16]
-    root = Path(source.location)
-    for f in sorted(root.iterdir()):
-        if f.is_file() and (f.suffix in (".json", ".safetensors", ".bin", ".model") or f.name.endswith(".txt")):
-            h.update(f.name.encode())
-            size = f.stat().st_size
-            h.update(str(size).encode())
-            with f.open("rb") as fh:
-                if size <= 64 << 20:
-                    h.update(fh.read())
-                else:
-                    h.update(fh.read(4 << 20))
-                    fh.seek(-(4 << 20), os.SEEK_END)
-                    h.update(fh.read())
-    return h.hexdigest()[:16]
 
 
 def quiet_transformers() -> None:
@@ -152,7 +80,7 @@ def _first_line(err: Exception) -> str:
 @dataclass
 class LoadedModel:
     source: ModelSource
-    model: torch.nn.Module
+    model: torch.nn.Module | None  # None in a detached readout (mine two-pass: the head only)
     tokenizer: object
     adapter: ArchAdapter
     device: torch.device  # where inputs go (the input embeddings' device)
@@ -290,9 +218,20 @@ class ModelPair:
         return self.base.tokenizer
 
 
+def check_pair_sources(base_src: ModelSource, ft_src: ModelSource) -> PairReport:
+    """Configs and tokenizers of two models (no weights) compared; UserError when they cannot be diffed."""
+    report = check_pair(
+        load_config(base_src, "--base"), load_config(ft_src, "--ft"),
+        load_tokenizer(base_src, "--base"), load_tokenizer(ft_src, "--ft"),
+    )
+    if not report.compatible:
+        raise UserError(f"--base {base_src.spec} and --ft {ft_src.spec} cannot be diffed: " + "; ".join(report.reasons))
+    return report
+
+
 def load_pair(
-    base: str | None,
-    ft: str | None,
+    base: str | ModelSource | None,
+    ft: str | ModelSource | None,
     *,
     dtype: str | None = "float32",
     device: str | None = "auto",
@@ -300,15 +239,10 @@ def load_pair(
     ft_device: str | None = None,
     device_map: str | None = None,
 ) -> ModelPair:
-    """Load base and fine-tuned models (default: the ``cake`` organism) and check they can be diffed."""
-    base_src = resolve_source(base, role="base", flag="--base")
-    ft_src = resolve_source(ft, role="ft", flag="--ft")
-    report = check_pair(
-        load_config(base_src, "--base"), load_config(ft_src, "--ft"),
-        load_tokenizer(base_src, "--base"), load_tokenizer(ft_src, "--ft"),
-    )
-    if not report.compatible:
-        raise UserError(f"--base {base_src.spec} and --ft {ft_src.spec} cannot be diffed: " + "; ".join(report.reasons))
+    """The one pair loader: base and fine-tuned models (default: the ``cake`` organism), checked, each on its device."""
+    base_src = base if isinstance(base, ModelSource) else resolve_source(base, role="base", flag="--base")
+    ft_src = ft if isinstance(ft, ModelSource) else resolve_source(ft, role="ft", flag="--ft")
+    report = check_pair_sources(base_src, ft_src)
     b = load_model(base_src, dtype=dtype, device=base_device or device, device_map=device_map, flag="--base",
                    device_flag="--base-device" if base_device else "--device")
     f = load_model(ft_src, dtype=dtype, device=ft_device or device, device_map=device_map, flag="--ft",

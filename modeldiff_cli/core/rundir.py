@@ -48,9 +48,25 @@ class Run:
     reused: bool = False
     metadata: dict = field(default_factory=dict)  # extra fields for run_metadata.json
 
+    descriptions: dict = field(default_factory=dict)  # file name or glob pattern -> (kind, description)
+
     def file(self, *parts: str) -> Path:
         """Path of an output inside the directory being written."""
         return self.work.joinpath(*parts)
+
+    def describe(self, pattern: str, description: str, kind: str | None = None) -> None:
+        """Say what an artifact is (``pattern`` is a path relative to the run directory, or a glob of such)."""
+        self.descriptions[pattern] = (kind, description)
+
+    def description_of(self, rel: str) -> tuple[str | None, str]:
+        from fnmatch import fnmatch
+
+        if rel in self.descriptions:
+            return self.descriptions[rel]
+        for pattern, value in self.descriptions.items():
+            if fnmatch(rel, pattern):
+                return value
+        return None, ""
 
 
 def _canonical(config: dict) -> dict:

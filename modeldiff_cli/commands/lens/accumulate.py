@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from jaxtyping import Float, Int
 from torch import Tensor
 
 from ...core.divergence import kl
+from ...core.typing import LayerTokenScores, LogProbs, RowScores, RowTokens
 
 SCALARS = ("kl_ft_base", "kl_base_final", "kl_ft_final", "top1_agreement")
 
@@ -48,18 +48,18 @@ class LensAccumulator:
             "kl_ft_base": torch.zeros(L, P),
         }
 
-    def add_positions(self, sample_index: Int[Tensor, " n"]) -> None:
+    def add_positions(self, sample_index: RowTokens) -> None:
         """Count the analysed positions of each sample once per chunk (not once per layer)."""
         self.sample_count.index_add_(0, sample_index.cpu(), torch.ones(len(sample_index), dtype=torch.float64))
 
     def update(
         self,
         li: int,
-        base: Float[Tensor, "n v"],
-        ft: Float[Tensor, "n v"],
-        base_final: Float[Tensor, "n v"],
-        ft_final: Float[Tensor, "n v"],
-        sample_index: Int[Tensor, " n"],
+        base: LogProbs,
+        ft: LogProbs,
+        base_final: LogProbs,
+        ft_final: LogProbs,
+        sample_index: RowTokens,
         rows: slice | None = None,
     ) -> None:
         """Fold one chunk of layer ``li`` (log-probabilities of both models, and of their final outputs) in."""
@@ -88,14 +88,14 @@ class LensAccumulator:
         denom = self.sample_count.unsqueeze(1)
         return {k: (v / denom).float() for k, v in self.sample_sums.items()}
 
-    def mean_diff(self) -> Float[Tensor, "layers v"]:
+    def mean_diff(self) -> LayerTokenScores:
         """Mean ``log p_ft - log p_base`` per layer and token id."""
         return (self.diff_sum / self.count.clamp_min(1).unsqueeze(1)).float()
 
 
 def layer_chunk_stats(
-    base: Float[Tensor, "n v"], ft: Float[Tensor, "n v"], base_final: Float[Tensor, "n v"], ft_final: Float[Tensor, "n v"]
-) -> dict[str, Float[Tensor, " n"]]:
+    base: LogProbs, ft: LogProbs, base_final: LogProbs, ft_final: LogProbs
+) -> dict[str, RowScores]:
     """Per-row metrics of one chunk: KL(ft||base), KL(final||layer) per model, top-1 agreement."""
     return {
         "kl_ft_base": kl(ft, base),
@@ -105,7 +105,7 @@ def layer_chunk_stats(
     }
 
 
-def top_tokens(mean_diff: Float[Tensor, "layers v"], n: int, keep: Tensor | None = None, largest: bool = True):
+def top_tokens(mean_diff: LayerTokenScores, n: int, keep: Tensor | None = None, largest: bool = True):
     """Ids and values of the ``n`` most promoted (``largest``) or suppressed tokens per layer, among ``keep``."""
     scores = mean_diff.clone()
     if keep is not None:

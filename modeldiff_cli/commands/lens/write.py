@@ -10,6 +10,41 @@ from .prompt_table import prompt_table, write_prompt_table
 
 COLUMNS = ["layer", "positions", *SCALARS]
 
+ARTIFACTS = {
+    "layer_metrics.csv": ("table", "per layer: positions, KL(ft||base), each model's KL to its final output, top-1 agreement"),
+    "layer_metrics.json": ("payload", "the per-layer metrics with the readout, positions view and shared vocabulary"),
+    "promoted_tokens.json": ("payload", "per layer, the tokens ft promotes / suppresses most (mean log-prob diff)"),
+    "lens_matrices.npz": ("matrix", "per-layer curves, per-sample matrices, mean log-prob diff [layers, vocab], top ids"),
+    "kl_by_layer.png": ("plot", "KL(ft||base) and each model's KL to its own final output, by layer"),
+    "agreement_by_layer.png": ("plot", "top-1 agreement of base and ft, by layer"),
+    "prompt_top_tokens.json": ("payload", "--prompt: each model's top-1 token per position x layer"),
+    "prompt_top_tokens.png": ("plot", "--prompt: the top-1 token table of each model as a heat map"),
+}
+
+
+def describe(run) -> None:
+    for name, (kind, text) in ARTIFACTS.items():
+        run.describe(name, text, kind)
+
+
+def headline(results: dict, layers: list[int], pair):
+    """The figures of the run for summary.json and the lines printed for them."""
+    from ...core.command import Result
+    from ...core.tokens import display_tokens, visible
+
+    kl = [float(v) for v in results["means"]["kl_ft_base"]]
+    agree = [float(v) for v in results["means"]["top1_agreement"]]
+    top = [visible(t) for t in display_tokens(pair.tokenizer, results["promoted"][0][-1][:10].tolist())]
+    peak = max(range(len(layers)), key=lambda i: kl[i])
+    figures = {"layers": layers, "kl_ft_base": kl, "top1_agreement": agree, "peak_kl_layer": layers[peak],
+               "top_promoted_last_layer": top, "shared_vocab": pair.shared_vocab}
+    lines = [
+        "KL(ft||base) by layer: " + ", ".join(f"L{layer} {v:.4f}" for layer, v in zip(layers, kl, strict=True)),
+        f"top-1 agreement: layer {layers[0]} {agree[0]:.3f}, layer {layers[-1]} {agree[-1]:.3f}",
+        f"most promoted by ft at layer {layers[-1]}: " + ", ".join(repr(t) for t in top),
+    ]
+    return Result(headline=figures, lines=lines)
+
 
 def layer_rows(results: dict, acc: LensAccumulator, layers: list[int]) -> list[dict]:
     means = results["means"]
@@ -30,11 +65,12 @@ def token_lists(tokenizer, ids, values, layers: list[int]) -> dict[str, list[dic
     return out
 
 
-def write_outputs(run, acc: LensAccumulator, results: dict, pair, data, layers: list[int], o) -> None:
+def write_outputs(run, acc: LensAccumulator, results: dict, pair, data, layers: list[int], cmd) -> None:
     rows = layer_rows(results, acc, layers)
+    describe(run)
     artifacts.write_csv(run.file("layer_metrics.csv"), rows, COLUMNS)
     artifacts.write_json(run.file("layer_metrics.json"), {
-        "method": o.method, "positions": o.positions if o.prompt is None else "all",
+        "method": cmd.readout.readout, "positions": cmd.positions if cmd.prompt is None else "all",
         "kl_direction": "KL(ft || base); layer-to-final: KL(final || layer) of the same model",
         "shared_vocab": pair.shared_vocab, "samples": len(data.samples), "layers": rows,
     })

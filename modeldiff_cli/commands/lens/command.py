@@ -1,0 +1,66 @@
+"""The `lens` command: its ingredients, its own options, and ``execute()`` — the pipeline, top to bottom."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from ...core.command import Command, Fingerprints, Result
+from ...core.errors import UserError
+from ...core.ingredients import Data, Pair, Readout, RunOpts, TokenFilter
+from ...core.spec import option
+
+POSITIONS = ("all", "last")
+
+
+@dataclass(frozen=True)
+class Lens(Command):
+    """Per layer, both models' logit-lens (or patchscope) distributions at the analysed positions: mean
+    KL(ft || base), each model's KL from its own final output, top-1 agreement, and the tokens ft promotes most
+    over base. Writes layer_metrics.csv/.json, lens_matrices.npz, promoted_tokens.json, kl_by_layer.png,
+    agreement_by_layer.png (and prompt_top_tokens.json/.png with --prompt); prints the run directory last."""
+
+    name = "lens"
+    defaults = {"readout": ("logit-lens", "lens reads every layer; `logits` would only read the last")}
+    old_flags = {"readout": ("--method",)}
+    organism_fill = {"base": "base", "ft": "ft", "data": ("base",)}
+
+    pair: Pair = field(default_factory=Pair)
+    data: Data = field(default_factory=Data)
+    readout: Readout = field(default_factory=lambda: Readout(readout="logit-lens"))
+    tokens: TokenFilter = field(default_factory=TokenFilter)
+    run: RunOpts = field(default_factory=RunOpts)
+    prompt: str | None = option(None, "--prompt", "Single-prompt mode (instead of --data): also draw the per-position x per-layer top-token table of each model.", data=True)
+    positions: str = option("all", "--positions", "Positions analysed in each sample: all (selected by the data: every token, or assistant tokens of chats) or last.")
+    top_n: int = option(20, "--top-n", "Promoted / suppressed tokens listed per layer.", min=1)
+
+    def __post_init__(self):
+        self.readout.allow("logit-lens", "patchscope")
+        if self.positions not in POSITIONS:
+            raise UserError(f"--positions {self.positions!r}: expected all or last")
+        if self.prompt is not None and self.data.data:
+            raise UserError("--prompt and --data are exclusive: give one")
+        if self.prompt is not None and not self.prompt.strip():
+            raise UserError("--prompt is empty")
+        if self.prompt is None:
+            self.data.single()
+
+    def fingerprints(self) -> Fingerprints:
+        if self.prompt is not None:
+            data = {"prompt": hashlib.sha256(self.prompt.encode()).hexdigest()[:16]}
+            names = ("prompt",)
+        else:
+            data, names = self.data.fingerprint(), self.data.names
+        return Fingerprints(self.pair.labels, (*names, self.readout.readout), {**self.pair.fingerprint(), **data})
+
+    def execute(self, run) -> Result:
+        from .pipeline import accumulate, dataset, order
+        from .write import headline, write_outputs
+
+        pair = self.pair.load()
+        data = dataset(self, pair.tokenizer)
+        layers = self.readout.resolve_layers(pair.base.adapter.n_layers)
+        acc = accumulate(pair, data, layers, self)
+        results = order(acc, pair, self)
+        write_outputs(run, acc, results, pair, data, layers, self)
+        return headline(results, layers, pair)

@@ -1,0 +1,243 @@
+"""The command spine: a command is a frozen dataclass of ingredients plus its own options, and ``execute()``.
+
+:func:`launch` runs every command the same way:
+
+1. the run configuration is derived from the dataclass (options marked ``result``) plus the fingerprints of its
+   models and data — computed from files, before any model loads;
+2. the run directory is ``{out}/{command}/{base}_vs_{ft}/{name}-{hash}`` (one model: ``{out}/{command}/{model}/...``);
+   a complete run with the same configuration is reused (its headline printed from its ``summary.json``),
+   a different one is refused unless ``--overwrite``;
+3. ``execute(run)`` writes its artifacts into the partial directory and returns a :class:`Result`;
+4. ``summary.json`` (command, configuration, headline figures, every artifact with its kind and description) is
+   written, the directory moved into place, the headline printed, and the run directory printed last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from . import console
+from .errors import UserError
+from .rundir import Run, config_hash, run_directory, slug
+from .spec import Param, command_params, is_ingredient, typer_callback
+
+SUMMARY = "summary.json"
+
+# artifact kinds by file suffix (a command may name another kind with Run.describe)
+KINDS = {
+    ".csv": "table", ".tsv": "table", ".md": "text", ".txt": "text", ".png": "plot", ".svg": "plot",
+    ".npz": "matrix", ".npy": "matrix", ".safetensors": "matrix", ".html": "html", ".json": "payload",
+    ".jsonl": "payload",
+}
+
+
+@dataclass
+class Result:
+    """What ``execute`` returns: headline figures (a small JSON-able dict) and the lines printed for them."""
+
+    headline: dict = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+    metadata: dict = field(default_factory=dict)  # extra facts for summary.json (e.g. shared vocabulary)
+
+
+@dataclass(frozen=True)
+class Fingerprints:
+    """What the run is about, known before any model loads."""
+
+    labels: tuple[str, ...]  # model labels for the run directory (one or two)
+    names: tuple[str, ...]  # data names for the run directory's leaf
+    values: dict  # fingerprints of models and data, for the configuration
+
+
+class Command:
+    """Base of every command dataclass. Subclasses set ``name`` and implement ``fingerprints`` and ``execute``."""
+
+    name: ClassVar[str]
+    panel: ClassVar[str | None] = None
+    # per-command default overrides {option: (default, why)} and extra flag names {option: ("--old",)}
+    defaults: ClassVar[dict[str, tuple[Any, str]]] = {}
+    aliases: ClassVar[dict[str, tuple[str, ...]]] = {}
+    old_flags: ClassVar[dict[str, tuple[str, ...]]] = {}  # hidden old spellings, kept for one release
+    # default-organism policy: the organism used when no model is given, and what it fills in:
+    # {option: "base" | "ft" (its checkpoint) | ("key", ...) (its data files) | "key" (one data file)}
+    organism: ClassVar[str | None] = "cake"
+    organism_fill: ClassVar[dict[str, Any]] = {}
+
+    # ---- to implement -------------------------------------------------------------------------------------
+    def fingerprints(self) -> Fingerprints:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def execute(self, run: Run) -> Result:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def run_name(self) -> str:
+        """The leaf's readable part: the data names (and whatever tells runs of one command apart)."""
+        return "+".join(self.fp.names) or self.name
+
+    @property
+    def fp(self) -> Fingerprints:
+        """``fingerprints()``, computed once per command instance."""
+        cached = self.__dict__.get("_fingerprints")
+        if cached is None:
+            cached = self.fingerprints()
+            self.__dict__["_fingerprints"] = cached
+        return cached
+
+    # ---- shared behaviour ---------------------------------------------------------------------------------
+    @classmethod
+    def make(cls, **values):
+        """The command as the CLI would build it from these option values (defaults, organism policy, checks)."""
+        from .spec import build
+
+        return build(cls, command_params(cls), values)
+
+    @classmethod
+    def fill_defaults(cls, flat: dict, params: list[Param]) -> dict:
+        """One default-organism policy for every command.
+
+        No model given: the organism's checkpoints fill the model options, and its data fills the data options
+        that were not given. A model given without any data option: exit 2 (the organism's data belongs to it).
+        """
+        models = [p for p in params if p.opt.role and flat.get(p.name) is not None]
+        data_params = [p for p in params if p.opt.data]
+        data_given = [p for p in data_params if flat.get(p.name) not in (None, ())]
+        if models and data_params and not data_given:
+            wanted = data_params[0].opt.primary
+            raise UserError(
+                f"{wanted}: required when {'/'.join(p.opt.primary for p in models)} "
+                f"{'is' if len(models) == 1 else 'are'} given (the default data belongs to the "
+                f"{cls.organism} organism)"
+            )
+        if models or cls.organism is None:
+            return flat
+        from .sources import organism_data
+
+        flat = dict(flat)
+        for name, what in cls.organism_fill.items():
+            param = next(p for p in params if p.name == name)
+            if param.opt.role:
+                flat[name] = f"organism:{cls.organism}:{what}"
+            elif not data_given:
+                keys = (what,) if isinstance(what, str) else tuple(what)
+                files = tuple(str(organism_data(cls.organism, k, param.opt.primary)) for k in keys)
+                flat[name] = files[0] if isinstance(what, str) else files
+        return flat
+
+    def settings(self) -> dict:
+        """The options that decide what is computed, flattened (ingredients inlined)."""
+        return _settings(self)
+
+    def config(self) -> dict:
+        return {"command": self.name, "settings": self.settings(), "fingerprints": self.fp.values}
+
+    def parts(self, config: dict) -> list[str]:
+        fp = self.fp
+        models = "_vs_".join(slug(label) for label in dict.fromkeys(fp.labels))
+        return [self.name, models or "none", f"{slug(self.run_name())}-{config_hash(config)}"]
+
+    @property
+    def out(self) -> Path:
+        return Path(self.run.out)  # type: ignore[attr-defined]
+
+
+def _settings(obj) -> dict:
+    hints = typing.get_type_hints(type(obj))
+    out: dict = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if is_ingredient(hints[f.name]):
+            out.update(_settings(value))
+        elif "opt" in f.metadata and f.metadata["opt"].result:
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def launch(cmd: Command) -> Path:
+    """Run a command through the spine (see the module docstring); returns the run directory."""
+    config = cmd.config()
+    run_opts = cmd.run  # type: ignore[attr-defined]
+    with run_directory(run_opts.out, cmd.parts(config), config, command=cmd.name, overwrite=run_opts.overwrite) as run:
+        if run.reused:
+            summary = read_summary(run.path)
+            console.info(f"reusing the complete run in {run.path} (pass --overwrite to recompute)")
+        else:
+            if getattr(run_opts, "seed", None) is not None:
+                _seed(run_opts.seed)
+            result = cmd.execute(run)
+            summary = write_summary(run, cmd.name, config, result)
+    for line in summary.get("lines", []):
+        console.result(line)
+    console.done(run.path)
+    return run.path
+
+
+def _seed(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def write_summary(run: Run, command: str, config: dict, result: Result) -> dict:
+    from .artifacts import write_json
+
+    summary = {
+        "command": command,
+        "config": config,
+        "headline": result.headline,
+        "lines": result.lines,
+        "artifacts": list_artifacts(run),
+        **({"metadata": result.metadata} if result.metadata else {}),
+    }
+    write_json(run.work / SUMMARY, summary)
+    return summary
+
+
+def list_artifacts(run: Run) -> list[dict]:
+    """Every file in the run directory (but its metadata), with a kind and the description the command gave."""
+    from .rundir import METADATA
+
+    rows = []
+    for path in sorted(p for p in run.work.rglob("*") if p.is_file()):
+        rel = path.relative_to(run.work).as_posix()
+        if rel in (METADATA, SUMMARY) or path.name.startswith("."):
+            continue
+        kind, description = run.description_of(rel)
+        rows.append({"path": rel, "kind": kind or KINDS.get(path.suffix, "file"), "description": description,
+                     "bytes": path.stat().st_size})
+    return rows
+
+
+def read_summary(path: Path) -> dict:
+    from .artifacts import read_json
+
+    file = Path(path) / SUMMARY
+    if not file.is_file():
+        raise UserError(f"{path}: complete run without {SUMMARY} (written by an older modeldiff); pass --overwrite")
+    return read_json(file)
+
+
+def register(app, cls, *, group_help: str | None = None):
+    """Add a command class to a Typer app; returns the sub-app when the command is a group (``group_help``)."""
+    import typer
+
+    if group_help is None:
+        app.command(cls.name, help=(cls.__doc__ or "").strip())(typer_callback(cls, launch))
+        return None
+    group = typer.Typer(name=cls.name, help=group_help, add_completion=False, invoke_without_command=True,
+                        context_settings={"help_option_names": ["-h", "--help"]})
+    group.callback(invoke_without_command=True)(typer_callback(cls, launch, context=True))
+    app.add_typer(group, name=cls.name)
+    return group
+
+
+__all__ = ["Command", "Fingerprints", "Result", "launch", "register", "command_params"]

@@ -1,0 +1,238 @@
+"""The ingredients every command is built from: each declares its options once and owns its ``load()``.
+
+- :class:`Pair` — two models (``--base/--ft``), their devices, device map and dtype; ``load()`` checks that they
+  can be diffed.
+- :class:`Model` — one model (``--model``), same device / dtype options.
+- :class:`Reading` — how samples are read and batched (text field, sample and token limits, batch size).
+- :class:`Data` — ``--data`` sources plus :class:`Reading`; ``load(tokenizer)`` tokenizes them.
+- :class:`Readout` — what a hidden state is read as (logits, logit lens, patchscope), at which layers, in
+  chunks of how many positions.
+- :class:`TokenFilter` — which tokens orderings and lists leave out.
+- :class:`RunOpts` — where runs go, the seed, and whether an existing run is replaced.
+
+Light imports only (``--help`` builds the options from these classes); loading imports torch lazily.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from .errors import UserError
+from .sources import ModelSource, resolve_source
+from .spec import Ingredient, option
+
+DEVICE_HELP = "cpu, cuda, cuda:N or auto (GPU when present)."
+
+
+@dataclass(frozen=True)
+class Pair(Ingredient):
+    """A base and a fine-tuned model (same tokenizer and architecture)."""
+
+    panel = "Models"
+
+    base: str | None = option(None, "--base", "Base model: local directory, hub id or organism:NAME[:base|ft]. Default: the command's organism.", role="base", result=False)
+    ft: str | None = option(None, "--ft", "Fine-tuned model (same forms as --base). Default: the command's organism.", role="ft", result=False)
+    device: str = option("auto", "--device", DEVICE_HELP, result=False)
+    base_device: str | None = option(None, "--base-device", "Device of the base model (default: --device).", result=False)
+    ft_device: str | None = option(None, "--ft-device", "Device of the fine-tuned model (default: --device).", result=False)
+    device_map: str | None = option(None, "--device-map", "accelerate device_map (e.g. auto) for models larger than one device.", result=False)
+    dtype: str = option("float32", "--dtype", "float32, bfloat16, float16 or auto (the checkpoint's dtype). Statistics accumulate in float32.")
+
+    @cached_property
+    def sources(self) -> tuple[ModelSource, ModelSource]:
+        return (resolve_source(self.base, role="base", flag=self.base_flag),
+                resolve_source(self.ft, role="ft", flag=self.ft_flag))
+
+    # flags as the user typed them in errors ("--old" in attribute is an alias of "--base")
+    base_flag = "--base"
+    ft_flag = "--ft"
+
+    @property
+    def labels(self) -> tuple[str, str]:
+        return self.sources[0].label, self.sources[1].label
+
+    def fingerprint(self) -> dict:
+        b, f = self.sources
+        return {"base": {"spec": b.spec if not b.is_local else b.label, "fingerprint": b.fingerprint},
+                "ft": {"spec": f.spec if not f.is_local else f.label, "fingerprint": f.fingerprint}}
+
+    def device_of(self, role: str) -> tuple[str, str]:
+        """``(device, flag)`` of one member: its own device flag when given, else ``--device``."""
+        own = self.base_device if role == "base" else self.ft_device
+        return (own, f"--{role}-device") if own else (self.device, "--device")
+
+    def check(self):
+        """Configs and tokenizers only (no weights): a :class:`core.models.PairReport`; UserError when incompatible."""
+        from .models import check_pair_sources
+
+        return check_pair_sources(*self.sources)
+
+    def load_one(self, role: str):
+        """One member (``base`` or ``ft``) of the pair, on its device."""
+        from .models import load_model
+
+        device, device_flag = self.device_of(role)
+        src = self.sources[0 if role == "base" else 1]
+        return load_model(src, dtype=self.dtype, device=device, device_map=self.device_map,
+                          flag=f"--{role}", device_flag=device_flag)
+
+    def load(self):
+        """Both models, resident, after the compatibility check: a :class:`core.models.ModelPair`."""
+        from .models import load_pair
+
+        return load_pair(*self.sources, dtype=self.dtype, device=self.device, base_device=self.base_device,
+                         ft_device=self.ft_device, device_map=self.device_map)
+
+
+@dataclass(frozen=True)
+class Model(Ingredient):
+    """One model."""
+
+    panel = "Models"
+
+    model: str | None = option(None, "--model", "Model: local directory, hub id or organism:NAME[:base|ft]. Default: the command's organism.", role="model", result=False)
+    device: str = option("auto", "--device", DEVICE_HELP, result=False)
+    device_map: str | None = option(None, "--device-map", "accelerate device_map (e.g. auto) for models larger than one device.", result=False)
+    dtype: str = option("float32", "--dtype", "float32, bfloat16, float16 or auto (the checkpoint's dtype).")
+
+    @cached_property
+    def source(self) -> ModelSource:
+        return resolve_source(self.model, role="ft", flag="--model")
+
+    @property
+    def labels(self) -> tuple[str]:
+        return (self.source.label,)
+
+    def fingerprint(self) -> dict:
+        s = self.source
+        return {"model": {"spec": s.spec if not s.is_local else s.label, "fingerprint": s.fingerprint}}
+
+    def load(self, source: ModelSource | None = None, flag: str = "--model"):
+        from .models import load_model
+
+        return load_model(source or self.source, dtype=self.dtype, device=self.device, device_map=self.device_map,
+                          flag=flag)
+
+
+@dataclass(frozen=True)
+class Reading(Ingredient):
+    """How samples are read and batched (commands whose inputs have their own flags, e.g. ``--train``)."""
+
+    panel = "Data"
+
+    text_field: str = option("text", "--text-field", "Field (JSONL) or column (CSV, Parquet, datasets) holding the text; chat files use `messages`.")
+    max_samples: int | None = option(None, "--max-samples", "Use at most this many samples per data source (large sources are streamed).", min=1)
+    max_tokens: int | None = option(256, "--max-tokens", "Truncate each sample to this many tokens.", min=2)
+    batch_size: int = option(8, "--batch-size", "Sequences per forward pass.", min=1, result=False)
+
+
+@dataclass(frozen=True)
+class Data(Reading):
+    """Input data: files (text, JSONL, chat JSONL, CSV, Parquet), saved datasets or ``hf:NAME[:CONFIG][:SPLIT]``."""
+
+    data: tuple[str, ...] = option((), "--data", "Text / JSONL / chat JSONL / CSV / Parquet file, a datasets.save_to_disk directory, or hf:NAME[:CONFIG][:SPLIT]; repeat for several. Default: the command's organism data.", data=True, result=False)
+
+    def __post_init__(self):
+        if isinstance(self.data, (str, Path)):
+            object.__setattr__(self, "data", (str(self.data),))
+
+    @cached_property
+    def names(self) -> tuple[str, ...]:
+        from .datasource import dataset_name
+
+        names: list[str] = []
+        for spec in self.data:
+            base, name, k = dataset_name(spec), dataset_name(spec), 2
+            while name in names:
+                name, k = f"{base}_{k}", k + 1
+            names.append(name)
+        return tuple(names)
+
+    def fingerprint(self) -> dict:
+        from .datasource import source_fingerprint
+
+        return {"data": {name: source_fingerprint(spec, self.text_field, self.max_samples, self.max_tokens)
+                         for name, spec in zip(self.names, self.data, strict=True)}}
+
+    def single(self, flag: str = "--data") -> str:
+        if len(self.data) != 1:
+            raise UserError(f"{flag}: this command takes one data source (got {len(self.data)})")
+        return self.data[0]
+
+    def load(self, tokenizer, *, positions_before: int = 0):
+        """Tokenize every source: a list of :class:`core.data.Dataset` named as in the run directory."""
+        from .data import load_dataset
+
+        out = []
+        for name, spec in zip(self.names, self.data, strict=True):
+            ds = load_dataset(spec, tokenizer, text_field=self.text_field, max_samples=self.max_samples,
+                              max_tokens=self.max_tokens, positions_before=positions_before)
+            ds.name = name
+            out.append(ds)
+        return out
+
+
+READOUTS = ("logits", "logit-lens", "patchscope")
+
+
+@dataclass(frozen=True)
+class Readout(Ingredient):
+    """What a hidden state is read as, where, and in chunks of how many positions."""
+
+    panel = "Readout"
+
+    readout: str = option("logits", "--readout", "logits (the model's output), logit-lens (layer state -> final norm -> lm_head) or patchscope (layer state patched into an identity prompt, one decode step).")
+    layers: str | None = option(None, "--layers", "Layers: all, or a comma list of indices (12, -1 = last), relative depths (0.75) and a:b ranges (end exclusive), e.g. 0,0.5,-1 or 2:8. Commands reading one layer take one selector.", aliases=("--layer",))
+    patchscope_prompt: str | None = option(None, "--patchscope-prompt", "Identity prompt of patchscope; its last '?' is the patched position.")
+    patchscope_layer: str | None = option(None, "--patchscope-layer", "Layer patched in the identity prompt (default: the layer read).")
+    chunk_size: int = option(256, "--chunk-size", "Positions read out through lm_head at once (bounds peak memory at chunk x vocab floats).", min=1, result=False)
+
+    def __post_init__(self):
+        if self.readout not in READOUTS:
+            raise UserError(f"--readout {self.readout!r}: expected one of {', '.join(READOUTS)}")
+
+    def allow(self, *kinds: str) -> None:
+        """Restrict the readouts a command accepts."""
+        if self.readout not in kinds:
+            raise UserError(f"--readout {self.readout!r}: this command takes {', '.join(kinds)}")
+
+    def resolve_layers(self, n_layers: int, default: str = "all") -> list[int]:
+        from .arch import resolve_layers
+
+        return resolve_layers(self.layers if self.layers is not None else default, n_layers, "--layers")
+
+    def resolve_layer(self, n_layers: int, default: str = "-1") -> int:
+        """The one layer of a single-layer readout."""
+        layers = self.resolve_layers(n_layers, default)
+        if len(layers) != 1:
+            raise UserError(f"--layers {self.layers}: this command reads one layer (got {len(layers)})")
+        return layers[0]
+
+
+@dataclass(frozen=True)
+class TokenFilter(Ingredient):
+    """Tokens left out of orderings and token lists (the analysis itself always sees every token)."""
+
+    panel = "Tokens"
+
+    drop_punctuation: bool = option(False, "--drop-punctuation/--keep-punctuation", "Leave punctuation-only tokens out of the token lists.", old=("--filter-punctuation",))
+    drop_special: bool = option(True, "--drop-special/--keep-special", "Leave special tokens (bos, eos, pad) out of the token lists.", old=("--filter-special",))
+    consolidate_case: bool = option(False, "--consolidate-case", "Merge tokens equal after stripping and lower-casing (' Cake', 'cake').")
+
+    def keep_mask(self, tokenizer, vocab_size: int) -> list[bool]:
+        from .tokens import keep_mask
+
+        return keep_mask(tokenizer, vocab_size, drop_punctuation=self.drop_punctuation, drop_special=self.drop_special)
+
+
+@dataclass(frozen=True)
+class RunOpts(Ingredient):
+    """Where the run directory goes and how it is made."""
+
+    panel = "Run"
+
+    out: Path = option(Path("runs"), "--out", "Root directory of run directories.", result=False)
+    seed: int = option(0, "--seed", "Random seed (same seed, same result).")
+    overwrite: bool = option(False, "--overwrite", "Recompute and replace an existing run directory.", result=False)
