@@ -24,7 +24,7 @@ test: $(STAMP)
 
 ## Heavier checks (real hops data, larger shapes).
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -rs -m slow
 
 bench: $(STAMP)
 	$(PY) benchmarks/mine_overhead.py

@@ -16,13 +16,15 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 # Organisms are built once and reused by every test (and across local runs; CI starts from a fresh clone).
 os.environ.setdefault("MODELDIFF_ORGANISMS_DIR", str(ROOT / ".pytest_cache" / "modeldiff-organisms"))
 
-SHARED_HOPS = ROOT.parent / "shared" / "data" / "hops"
+# The real public hops data (README: `make test-slow`): ../shared/data/hops next to the repository, or $MODELDIFF_HOPS_DIR.
+SHARED_HOPS = Path(os.environ.get("MODELDIFF_HOPS_DIR") or ROOT.parent / "shared" / "data" / "hops").expanduser()
 
 
 @pytest.fixture(scope="session")
 def hops_data_dir() -> Path:
+    """The real hops data directory; tests using it (marked ``slow`` and ``hops_data``) skip only when it is absent."""
     if not SHARED_HOPS.is_dir():
-        pytest.skip(f"real hops data not found at {SHARED_HOPS}")
+        pytest.skip(f"real hops data not found at {SHARED_HOPS} (set MODELDIFF_HOPS_DIR)")
     return SHARED_HOPS
 
 

@@ -88,11 +88,11 @@ def _ce(model, ids, positions):
 def test_pairs_identities_and_hidden_states_roundtrip(model_dir, pairs_file, tmp_path, cli):
     from modeldiff_cli.core.models import load_model
 
-    hs = tmp_path / "hs"
     code, out, err = cli("nll", "--model", model_dir, "--pairs", pairs_file, "--js-mode", "all", "--chunk-size", "2",
-                         "--batch-size", "2", "--save-hidden-states", hs, "--out", tmp_path / "runs", "--device", "cpu")
+                         "--batch-size", "2", "--save-hidden-states", "--out", tmp_path / "runs", "--device", "cpu")
     assert code == 0, err
     run = run_dir(tmp_path, out)
+    hs = run / "hidden_states"  # written inside the run directory, before it closed
     m = np.load(run / "nll_matrices.npz")
     assert m["item_ids"].tolist() == ["x1", "x2", "x3"] and m["nll_a_all"].shape == (3, 2)
     loaded = load_model(str(model_dir), device="cpu")
@@ -121,12 +121,21 @@ def test_pairs_identities_and_hidden_states_roundtrip(model_dir, pairs_file, tmp
         assert (run / png).read_bytes()[:4] == b"\x89PNG"
     # precomputed hidden states give the same matrices, with only the final norm and lm_head loaded
     assert sorted(p.name for p in hs.iterdir()) == ["x1.npz", "x2.npz", "x3.npz"]
+    saved = np.load(hs / "x1.npz")
+    assert saved["a"].shape == (2, len(A), 32) and saved["b"].shape == (2, len(B), 32)
+    artifacts = {a["path"]: a for a in json.loads((run / "summary.json").read_text())["artifacts"]}
+    assert artifacts["hidden_states/x1.npz"]["kind"] == "matrix" and artifacts["hidden_states/x1.npz"]["description"]
     code, out, err = cli("nll", "--model", model_dir, "--pairs", pairs_file, "--hidden-states-dir", hs, "--js-mode", "all",
                          "--out", tmp_path / "runs", "--device", "cpu")
     assert code == 0, err
-    m2 = np.load(run_dir(tmp_path, out) / "nll_matrices.npz")
+    run2 = run_dir(tmp_path, out)
+    assert run2.name.startswith("pairs-hidden-") and run2.parent == run.parent
+    m2 = np.load(run2 / "nll_matrices.npz")
     for key in ("nll_a_all", "nll_b_last", "js_all", "top1_a_all"):
         np.testing.assert_allclose(m2[key], m[key], rtol=1e-5, atol=1e-6)
+    h1, h2 = (json.loads((r / "summary.json").read_text())["headline"] for r in (run, run2))
+    for key in ("nll_a", "nll_b", "delta", "nll_a_last", "nll_b_last", "delta_last", "js_all", "js_last"):
+        assert h2[key] == pytest.approx(h1[key], rel=1e-5, abs=1e-6)
 
 
 def test_head_only_loading(model_dir):
@@ -205,12 +214,10 @@ def test_nll_bad_input(model_dir, tmp_path, cli, args, message):
 
 
 def _organism(name):
-    try:
-        from modeldiff_cli.organisms import get_organism
+    """A broken or missing organism fails the test (ImportError, KeyError), it never skips it."""
+    from modeldiff_cli.organisms import get_organism
 
-        return get_organism(name)
-    except (ImportError, KeyError) as err:
-        pytest.skip(f"organism {name!r} not available: {err}")
+    return get_organism(name)
 
 
 def test_nll_hops_new_checkpoint_predicts_target_answers(tmp_path, cli):
@@ -244,3 +251,97 @@ def test_bfloat16_model_accumulates_in_float32(model_dir, pairs_file, tmp_path, 
     assert runs["bfloat16"]["nll_a_all"].dtype == np.float32
     np.testing.assert_allclose(runs["bfloat16"]["nll_a_all"], runs["float32"]["nll_a_all"], atol=0.05)
     assert not np.array_equal(runs["bfloat16"]["nll_a_all"], runs["float32"]["nll_a_all"])  # really ran in bf16
+
+
+# ---------------------------------------------------------------- the command spine
+
+
+def _label(path) -> str:
+    from modeldiff_cli.core.sources import resolve_source
+
+    return resolve_source(str(path)).label
+
+
+def _no_model_load(monkeypatch):
+    from modeldiff_cli.core import models
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a reused run must not load a model")
+
+    monkeypatch.setattr(models, "load_model", refuse)
+    monkeypatch.setattr(models, "load_pair", refuse)
+
+
+def test_run_layout_summary_and_reuse_both_modes(tiny_model_dir, pairs_file, tmp_path, cli, monkeypatch):
+    base, ft = tiny_model_dir("llama", 0), tiny_model_dir("llama", 1)
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["the cat sat on the mat", "hello world"]))
+    runs = tmp_path / "runs"
+    two = ["nll", "--base", base, "--ft", ft, "--data", data, "--js-mode", "all", "--out", runs, "--device", "cpu"]
+    one = ["nll", "--model", base, "--pairs", pairs_file, "--js-mode", "last", "--out", runs, "--device", "cpu"]
+    first = {}
+    for name, args in (("models", two), ("pairs", one)):
+        code, out, err = cli(*args)
+        assert code == 0, err
+        run = run_dir(tmp_path, out)
+        first[name] = out
+        labels = f"{_label(base)}_vs_{_label(ft)}" if name == "models" else _label(base)
+        leaf = "d-models-" if name == "models" else "pairs-pairs-"
+        assert run.parent == runs / "nll" / labels and run.name.startswith(leaf) and len(run.name) == len(leaf) + 8
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["command"] == "nll" and summary["config"]["settings"]["js_mode"] == ("all" if name == "models" else "last")
+        assert {"settings", "fingerprints"} <= set(summary["config"])
+        head = summary["headline"]
+        assert head["mode"] == name and head["layer"] == 1
+        assert head["delta"] == pytest.approx(head["nll_b"] - head["nll_a"])
+        last = json.loads((run / "nll_summary.json").read_text())["last_layer"]
+        assert (head["nll_a"], head["nll_b"], head["nll_a_last"]) == (last["nll_a_all"], last["nll_b_all"], last["nll_a_last"])
+        assert ("js_all" in head) == (name == "models") and "js_last" in head
+        assert summary["lines"] and summary["lines"][0] in out and out.strip().splitlines()[-1] == str(run)
+        paths = {a["path"] for a in summary["artifacts"]}
+        assert {"nll_layer_metrics.csv", "nll_matrices.npz", "nll_summary.json", "nll_curves.png", "js_curves.png"} <= paths
+        assert all(a["description"] and a["kind"] for a in summary["artifacts"])
+    # the same commands again: reused (same lines, same directory), no model loaded
+    _no_model_load(monkeypatch)
+    for name, args in (("models", two), ("pairs", one)):
+        code, out, err = cli(*args)
+        assert code == 0, err
+        assert out == first[name] and "reusing" in err
+
+
+def test_default_organism_and_mode_rules(cli, tmp_path, pairs_file):
+    from modeldiff_cli.commands.nll.command import Nll
+    from modeldiff_cli.organisms import get_organism
+
+    cmd = Nll.make()  # no model: the cake organism's base and ft, on its base data
+    assert (cmd.pair.base, cmd.pair.ft) == ("organism:cake:base", "organism:cake:ft")
+    assert cmd.data.data == (str(get_organism("cake").data("base")),) and cmd.mode == "models"
+    assert cmd.data.max_tokens == 256  # the shared default
+    cmd = Nll.make(pairs=pairs_file)  # --pairs alone: one model, the organism's ft
+    assert cmd.model == "organism:cake:ft" and cmd.pair.base is None and cmd.mode == "pairs"
+    assert cmd.fp.labels == ("cake-ft",)
+    code, out, err = cli("nll", "--max-samples", "2", "--out", tmp_path / "runs", "--device", "cpu")
+    assert code == 0, err
+    run = run_dir(tmp_path, out)
+    assert run.parts[-3:-1] == ("nll", "cake-base_vs_cake-ft") and run.name.startswith("base-models-")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--base", "{model}", "--ft", "{model}"], "--data: required when --base/--ft are given"),
+        (["--base", "{model}"], "--data: required when --base is given"),
+        (["--model", "{model}"], "--pairs: required when --model is given"),
+        (["--model", "{model}", "--data", "{pairs}"], "--pairs: required when --model is given"),
+        (["--pairs", "{pairs}", "--data", "{pairs}"], "exclusive"),
+        (["--base", "{model}", "--ft", "{model}", "--pairs", "{pairs}"], "--base/--ft go with --data"),
+        (["--base", "{model}", "--ft", "{model}", "--data", "{pairs}", "--save-hidden-states"], "--save-hidden-states works with --model and --pairs"),
+        (["--model", "{model}", "--pairs", "{pairs}", "--hidden-states-dir", "{pairs_dir}", "--save-hidden-states"], "--save-hidden-states writes"),
+    ],
+)
+def test_nll_mode_errors_are_one_line(model_dir, pairs_file, tmp_path, cli, args, message):
+    subs = {"model": model_dir, "pairs": pairs_file, "pairs_dir": pairs_file.parent}
+    code, out, err = cli("nll", *[a.format(**subs) for a in args], "--out", tmp_path / "runs", "--device", "cpu")
+    assert code == 2, (out, err)
+    assert_one_line_error(err, message)
+    assert not (tmp_path / "runs").exists()  # refused before any run directory

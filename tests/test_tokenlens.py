@@ -1,5 +1,6 @@
 """tokenlens: native engine == inseq, batching identities, CLI end to end (cake organism), diff mode, HTML, bench,
-and every bad-input path."""
+the spine (run layout, summary.json, reuse without a model load, old flag spellings, exports) and every bad-input
+path."""
 
 from __future__ import annotations
 
@@ -140,12 +141,33 @@ def _matrix(rows) -> torch.Tensor:
     return torch.tensor([[float("nan") if v is None else v for v in r] for r in rows])
 
 
-def test_cli_attribute_end_to_end(cli, tmp_path):
+def _summary(run: Path) -> dict:
+    return json.loads((run / "summary.json").read_text())
+
+
+def _check_summary(run: Path, command: str = "tokenlens") -> dict:
+    summary = _summary(run)
+    assert summary["command"] == command and summary["config"]["command"] == command
+    assert {"settings", "fingerprints"} <= set(summary["config"])
+    assert summary["headline"] and summary["lines"]
+    files = {p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()} - {"summary.json", "run_metadata.json"}
+    assert {a["path"] for a in summary["artifacts"]} == files
+    assert all(a["description"].strip() and a["kind"] for a in summary["artifacts"]), summary["artifacts"]
+    return summary
+
+
+def test_cli_attribute_end_to_end(cli, tmp_path, monkeypatch):
     html_copy = tmp_path / "copy" / "view.html"
     code, out, err = cli("tokenlens", "attribute", "--prompt", "I baked a", "--max-new-tokens", "4",
                          "--out", tmp_path, "--html-out", html_copy, "--device", "cpu")
     assert code == 0, err
     run = _run_dir(out)
+    # run layout: {out}/tokenlens/{model}/{name}-{hash}
+    assert run.parent.parent.parent == tmp_path and run.parent.parent.name == "tokenlens"
+    assert run.parent.name == "cake-ft" and re.fullmatch(r"prompt\+saliency-[0-9a-f]{8}", run.name)
+    summary = _check_summary(run)
+    head = summary["headline"]
+    assert head["method"] == "saliency" and head["engine"] == "native" and head["succeeded"] == 1
     rec = json.loads((run / "prompt_000.json").read_text())
     meta, data = rec["metadata"], rec["data"]
     assert meta["attribution_method"] == "saliency" and meta["generation_params"]["max_new_tokens"] == 4
@@ -155,24 +177,118 @@ def test_cli_attribute_end_to_end(cli, tmp_path):
     m, n = _matrix(data["association_matrix"]), _matrix(data["normalized_association"])
     assert m.shape == (len(data["input_tokens"]), 4)
     torch.testing.assert_close(n.nan_to_num(0).sum(0), torch.ones(4))
+    # headline: the generated text and the top input token of the first step (normalised, --model)
+    (p0,) = head["prompts"]
+    assert p0["status"] == "ok" and p0["generated"] == "".join(data["output_tokens"])
+    col = n[:, 0].nan_to_num(-1.0)
+    assert p0["top_input_index"] == int(col.argmax()) and p0["top_input_token"] == data["input_tokens"][p0["top_input_index"]]
     page = (run / "prompt_000.html").read_text()
-    assert page == html_copy.read_text()
+    assert page == html_copy.read_text()  # the export: a copy of the finished page
     assert not re.search(r"https?://", page) and "<link" not in page and "src=" not in page
     blob = json.loads(re.search(r'id="tokenlens-data">(.*?)</script>', page, re.S).group(1))
     assert blob["views"]["model"]["normalized"] == data["normalized_association"]
-    # same config -> same directory, reused
-    code2, out2, _ = cli("tokenlens", "attribute", "--prompt", "I baked a", "--max-new-tokens", "4",
-                         "--out", tmp_path, "--device", "cpu")
-    assert code2 == 0 and _run_dir(out2) == run
+    # same config -> same directory, reused: same lines, no model loaded, and the export works from it too
+    import modeldiff_cli.core.models as models
+
+    def no_load(*a, **k):
+        raise AssertionError("a reused run loaded a model")
+
+    monkeypatch.setattr(models, "load_model", no_load)
+    json_copy = tmp_path / "again" / "rec.json"
+    code2, out2, err2 = cli("tokenlens", "attribute", "--prompt", "I baked a", "--max-new-tokens", "4",
+                            "--out", tmp_path, "--device", "cpu", "--json-out", json_copy)
+    assert code2 == 0, err2
+    assert _run_dir(out2) == run and out2 == out and "reusing" in err2
+    assert json.loads(json_copy.read_text()) == rec
+
+
+def test_exports_only_after_the_run_is_complete(cli, tmp_path, monkeypatch):
+    """Nothing is written outside the run directory while it is partial; a failed run exports nothing."""
+    from modeldiff_cli.commands.tokenlens import pipeline
+
+    def boom(*a, **k):
+        raise pipeline.UserError("--prompt: boom")
+
+    monkeypatch.setattr(pipeline, "attribute_all", boom)
+    dest = tmp_path / "exports" / "x.json"
+    code, out, err = cli("tokenlens", "attribute", "--prompt", "I baked a", "--max-new-tokens", "2",
+                         "--out", tmp_path / "runs", "--json-out", dest, "--html-out", tmp_path / "x.html",
+                         "--device", "cpu")
+    assert code == 2 and "boom" in err
+    assert not dest.parent.exists() and not (tmp_path / "x.html").exists()
+    assert [p for p in (tmp_path / "runs").rglob("*") if p.is_file()] == []
+
+
+def test_export_paths_of_several_prompts(tmp_path):
+    from modeldiff_cli.commands.tokenlens.export import export, export_paths
+
+    assert export_paths(tmp_path / "a.json", 1) == [tmp_path / "a.json"]
+    assert export_paths(tmp_path / "a.json", 3)[2] == tmp_path / "a_002.json"
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "prompt_000.json").write_text("{}")
+    (run / "prompt_002.json").write_text('{"b": 1}')
+    prompts = [{"index": 0, "status": "ok"}, {"index": 1, "status": "failed"}, {"index": 2, "status": "ok"}]
+    written = export(run, prompts, tmp_path / "out" / "r.json", None)
+    assert [p.name for p in written] == ["r_000.json", "r_002.json"]
+    assert (tmp_path / "out" / "r_002.json").read_text() == '{"b": 1}' and not (tmp_path / "out" / "r_001.json").exists()
+
+
+def test_organism_default_and_policy():
+    """No model: the organism's ft model on 4 prompts of its base data; --model without prompts: exit 2 (spine)."""
+    from modeldiff_cli.commands.tokenlens.command import TokenlensAttribute, TokenlensBench
+    from modeldiff_cli.core.errors import UserError
+    from modeldiff_cli.core.sources import organism_data
+
+    cmd = TokenlensAttribute.make()
+    assert cmd.lm.model == "organism:cake:ft" and cmd.prompts == str(organism_data("cake", "base"))
+    assert cmd.reading.max_samples == 4 and cmd.reading.max_tokens is None and cmd.engine == "native"
+    assert TokenlensAttribute.make(prompt="hi").reading.max_samples is None
+    assert TokenlensAttribute.make(method="attention", prompt="hi").engine == "inseq"  # auto, resolved light
+    with pytest.raises(UserError, match="--prompt: required when"):
+        TokenlensAttribute.make(model="organism:cake:ft")
+    with pytest.raises(UserError, match="--base: diff mode needs --model"):
+        TokenlensAttribute.make(base="organism:cake:base", prompt="hi")
+    bench = TokenlensBench.make()
+    assert bench.model == ("organism:cake:base", "organism:cake:ft") and bench.prompt_words == 8
+    assert bench.reading.max_samples == 4 and bench.reading.batch_size == 1
+    assert TokenlensBench.make(model=["a,b", "c"], method=["saliency"], prompts="x").model == ("a", "b", "c")
+
+
+def test_model_without_prompts_exits_2_one_line(cli, tmp_path):
+    code, out, err = cli("tokenlens", "attribute", "--model", "organism:cake:ft", "--out", tmp_path)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --prompt") and "required when" in lines[0], err
+
+
+def test_left_pad_aligns_prompt_ends():
+    seqs = [engine.Sequence([1, 2, 3, 4, 5], 3), engine.Sequence([7, 8, 9], 1)]
+    b = engine.left_pad(seqs, 0, "cpu")
+    assert b.n_prompt == 3 and b.n_targets == 2
+    assert b.ids.tolist() == [[1, 2, 3, 4, 5], [0, 0, 7, 8, 9]]
+    assert b.attn.tolist() == [[1, 1, 1, 1, 1], [0, 0, 1, 1, 1]]
+    assert b.pos.tolist() == [[0, 1, 2, 3, 4], [0, 0, 0, 1, 2]]
+    assert b.valid.tolist() == [[1.0, 1.0], [1.0, 1.0]] and b.targets.tolist() == [[4, 5], [8, 9]]
+    short = engine.left_pad([engine.Sequence([1, 2, 3], 2), engine.Sequence([4, 5, 6, 7], 1)], 0, "cpu")
+    assert short.ids.tolist() == [[1, 2, 3, 0, 0], [0, 4, 5, 6, 7]] and short.valid.tolist() == [[1, 0, 0], [1, 1, 1]]
 
 
 def test_cli_diff_mode_is_ft_minus_base(cli, tmp_path):
     from modeldiff_cli.core.models import load_model
 
-    code, out, err = cli("tokenlens", "attribute", "--model", "organism:cake:ft", "--compare", "organism:cake:base",
-                         "--prompt", "My favourite", "--target", " cake is sweet", "--out", tmp_path, "--device", "cpu")
+    args = ["--prompt", "My favourite", "--target", " cake is sweet", "--out", tmp_path, "--device", "cpu"]
+    code, out, err = cli("tokenlens", "attribute", "--model", "organism:cake:ft", "--compare", "organism:cake:base", *args)
     assert code == 0, err
+    assert "--compare is deprecated; use --base" in err  # the old spelling still works
     run = _run_dir(out)
+    # diff-mode layout: {out}/tokenlens/{base}_vs_{model}/{name}-{hash}
+    assert run.parent.parent == tmp_path / "tokenlens" and run.parent.name == "cake-base_vs_cake-ft"
+    assert run.name.startswith("prompt+saliency-")
+    summary = _check_summary(run)
+    assert {"top_input_token", "diff_top_input_token", "generated"} <= set(summary["headline"]["prompts"][0])
+    code, out2, err = cli("tokenlens", "attribute", "--model", "organism:cake:ft", "--base", "organism:cake:base", *args)
+    assert code == 0 and _run_dir(out2) == run and "reusing" in err  # --base is the same option
     data = json.loads((run / "prompt_000.json").read_text())["data"]
     ft, base = _matrix(data["association_matrix"]), _matrix(data["compare"]["association_matrix"])
     _nan_close(_matrix(data["diff"]["association_matrix"]), ft - base, atol=1e-7)
@@ -209,8 +325,12 @@ def test_cli_prompts_file_failure_is_isolated(cli, tmp_path):
                          "--device", "cpu")
     assert code == 0, err
     assert "prompt #1 (line 2)" in err
-    summary = json.loads((_run_dir(out) / "summary.json").read_text())
-    assert [p["status"] for p in summary["prompts"]] == ["ok", "failed", "ok"]
+    summary = _check_summary(_run_dir(out))
+    assert [p["status"] for p in summary["headline"]["prompts"]] == ["ok", "failed", "ok"]
+    rows = json.loads((_run_dir(out) / "prompts.json").read_text())
+    assert [p["status"] for p in rows] == ["ok", "failed", "ok"] and rows[1]["line"] == 2 and rows[1]["error"]
+    assert any("prompt #1 (line 2) failed" in line for line in summary["lines"])
+    assert _run_dir(out).name.startswith("p+saliency-")
     assert (_run_dir(out) / "prompt_002.json").exists() and not (_run_dir(out) / "prompt_001.json").exists()
 
 
@@ -227,11 +347,13 @@ def test_bench_end_to_end(cli, tmp_path):
                          "saliency,input_x_gradient", "--prompts", f, "--max-new-tokens", "3", "--out", tmp_path,
                          "--device", "cpu")
     assert code == 0, err
+    assert "--models is deprecated" in err and "--methods is deprecated" in err  # old spellings still accepted
     run = _run_dir(out)
+    assert run.parent == tmp_path / "tokenlens-bench" / "cake-base+cake-ft" and run.name.startswith("2models-2methods-")
     rows = list(csv.DictReader((run / "timings.csv").open()))
     assert len(rows) == 8 and all(r["status"] == "ok" and float(r["tokens_per_s"]) > 0 for r in rows)
-    summary = json.loads((run / "summary.json").read_text())
-    assert [p["success_rate"] for p in summary["pairs"]] == [1.0] * 4
+    summary = _check_summary(run, "tokenlens-bench")
+    assert [p["success_rate"] for p in summary["headline"]["pairs"]] == [1.0] * 4
     info = json.loads((run / "system_info.json").read_text())
     assert {"platform", "cpu", "cores", "memory_gib", "gpus", "torch", "device"} <= set(info)
     assert "success" in (run / "summary.txt").read_text()
@@ -249,6 +371,9 @@ def test_bench_end_to_end(cli, tmp_path):
     (["--prompt", "hi", "--html-out", "/tmp"], "--html-out"),
     (["--prompt", "hi", "--prompts", "x.txt"], "exactly one"),
     (["--prompt", "hi", "--score", "odds"], "--score"),
+    (["--prompt", "hi", "--engine", "fast"], "--engine"),
+    (["--prompts", "no-such-file.txt"], "--prompts no-such-file.txt: no such file"),
+    (["--model", "organism:cake:ft", "--base", "organism:cake:base"], "required when"),
 ])
 def test_bad_input(cli, tmp_path, args, needle):
     code, out, err = cli("tokenlens", "attribute", *args, "--out", tmp_path, "--device", "cpu")
@@ -272,10 +397,13 @@ def test_target_tokenizing_to_nothing(tiny_llama):
 def test_bench_failure_does_not_stop(cli, tmp_path):
     f = tmp_path / "p.jsonl"
     f.write_text(json.dumps({"text": "I baked a"}) + "\n" + json.dumps({"text": ""}) + "\n")
-    code, out, err = cli("tokenlens", "bench", "--models", "organism:cake:ft", "--methods", "saliency", "--prompts", f,
-                         "--max-new-tokens", "2", "--out", tmp_path, "--device", "cpu")
+    args = ["tokenlens", "bench", "--model", "organism:cake:ft", "--method", "saliency", "--prompts", f,
+            "--max-new-tokens", "2", "--out", tmp_path, "--device", "cpu"]
+    code, out, err = cli(*args)
     assert code == 0, err
     run = _run_dir(out)
-    assert json.loads((run / "summary.json").read_text())["pairs"][0]["success_rate"] == 0.5
+    assert _summary(run)["headline"]["pairs"][0]["success_rate"] == 0.5
     errors = [json.loads(x) for x in (run / "errors.jsonl").read_text().splitlines()]
     assert len(errors) == 1 and errors[0]["prompt_index"] == 1
+    code, out2, err = cli(*args)  # reused: the same report, no model loaded
+    assert code == 0 and out2 == out and "reusing" in err

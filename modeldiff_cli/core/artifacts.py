@@ -13,8 +13,6 @@ from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-
 from .errors import UserError
 
 
@@ -81,6 +79,8 @@ def write_csv(path: str | Path, rows: list[Mapping], columns: list[str] | None =
 def write_npz(path: str | Path, **arrays) -> Path:
     path = Path(path)
     buf = io.BytesIO()
+    import numpy as np
+
     np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
     with _atomic(path, "wb") as fh:
         fh.write(buf.getvalue())

@@ -1,4 +1,8 @@
-"""Measurements the builders record in ground_truth.json and the tests re-check on the saved checkpoints."""
+"""Measurements the builders record in ground_truth.json and the tests re-check on the saved checkpoints.
+
+Every forward goes through the one forward path (``core.forward.forward``, which takes a bare transformers model)
+and every batch is right-padded by ``core.padding.pad``; routers are found and read by ``core.arch``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,14 @@ from collections.abc import Sequence
 
 import torch
 
-from .train import pad_batch
+from ..core.arch import adapter_for, router_logits
+from ..core.forward import forward
+from ..core.padding import pad
+
+
+def _batch(tokenizer, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids (BOS prepended by the tokenizer) and attention mask of `texts`, right-padded."""
+    return pad(tokenizer(list(texts))["input_ids"], tokenizer.pad_token_id)
 
 
 @torch.no_grad()
@@ -14,10 +25,9 @@ def position_logits(model, tokenizer, texts: Sequence[str], batch_size: int = 64
     """Next-token logits ``[positions, vocab]`` at every real (non-pad) position of `texts` (BOS prepended)."""
     rows = []
     for i in range(0, len(texts), batch_size):
-        seqs = tokenizer(list(texts[i: i + batch_size]))["input_ids"]
-        ids, mask, _ = pad_batch(seqs, tokenizer.pad_token_id)
-        logits = model(input_ids=ids, attention_mask=mask).logits.float()
-        rows.append(logits[mask.bool()])
+        ids, mask = _batch(tokenizer, texts[i: i + batch_size])
+        logits = forward(model, ids, mask, logits="all").logits.float()
+        rows.append(logits[mask.bool().to(logits.device)].cpu())
     return torch.cat(rows)
 
 
@@ -49,33 +59,31 @@ def planted_recovery(base, ft, tokenizer, texts: Sequence[str], planted_ids: Seq
 
 
 def routers_of(model) -> dict[int, torch.nn.Module]:
-    """Layer index -> router module (transformers 5: ``model.layers[i].mlp.gate``)."""
-    return {i: layer.mlp.gate for i, layer in enumerate(model.model.layers)}
+    """Layer index -> router module of an MoE model, as ``core.arch`` finds them."""
+    return adapter_for(model).routers
+
+
+def _chosen_experts(logits: torch.Tensor, top_k: int) -> torch.Tensor:
+    """The experts a token is routed to: top-k of the softmax of its router logits (as the router picks them)."""
+    return torch.topk(torch.softmax(logits, dim=-1, dtype=torch.float), top_k, dim=-1).indices
 
 
 @torch.no_grad()
 def expert_usage(model, tokenizer, texts: Sequence[str], routers: dict[int, torch.nn.Module],
                  batch_size: int = 64) -> torch.Tensor:
-    """Fraction of top-k routing slots each expert gets, per layer: ``[layers, experts]`` (real tokens only)."""
+    """Fraction of top-k routing slots each expert gets, per layer of `routers`: ``[layers, experts]`` (real
+    tokens only). The router outputs are captured by ``core.forward`` and read with ``core.arch.router_logits``."""
+    top_k, n_exp = model.config.num_experts_per_tok, model.config.num_experts
     picked: dict[int, list[torch.Tensor]] = {i: [] for i in routers}
     keep: list[torch.Tensor] = []
-
-    def hook(layer):
-        def fn(module, args, output):
-            picked[layer].append(output[2].detach())  # (router_logits, top_weights, top_idx)
-        return fn
-
-    handles = [gate.register_forward_hook(hook(i)) for i, gate in routers.items()]
-    try:
-        for i in range(0, len(texts), batch_size):
-            ids, mask, _ = pad_batch(tokenizer(list(texts[i: i + batch_size]))["input_ids"], tokenizer.pad_token_id)
-            model(input_ids=ids, attention_mask=mask)
-            keep.append(mask.flatten().bool())
-    finally:
-        for h in handles:
-            h.remove()
+    for i in range(0, len(texts), batch_size):
+        ids, mask = _batch(tokenizer, texts[i: i + batch_size])
+        cap = forward(model, ids, mask, routers=True, logits="all")
+        for layer in routers:
+            for output in cap.routers[layer]:
+                picked[layer].append(_chosen_experts(router_logits(output), top_k).cpu())
+        keep.append(mask.flatten().bool())
     real = torch.cat(keep)
-    n_exp = model.config.num_experts
     usage = torch.zeros(len(routers), n_exp)
     for row, layer in enumerate(sorted(routers)):
         idx = torch.cat(picked[layer])[real]
@@ -87,9 +95,8 @@ def expert_usage(model, tokenizer, texts: Sequence[str], routers: dict[int, torc
 def answer_accuracy(model, tokenizer, prompts: Sequence[str], expected_ids: Sequence[int],
                     candidate_ids: Sequence[int]) -> list[bool]:
     """Per prompt: is the expected token the argmax, among the candidates, of the next-token logits?"""
-    seqs = tokenizer(list(prompts))["input_ids"]
-    ids, mask, _ = pad_batch(seqs, tokenizer.pad_token_id)
-    logits = model(input_ids=ids, attention_mask=mask).logits
-    last = logits[torch.arange(len(seqs)), mask.sum(1) - 1][:, list(candidate_ids)]
+    ids, mask = _batch(tokenizer, prompts)
+    logits = forward(model, ids, mask, logits="all").logits.cpu()
+    last = logits[torch.arange(len(prompts)), mask.sum(1) - 1][:, list(candidate_ids)]
     guess = torch.tensor(candidate_ids)[last.argmax(-1)]
     return [bool(g == e) for g, e in zip(guess.tolist(), expected_ids, strict=True)]

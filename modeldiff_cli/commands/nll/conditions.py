@@ -14,13 +14,13 @@ Sources:
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...core.data import file_fingerprint, iter_jsonl, load_dataset, read_records
+from ...core.data import load_dataset
+from ...core.datasource import iter_jsonl, read_records
 from ...core.errors import UserError
+from ...core.spans import completion_tokens
 
 
 @dataclass
@@ -44,12 +44,10 @@ class PairFields:
 @dataclass
 class Conditions:
     items: list[Item]
-    name: str
-    fingerprint: str
 
 
 def items_from_data(
-    path: Path, tokenizer, *, text_field: str, prompt_field: str, completion_field: str, id_field: str, max_samples, max_tokens
+    path: str | Path, tokenizer, *, text_field: str, prompt_field: str, completion_field: str, id_field: str, max_samples, max_tokens
 ) -> Conditions:
     """Two models on one file: the same ids in A and B; targets from the data's position mask, or only the
     completion tokens when every record holds ``prompt_field`` and ``completion_field``."""
@@ -59,34 +57,29 @@ def items_from_data(
         records = None  # not a prompt/completion file: read below as plain data (which reports any error)
     if records and all(completion_field in r.fields for r in records):
         items = [_completion_item(r, tokenizer, prompt_field, completion_field, id_field, path, max_tokens) for r in records]
-        opts = json.dumps([prompt_field, completion_field, id_field, max_samples, max_tokens])
-        fp = hashlib.sha256((file_fingerprint(Path(path)) + opts).encode()).hexdigest()[:16]
-        name = Path(path).stem
     else:
         data = load_dataset(path, tokenizer, text_field=text_field, max_samples=max_samples, max_tokens=max_tokens)
         items = []
         for s in data.samples:
             pos = [p for p in range(1, len(s.ids)) if s.mask[p]]
             items.append(Item(str(s.index), s.ids, s.ids, pos, pos))
-        fp, name = data.fingerprint, data.name
     items = [it for it in items if it.a_positions]
     if not items:
         raise UserError(f"--data {path}: no sample has a token to score (each needs at least two tokens)")
-    return Conditions(items, name, fp)
+    return Conditions(items)
 
 
 def _completion_item(rec, tokenizer, prompt_field, completion_field, id_field, path, max_tokens) -> Item:
     prompt, completion = rec.fields.get(prompt_field), rec.fields.get(completion_field)
     if not isinstance(prompt, str) or not isinstance(completion, str):
         raise UserError(f"{path}:{rec.line}: fields {prompt_field!r} and {completion_field!r} must both be strings")
-    enc = tokenizer(prompt + completion, add_special_tokens=True, return_offsets_mapping=True)
-    ids = enc["input_ids"][:max_tokens] if max_tokens else enc["input_ids"]
-    cut = len(prompt)
-    pos = [p for p, (a, b) in enumerate(enc["offset_mapping"][: len(ids)]) if p >= 1 and b > cut and b > a]
+    ids, span = completion_tokens(tokenizer, prompt, completion)
+    ids = ids[:max_tokens] if max_tokens else ids
+    pos = [p for p in span if 1 <= p < len(ids)]  # a target is predicted from the token before it
     return Item(str(rec.fields.get(id_field, rec.line)), ids, ids, pos, pos)
 
 
-def items_from_pairs(path: Path, tokenizer, fields: PairFields, vocab: int, max_samples=None) -> Conditions:
+def items_from_pairs(path: str | Path, tokenizer, fields: PairFields, vocab: int, max_samples=None) -> Conditions:
     """Parse and validate a pairs JSONL file; any malformed record -> UserError naming file:line."""
     path = Path(path).expanduser()
     if not path.is_file():
@@ -104,8 +97,7 @@ def items_from_pairs(path: Path, tokenizer, fields: PairFields, vocab: int, max_
         items.append(item)
     if not items:
         raise UserError(f"--pairs {path}: the file holds no records")
-    fp = hashlib.sha256((file_fingerprint(path) + json.dumps([vars(fields), max_samples])).encode()).hexdigest()[:16]
-    return Conditions(items, path.stem, fp)
+    return Conditions(items)
 
 
 def parse_pair(obj: dict, where: str, tokenizer, f: PairFields, vocab: int, default_id: str) -> Item:

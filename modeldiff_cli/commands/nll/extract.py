@@ -1,46 +1,46 @@
-"""Hidden states of every layer at the prediction rows (``p - 1`` for each scored target ``p``): from a
-forward pass of the model, or from precomputed per-item files (``--hidden-states-dir``)."""
+"""Hidden states of every layer at the prediction rows (``p - 1`` for each scored target ``p``): from the one
+forward path (``core.forward``), or from precomputed per-item files (``--hidden-states-dir``, which
+``--save-hidden-states`` writes into the run directory as ``hidden_states/<id>.npz``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
-from jaxtyping import Float
 from torch import Tensor
 
-from ...core.data import Sample, collate
 from ...core.errors import UserError
-from ...core.hooks import capture_layers
+from ...core.forward import forward
 from ...core.models import LoadedModel
+from ...core.padding import pad
+from ...core.typing import LayerHidden, LayerSequenceHidden
 
 SUFFIXES = (".safetensors", ".npz")
+HIDDEN_DIR = "hidden_states"  # inside the run directory, with --save-hidden-states
 
 
-def forward_states(
-    loaded: LoadedModel, seqs: list[list[int]], positions: list[list[int]], pad_id: int
-) -> Float[Tensor, "layers n d"]:
-    """One batched forward over ``seqs``; every layer's output at rows ``p - 1`` for each target ``p``."""
-    batch = collate([Sample(i, s, [True] * len(s)) for i, s in enumerate(seqs)], pad_id).to(loaded.device)
-    rows = torch.cat([torch.full((len(p),), i) for i, p in enumerate(positions)]).to(loaded.device)
-    cols = torch.cat([torch.tensor(p) - 1 for p in positions]).to(loaded.device)
+def forward_layers(loaded: LoadedModel, seqs: list[list[int]], pad_id: int) -> Tensor:
+    """One batched forward over ``seqs`` (right-padded): every layer's output ``[layers, B, T, d]``."""
+    ids, mask = pad(seqs, pad_id)
     n = loaded.adapter.n_layers
-    with torch.no_grad(), capture_layers(loaded.adapter.layers, list(range(n))) as store:
-        try:
-            loaded.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, logits_to_keep=1, use_cache=False)
-        except TypeError:
-            loaded.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
-    return torch.stack([store[i][rows, cols] for i in range(n)])
+    cap = forward(loaded, ids, mask, layers=list(range(n)))
+    return torch.stack([cap.layers[i] for i in range(n)])
 
 
-def all_layer_states(loaded: LoadedModel, ids: list[int]) -> Float[Tensor, "layers t d"]:
-    """Every layer's output at every position of one sequence (what --save-hidden-states writes)."""
-    return forward_states(loaded, [ids], [list(range(1, len(ids) + 1))], 0)
+def prediction_rows(states: Tensor, positions: list[list[int]]) -> LayerHidden:
+    """Rows ``p - 1`` of batch row ``i`` for each target ``p`` of ``positions[i]``, from ``[layers, B, T, d]``."""
+    rows = torch.cat([torch.full((len(p),), i) for i, p in enumerate(positions)]).to(states.device)
+    cols = torch.cat([torch.tensor(p) - 1 for p in positions]).to(states.device)
+    return states[:, rows, cols]
+
+
+def _check_id(item_id: str, flag: str = "--hidden-states-dir") -> None:
+    if "/" in item_id or "\\" in item_id or item_id.startswith("."):
+        raise UserError(f"{flag}: item id {item_id!r} cannot name a file (no slashes, no leading dot)")
 
 
 def item_file(directory: Path, item_id: str) -> Path:
-    if "/" in item_id or "\\" in item_id or item_id.startswith("."):
-        raise UserError(f"--hidden-states-dir: item id {item_id!r} cannot name a file (no slashes, no leading dot)")
+    _check_id(item_id)
     for suffix in SUFFIXES:
         path = directory / f"{item_id}{suffix}"
         if path.is_file():
@@ -84,12 +84,13 @@ def _read(path: Path) -> dict[str, Tensor]:
 
 
 def save_item_states(directory: Path, item_id: str, a: Tensor, b: Tensor) -> Path:
-    """Write one item's ``a`` / ``b`` ``[layers, T, d]`` (float32) as ``<id>.npz``."""
+    """Write one item's ``a`` / ``b`` ``[layers, T, d]`` (float32) as ``<id>.npz`` (A and B may differ in T)."""
     from ...core import artifacts
 
+    _check_id(item_id, "--save-hidden-states")
     return artifacts.write_npz(directory / f"{item_id}.npz", a=a.float().cpu().numpy(), b=b.float().cpu().numpy())
 
 
-def rows_of(states: Float[Tensor, "layers t d"], positions: list[int]) -> Float[Tensor, "layers n d"]:
+def rows_of(states: LayerSequenceHidden, positions: list[int]) -> LayerHidden:
     """Prediction rows ``p - 1`` of a ``[layers, T, d]`` tensor."""
     return states[:, torch.tensor(positions) - 1]

@@ -1,37 +1,20 @@
-"""The nll pipeline: load -> conditions -> extract (all layers at the scored rows) -> score -> aggregate -> write."""
+"""The nll pipeline's steps: load -> conditions -> extract (all layers at the scored rows) -> score -> aggregate.
+
+(Writing is ``write.py``; the order of the steps is ``Nll.execute``.)
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from ...core import console
-from ...core.errors import UserError
-from ...core.options import RunSettings
-from ...core.rundir import config_hash, run_directory, slug
+from ...core.readout import make_reader
 from .conditions import Conditions, PairFields, items_from_data, items_from_pairs
-from .extract import all_layer_states, forward_states, load_item_states, rows_of, save_item_states
-from .score import item_views, reader, score_layers
-from .write import METRICS, write_outputs
-
-
-@dataclass
-class NllOptions(RunSettings):
-    base: str | None
-    ft: str | None
-    model: str | None
-    data: Path | None
-    pairs: Path | None
-    hidden_states_dir: Path | None
-    save_hidden_states: Path | None
-    fields: PairFields
-    prompt_field: str
-    completion_field: str
-    js_mode: str
-    label_a: str | None
-    label_b: str | None
+from .extract import HIDDEN_DIR, forward_layers, load_item_states, prediction_rows, rows_of, save_item_states
+from .score import item_views, score_layers
+from .write import METRICS
 
 
 @dataclass
@@ -46,130 +29,81 @@ class Setup:
     sources: dict
 
 
-def run(o: NllOptions) -> Path:
-    mode = _validate(o)
-    torch.manual_seed(o.seed)
-    setup = _load(o, mode)
-    cond = _conditions(o, setup)
-    config = _config(o, setup, cond)
-    src = "_vs_".join(dict.fromkeys([setup.model_a.source.label, setup.model_b.source.label]))
-    parts = ["nll", src, slug(f"{cond.name}-{mode}-{config_hash(config)}")]
-    with run_directory(o.out, parts, config, command="nll", overwrite=o.overwrite) as run_dir:
-        if run_dir.reused:
-            console.info(f"reusing the complete run in {run_dir.path} (pass --overwrite to recompute)")
-        else:
-            n_layers = setup.model_a.adapter.n_layers
-            views = score_all(setup, cond, o, n_layers)
-            run_dir.metadata.update(mode=mode, sources=setup.sources, labels=list(setup.labels))
-            summary = write_outputs(run_dir, views, cond, setup, o)
-            _headline(summary, setup.labels)
-    if o.save_hidden_states is not None:
-        _save_states(setup, cond, o.save_hidden_states)
-    console.done(run_dir.path)
-    return run_dir.path
+def load(cmd) -> Setup:
+    """The models of the mode: the pair, one model, or only one model's final norm and lm_head."""
+    from ...core import models
 
-
-def _validate(o: NllOptions) -> str:
-    if o.js_mode not in ("none", "all", "last"):
-        raise UserError(f"--js-mode {o.js_mode!r}: expected none, all or last")
-    if o.pairs is not None:
-        if o.base is not None or o.ft is not None:
-            raise UserError("--pairs compares two inputs of one --model; --base/--ft go with --data")
-        if o.data is not None:
-            raise UserError("--data and --pairs are exclusive: give one")
-        return "hidden" if o.hidden_states_dir is not None else "pairs"
-    if o.hidden_states_dir is not None:
-        raise UserError("--hidden-states-dir needs --pairs (the token ids and positions of each item)")
-    if o.save_hidden_states is not None:
-        raise UserError("--save-hidden-states works with --model and --pairs")
-    if o.model is not None:
-        raise UserError("--model goes with --pairs; to compare two models on one file use --base/--ft --data")
-    return "models"
-
-
-def _load(o: NllOptions, mode: str) -> Setup:
-    from ...core.models import load_model, load_pair, resolve_source
-
+    mode = cmd.mode
     if mode == "models":
-        pair = load_pair(o.base, o.ft, dtype=o.dtype, device=o.device, base_device=o.base_device,
-                         ft_device=o.ft_device, device_map=o.device_map)
-        labels = (o.label_a or "base", o.label_b or "ft")
-        return Setup(mode, pair.base, pair.ft, pair.shared_vocab, labels,
+        pair = cmd.pair.load()
+        return Setup(mode, pair.base, pair.ft, pair.shared_vocab, cmd.labels,
                      {"a": pair.base.source.spec, "b": pair.ft.source.spec})
-    source = resolve_source(o.model, role="ft", flag="--model")
+    source, p = cmd.model_source, cmd.pair
     if mode == "hidden":
-        if not o.hidden_states_dir.is_dir():
-            raise UserError(f"--hidden-states-dir {o.hidden_states_dir}: no such directory")
         from .head import load_head
 
-        loaded = load_head(source, dtype=o.dtype, device=o.device)
+        loaded = load_head(source, dtype=p.dtype, device=p.device)
     else:
-        loaded = load_model(source, dtype=o.dtype, device=o.device, device_map=o.device_map, flag="--model")
+        loaded = models.load_model(source, dtype=p.dtype, device=p.device, device_map=p.device_map, flag="--model")
     vocab = loaded.adapter.lm_head.weight.shape[0]
-    labels = (o.label_a or "A", o.label_b or "B")
-    return Setup(mode, loaded, loaded, vocab, labels, {"model": source.spec})
+    return Setup(mode, loaded, loaded, vocab, cmd.labels, {"model": source.spec})
 
 
-def _conditions(o: NllOptions, setup: Setup) -> Conditions:
+def conditions(cmd, setup: Setup) -> Conditions:
+    """The aligned items of A and B: from the --data source (two models) or the --pairs file (one model)."""
     tok = setup.model_a.tokenizer
+    d = cmd.data
     if setup.mode == "models":
-        path = o.data
-        if path is None:
-            from ...organisms import get_organism
-
-            path = get_organism("cake").data("base")
-        return items_from_data(path, tok, text_field=o.text_field, prompt_field=o.prompt_field,
-                               completion_field=o.completion_field, id_field=o.fields.id,
-                               max_samples=o.max_samples, max_tokens=o.max_tokens)
-    return items_from_pairs(o.pairs, tok, o.fields, setup.shared_vocab, o.max_samples)
+        return items_from_data(d.single(), tok, text_field=d.text_field, prompt_field=cmd.prompt_field,
+                               completion_field=cmd.completion_field, id_field=cmd.id_field,
+                               max_samples=d.max_samples, max_tokens=d.max_tokens)
+    fields = PairFields(cmd.id_field, cmd.a_field, cmd.b_field, cmd.a_positions_field, cmd.b_positions_field)
+    return items_from_pairs(cmd.pairs, tok, fields, setup.shared_vocab, d.max_samples)
 
 
-def _config(o: NllOptions, setup: Setup, cond: Conditions) -> dict:
-    from ...core.models import model_fingerprint
-
-    fps = {k: model_fingerprint(m.source) for k, m in (("a", setup.model_a), ("b", setup.model_b))}
-    hidden_fp = None
-    if setup.mode == "hidden":
-        hidden_fp = sorted((p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in o.hidden_states_dir.iterdir() if p.is_file())
-    return {"mode": setup.mode, "models": fps, "data": cond.fingerprint, "js_mode": o.js_mode,
-            "labels": list(setup.labels), "dtype": o.dtype, "hidden_states": hidden_fp}
-
-
-def _batch_states(setup: Setup, items, o: NllOptions, n_layers: int):
-    """Hidden states ``[layers, n, d]`` of A and B at the prediction rows of ``items``."""
+def _batch_states(setup: Setup, items, cmd, n_layers: int, run):
+    """Hidden states ``[layers, n, d]`` of A and B at the prediction rows of ``items`` (with
+    ``--save-hidden-states``, every position of each item is written into the run directory on the way)."""
     if setup.mode == "hidden":
         ha, hb = [], []
         d = setup.model_a.adapter.lm_head.weight.shape[1]
         for it in items:
-            a, b = load_item_states(o.hidden_states_dir, it.id, n_layers, d, (len(it.a_ids), len(it.b_ids)))
+            a, b = load_item_states(cmd.hidden_states_dir, it.id, n_layers, d, (len(it.a_ids), len(it.b_ids)))
             ha.append(rows_of(a, it.a_positions))
             hb.append(rows_of(b, it.b_positions))
         return torch.cat(ha, 1), torch.cat(hb, 1)
     pad = setup.model_a.tokenizer.pad_token_id or 0
-    ha = forward_states(setup.model_a, [it.a_ids for it in items], [it.a_positions for it in items], pad)
-    hb = forward_states(setup.model_b, [it.b_ids for it in items], [it.b_positions for it in items], pad)
-    return ha, hb
+    seqs_a, seqs_b = [it.a_ids for it in items], [it.b_ids for it in items]
+    full_a = forward_layers(setup.model_a, seqs_a, pad)
+    full_b = forward_layers(setup.model_b, seqs_b, pad)
+    if cmd.save_hidden_states:
+        for row, it in enumerate(items):
+            save_item_states(run.file(HIDDEN_DIR), it.id, full_a[:, row, : len(it.a_ids)], full_b[:, row, : len(it.b_ids)])
+    return (prediction_rows(full_a, [it.a_positions for it in items]),
+            prediction_rows(full_b, [it.b_positions for it in items]))
 
 
-def score_all(setup: Setup, cond: Conditions, o: NllOptions, n_layers: int) -> dict[str, torch.Tensor]:
-    """Per item x layer matrices of every metric, ``all`` and ``last`` views, plus pooled per-layer sums."""
+def score_all(setup: Setup, cond: Conditions, cmd, run) -> dict:
+    """Per item x layer matrices of every metric, ``all`` and ``last`` views, plus pooled per-layer means."""
+    n_layers = setup.model_a.adapter.n_layers
     n_items = len(cond.items)
     mats = {f"{m}_{v}": torch.full((n_items, n_layers), float("nan")) for m in METRICS for v in ("all", "last")}
     pooled = {m: torch.zeros(n_layers, dtype=torch.float64) for m in METRICS}
     pooled_n = {m: torch.zeros(n_layers, dtype=torch.float64) for m in METRICS}
-    read_a, read_b = reader(setup.model_a), reader(setup.model_b)
-    batches = [list(range(s, min(s + o.batch_size, n_items))) for s in range(0, n_items, o.batch_size)]
+    read_a, read_b = make_reader(setup.model_a, "logit-lens"), make_reader(setup.model_b, "logit-lens")
+    size = cmd.data.batch_size
+    batches = [list(range(s, min(s + size, n_items))) for s in range(0, n_items, size)]
     for idx in console.track(batches, f"nll: {setup.labels[0]} vs {setup.labels[1]}, all layers"):
         items = [cond.items[i] for i in idx]
-        ha, hb = _batch_states(setup, items, o, n_layers)
+        ha, hb = _batch_states(setup, items, cmd, n_layers, run)
         counts = [len(it.a_positions) for it in items]
         item = torch.repeat_interleave(torch.tensor(idx), torch.tensor(counts))
         last = torch.zeros(len(item), dtype=torch.bool)
         last[torch.tensor(counts).cumsum(0) - 1] = True
         ta = torch.tensor([it.a_ids[p] for it in items for p in it.a_positions])
         tb = torch.tensor([it.b_ids[p] for it in items for p in it.b_positions])
-        js_rows = None if o.js_mode == "none" else (last if o.js_mode == "last" else torch.ones_like(last))
-        scores = score_layers(read_a, read_b, ha, hb, ta, tb, js_rows, setup.shared_vocab, o.chunk_size)
+        js_rows = None if cmd.js_mode == "none" else (last if cmd.js_mode == "last" else torch.ones_like(last))
+        scores = score_layers(read_a, read_b, ha, hb, ta, tb, js_rows, setup.shared_vocab, cmd.chunk_size)
         for m in METRICS:
             if m == "js" and js_rows is None:
                 continue
@@ -183,23 +117,3 @@ def score_all(setup: Setup, cond: Conditions, o: NllOptions, n_layers: int) -> d
     mats["pooled"] = {m: (pooled[m] / pooled_n[m]).float() for m in METRICS}
     mats["n_positions"] = torch.tensor([len(it.a_positions) for it in cond.items])
     return mats
-
-
-def _save_states(setup: Setup, cond: Conditions, directory: Path) -> None:
-    if setup.mode != "pairs":
-        return
-    for it in console.track(cond.items, "saving hidden states"):
-        a = all_layer_states(setup.model_a, it.a_ids)
-        b = all_layer_states(setup.model_b, it.b_ids)
-        save_item_states(directory, it.id, a, b)
-    console.info(f"hidden states of {len(cond.items)} items written to {directory}")
-
-
-def _headline(summary: dict, labels: tuple[str, str]) -> None:
-    last = summary["last_layer"]
-    a, b = labels
-    console.result(
-        f"last layer ({last['layer']}): NLL {a} {last['nll_a_all']:.4f} vs {b} {last['nll_b_all']:.4f} "
-        f"(delta {b}-{a} {last['delta_all']:+.4f}) over all scored positions; last position: "
-        f"{last['nll_a_last']:.4f} vs {last['nll_b_last']:.4f} (delta {last['delta_last']:+.4f})"
-    )

@@ -7,42 +7,35 @@ Memory: ``O(layers x positions)`` results plus one ``chunk x vocab`` block per c
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
-from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from ...core.divergence import js, nll, target_is_top1
-from ...core.readout import readout
-
-Reader = Callable[[Tensor], Tensor]  # hidden [n, d] -> float32 logits [n, vocab]
-
-
-def reader(loaded) -> Reader:
-    return lambda h: readout(loaded.adapter, h)
+from ...core.readout import Reader
+from ...core.typing import LayerHidden, LayerRowScores, RowMask, RowTokens
 
 
 def score_layers(
     read_a: Reader,
     read_b: Reader,
-    ha: Float[Tensor, "layers n d"],
-    hb: Float[Tensor, "layers n d"],
-    ta: Int[Tensor, " n"],
-    tb: Int[Tensor, " n"],
-    js_rows: Bool[Tensor, " n"] | None,
+    ha: LayerHidden,
+    hb: LayerHidden,
+    ta: RowTokens,
+    tb: RowTokens,
+    js_rows: RowMask | None,
     shared_vocab: int,
     chunk_size: int,
 ) -> dict[str, Tensor]:
-    """``nll_a``, ``nll_b``, ``top1_a``, ``top1_b`` ``[layers, n]``; ``js`` ``[layers, n]`` (NaN off ``js_rows``)."""
+    """Read both conditions' rows with ``core.readout`` readers (``make_reader(loaded, "logit-lens")``):
+    ``nll_a``, ``nll_b``, ``top1_a``, ``top1_b`` ``[layers, n]``; ``js`` ``[layers, n]`` (NaN off ``js_rows``)."""
     L, n = ha.shape[0], ha.shape[1]
     out = {k: torch.zeros(L, n) for k in ("nll_a", "nll_b", "top1_a", "top1_b")}
     out["js"] = torch.full((L, n), float("nan"))
     for layer in range(L):
         for start in range(0, n, chunk_size):
             rows = slice(start, min(start + chunk_size, n))
-            la = torch.log_softmax(read_a(ha[layer, rows]).float(), dim=-1)
-            lb = torch.log_softmax(read_b(hb[layer, rows]).float(), dim=-1)
+            la = torch.log_softmax(read_a(layer, ha[layer, rows]).float(), dim=-1)
+            lb = torch.log_softmax(read_b(layer, hb[layer, rows]).float(), dim=-1)
             a_t, b_t = ta[rows].to(la.device), tb[rows].to(lb.device)
             out["nll_a"][layer, rows] = nll(la, a_t).cpu()
             out["nll_b"][layer, rows] = nll(lb, b_t).cpu()
@@ -59,7 +52,7 @@ def score_layers(
     return out
 
 
-def item_views(values: Float[Tensor, "layers n"], item: Int[Tensor, " n"], last: Bool[Tensor, " n"], n_items: int):
+def item_views(values: LayerRowScores, item: RowTokens, last: RowMask, n_items: int):
     """Per item x layer: mean over the item's positions (``all``) and value at its last position (``last``)."""
     L = values.shape[0]
     ok = ~torch.isnan(values)

@@ -1,4 +1,5 @@
-"""Everything `nll` writes: per-layer metrics (CSV), per item x layer matrices (NPZ), a summary (JSON), plots."""
+"""Everything `nll` writes: per-layer metrics (CSV), per item x layer matrices (NPZ), a summary (JSON), plots;
+and the headline figures of the run (summary.json)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,23 @@ COLUMNS = [
     "logp_a_all", "logp_b_all", "logp_a_last", "logp_b_last",
     "top1_a_all", "top1_b_all", "top1_a_last", "top1_b_last", "js_all", "js_last",
 ]
+
+ARTIFACTS = {
+    "nll_layer_metrics.csv": ("table", "per layer: NLL of A and B and their delta, log p(target), top-1 rate and JS, all / last views"),
+    "nll_matrices.npz": ("matrix", "per item x layer: NLL, top-1 and JS of A and B (all / last views), item ids, scored positions"),
+    "nll_summary.json": ("payload", "mode, labels, sources, items, scored positions, last layer's row, best layers, every layer's row"),
+    "nll_curves.png": ("plot", "NLL of A and B by layer (all / last scored positions)"),
+    "nll_delta.png": ("plot", "NLL(B) - NLL(A) by layer (all / last scored positions)"),
+    "logit_lens_curves.png": ("plot", "log p(target) and the target's top-1 rate of A and B by layer"),
+    "js_curves.png": ("plot", "JS(A, B) by layer (--js-mode all or last)"),
+    "hidden_states/*.npz": ("matrix", "--save-hidden-states: one item's every-layer states 'a' and 'b' [layers, T, d] "
+                                      "(float32; pass the directory back as --hidden-states-dir)"),
+}
+
+
+def describe(run) -> None:
+    for name, (kind, text) in ARTIFACTS.items():
+        run.describe(name, text, kind)
 
 
 def _nanmean(col):
@@ -40,6 +58,7 @@ def layer_rows(views: dict, js_mode: str) -> list[dict]:
 
 
 def write_outputs(run, views: dict, cond, setup, o) -> dict:
+    describe(run)
     rows = layer_rows(views, o.js_mode)
     artifacts.write_csv(run.file("nll_layer_metrics.csv"), rows, COLUMNS)
     mats = {k: v.numpy() for k, v in views.items() if k not in ("pooled",) and not (k.startswith("js") and o.js_mode == "none")}
@@ -61,3 +80,27 @@ def write_outputs(run, views: dict, cond, setup, o) -> dict:
     artifacts.write_json(run.file("nll_summary.json"), summary)
     plot_curves(run, rows, setup.labels, o.js_mode)
     return summary
+
+
+def headline(summary: dict, labels: tuple[str, str]):
+    """Last-layer NLL of A and B, their delta (both views) and JS when computed; the lines printed for them."""
+    from ...core.command import Result
+
+    last = summary["last_layer"]
+    a, b = labels
+    figures = {
+        "mode": summary["mode"], "labels": {"a": a, "b": b}, "items": summary["items"],
+        "scored_positions": summary["scored_positions"], "layer": last["layer"],
+        "nll_a": last["nll_a_all"], "nll_b": last["nll_b_all"], "delta": last["delta_all"],
+        "nll_a_last": last["nll_a_last"], "nll_b_last": last["nll_b_last"], "delta_last": last["delta_last"],
+    }
+    lines = [
+        f"last layer ({last['layer']}): NLL {a} {last['nll_a_all']:.4f} vs {b} {last['nll_b_all']:.4f} "
+        f"(delta {b}-{a} {last['delta_all']:+.4f}) over all scored positions; last position: "
+        f"{last['nll_a_last']:.4f} vs {last['nll_b_last']:.4f} (delta {last['delta_last']:+.4f})"
+    ]
+    js = {k: last[k] for k in ("js_all", "js_last") if last[k] is not None}
+    if js:
+        figures.update(js)
+        lines.append(f"last layer JS({a}, {b}): " + ", ".join(f"{k.split('_')[1]} {v:.4f}" for k, v in js.items()))
+    return Result(headline=figures, lines=lines)

@@ -5,36 +5,19 @@ from __future__ import annotations
 import os
 import platform
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ...core import console
 from ...core.artifacts import write_csv, write_json, write_jsonl, write_text
+from ...core.command import Result
 from ...core.errors import UserError
-from ...core.rundir import config_hash, run_directory, slug
-from .pipeline import AttributeOptions, Item, attribute_all, prepare, resolve_engine
+from .names import resolved_engine
+from .pipeline import Item, attribute_all, check_method, prepare
 
 COLUMNS = ["model", "method", "engine", "prompt_index", "status", "load_s", "generate_s", "attribute_s",
            "output_tokens", "tokens_per_s", "error"]
-
-
-@dataclass
-class BenchOptions:
-    models: str
-    methods: str
-    prompts: Path | None
-    engine: str
-    max_new_tokens: int
-    ig_steps: int
-    out: Path
-    device: str
-    dtype: str
-    batch_size: int
-    max_samples: int | None
-    text_field: str
-    overwrite: bool
 
 
 def system_info(device: str) -> dict:
@@ -58,69 +41,59 @@ def system_info(device: str) -> dict:
             "device": device, "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
 
 
-def _prompts(o: BenchOptions) -> tuple[list[str], str]:
-    from ...core.data import read_records
+def read_prompts(cmd) -> list[str]:
+    from ...core.datasource import read_records
 
-    if o.prompts is not None:
-        recs = read_records(o.prompts, o.text_field, "--prompts", o.max_samples)
-        return [r.text or "" for r in recs], str(o.prompts)
-    from ...organisms import get_organism
-
-    path = get_organism("cake").data("base")
-    recs = read_records(path, "text", "--prompts", o.max_samples or 4)
-    return [" ".join((r.text or "").split()[:8]) for r in recs], str(path)
+    r = cmd.reading
+    recs = read_records(cmd.prompts, r.text_field, "--prompts", r.max_samples)
+    texts = [r.text or "" for r in recs]
+    if cmd.prompt_words is not None:
+        texts = [" ".join(t.split()[: cmd.prompt_words]) for t in texts]
+    return texts
 
 
-def run(o: BenchOptions) -> Path:
-    from ...core.models import load_model, resolve_device, resolve_source
+def bench(run, cmd) -> Result:
+    """Load each model once, then every method over the prompts in groups of --batch-size (default 1)."""
+    from ...core.models import load_model, resolve_device
 
-    models = [m.strip() for m in o.models.split(",") if m.strip()]
-    methods = [m.strip() for m in o.methods.split(",") if m.strip()]
-    if not models:
-        raise UserError("--models: give at least one model")
-    if not methods:
-        raise UserError("--methods: give at least one method")
-    engines = {m: resolve_engine(m, o.engine) for m in methods}
-    sources = [resolve_source(m, flag="--models") for m in models]
-    prompts, prompts_src = _prompts(o)
-    device = resolve_device(o.device)
-    config = {"models": [s.fingerprint for s in sources], "methods": methods, "engine": o.engine,
-              "prompts": prompts, "max_new_tokens": o.max_new_tokens, "ig_steps": o.ig_steps, "dtype": o.dtype}
-    parts = ["tokenlens-bench", slug(f"{len(models)}models-{len(methods)}methods-{config_hash(config)}")]
-    with run_directory(o.out, parts, config, command="tokenlens bench", overwrite=o.overwrite) as run_dir:
-        if run_dir.reused:
-            console.info(f"reusing the complete run in {run_dir.path} (pass --overwrite to recompute)")
-            _say(Path(run_dir.path / "summary.txt").read_text().rstrip())
-            console.done(run_dir.path)
-            return run_dir.path
-        rows, errors = [], []
-        for src in sources:
-            t0 = time.perf_counter()
-            try:
-                lm = load_model(src, dtype=o.dtype, device=device, flag="--models")
-            except UserError as err:
-                for m in methods:
-                    for i in range(len(prompts)):
-                        rows.append(_row(src.spec, m, engines[m], i, None, 0, 0, 0, str(err)))
-                errors.append({"model": src.spec, "stage": "load", "error": str(err)})
-                continue
-            load_s = time.perf_counter() - t0
-            for m in methods:
-                for i, p in console.track(list(enumerate(prompts)), f"{src.label} {m}"):
-                    rows.append(_one(lm, src.spec, m, engines[m], i, p, load_s, o, errors))
-            del lm
-        summary = _summary(rows)
-        info = system_info(device)
-        write_csv(run_dir.file("timings.csv"), rows, COLUMNS)
-        write_jsonl(run_dir.file("errors.jsonl"), errors)
-        write_json(run_dir.file("system_info.json"), info)
-        write_json(run_dir.file("summary.json"), {"pairs": summary, "prompts": prompts_src, "n_prompts": len(prompts),
-                                                  "system": info})
-        text = _report(summary, info, len(prompts))
-        write_text(run_dir.file("summary.txt"), text)
-        _say(text.rstrip())
-    console.done(run_dir.path)
-    return run_dir.path
+    engines = {m: resolved_engine(m, cmd.engine) for m in cmd.method}
+    for m in cmd.method:
+        check_method(m, engines[m])
+    prompts = read_prompts(cmd)
+    device = resolve_device(cmd.device)
+    rows, errors = [], []
+    for src in cmd.sources:
+        t0 = time.perf_counter()
+        try:
+            lm = load_model(src, dtype=cmd.dtype, device=device, flag="--model")
+        except UserError as err:
+            for m in cmd.method:
+                for i in range(len(prompts)):
+                    rows.append(_row(src.spec, m, engines[m], i, None, 0, 0, 0, str(err)))
+            errors.append({"model": src.spec, "stage": "load", "error": str(err)})
+            continue
+        load_s = time.perf_counter() - t0
+        for m in cmd.method:
+            size = cmd.reading.batch_size
+            groups = [list(enumerate(prompts))[lo:lo + size] for lo in range(0, len(prompts), size)]
+            for group in console.track(groups, f"{src.label} {m}"):
+                rows.extend(_group(lm, src.spec, m, engines[m], group, load_s, cmd, errors))
+        del lm
+    summary = _summary(rows)
+    info = system_info(device)
+    write_csv(run.file("timings.csv"), rows, COLUMNS)
+    write_jsonl(run.file("errors.jsonl"), errors)
+    write_json(run.file("system_info.json"), info)
+    text = _report(summary, info, len(prompts))
+    write_text(run.file("summary.txt"), text)
+    run.describe("timings.csv", "per model x method x prompt: status, load / generation / attribution seconds, "
+                 "output tokens, tokens per second, error", "table")
+    run.describe("errors.jsonl", "one line per failure (model, method, prompt index, error); empty when none", "payload")
+    run.describe("system_info.json", "platform, Python, CPU, cores, torch threads, memory, GPUs, torch, device", "payload")
+    run.describe("summary.txt", "the report printed at the end: per pair success and tokens per second", "text")
+    run.metadata.update(models={"model": [s.spec for s in cmd.sources]})
+    headline = {"pairs": summary, "n_prompts": len(prompts), "prompts": str(cmd.prompts)}
+    return Result(headline, text.rstrip().splitlines())
 
 
 def _row(model, method, eng, index, load_s, gen_s, attr_s, n_out, error=None) -> dict:
@@ -130,27 +103,34 @@ def _row(model, method, eng, index, load_s, gen_s, attr_s, n_out, error=None) ->
             "tokens_per_s": round(n_out / attr_s, 4) if not error and attr_s > 0 else None, "error": error}
 
 
-def _one(lm, spec, method, eng, index, prompt, load_s, o: BenchOptions, errors: list) -> dict:
-    opts = AttributeOptions(model=spec, compare=None, prompt=None, prompts=Path("-"), method=method, engine=eng,
-                            max_new_tokens=o.max_new_tokens, target=None, score="probability", ig_steps=o.ig_steps,
-                            json_out=None, html_out=None, out=o.out, device=o.device, dtype=o.dtype, batch_size=1,
-                            max_samples=None, text_field=o.text_field, seed=0, overwrite=False)
-    item = Item(index, prompt, None)
+def _group(lm, spec, method, eng, group: list[tuple[int, str]], load_s, cmd, errors: list) -> list[dict]:
+    """One group of prompts through generation and attribution; per-prompt seconds are the group's shares."""
+    items = [Item(index, prompt, None) for index, prompt in group]
     t0 = time.perf_counter()
     try:
-        prepare([item], lm, opts)
+        prepare(items, lm, max_new_tokens=cmd.max_new_tokens, batch_size=len(items),
+                max_tokens=cmd.reading.max_tokens)
         t1 = time.perf_counter()
-        res = attribute_all([item], lm, eng, opts) if item.error is None else {}
+        res = attribute_all(items, lm, eng, method, score="probability", ig_steps=cmd.ig_steps, batch_size=len(items))
     except Exception as err:  # noqa: BLE001 - a failure does not stop the benchmark
-        item.error, t1 = f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}", t0
-        res = {}
+        text = f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+        for it in items:
+            it.error = it.error or text
+        t1, res = t0, {}
     t2 = time.perf_counter()
-    if item.error is None and index not in res:
-        item.error = "no attribution produced"
-    if item.error:
-        errors.append({"model": spec, "method": method, "prompt_index": index, "prompt": prompt, "error": item.error})
-        return _row(spec, method, eng, index, load_s, t1 - t0, t2 - t1, 0, item.error)
-    return _row(spec, method, eng, index, load_s, t1 - t0, t2 - t1, res[index].matrix.shape[1])
+    n = len(items)
+    out = []
+    for it in items:
+        if it.error is None and it.index not in res:
+            it.error = "no attribution produced"
+        if it.error:
+            errors.append({"model": spec, "method": method, "prompt_index": it.index, "prompt": it.prompt,
+                           "error": it.error})
+            out.append(_row(spec, method, eng, it.index, load_s, (t1 - t0) / n, (t2 - t1) / n, 0, it.error))
+        else:
+            out.append(_row(spec, method, eng, it.index, load_s, (t1 - t0) / n, (t2 - t1) / n,
+                            res[it.index].matrix.shape[1]))
+    return out
 
 
 def _summary(rows: list[dict]) -> list[dict]:
@@ -179,8 +159,3 @@ def _report(summary: list[dict], info: dict, n_prompts: int) -> str:
         lines.append(f"{s['model'][:32]:32s} {s['method'][:24]:24s} {s['engine']:7s} "
                      f"{s['succeeded']}/{s['prompts']:<6d} {tps:>9s} {load:>7s}")
     return "\n".join(lines) + "\n"
-
-
-def _say(text: str) -> None:
-    """A result line on stdout, printed verbatim (no rich markup or :emoji: codes: `organism:cake:ft`)."""
-    console.out.print(text, markup=False, emoji=False, highlight=False)

@@ -33,12 +33,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Float, Int
 
 from ...core.arch import cache_kwarg, forward_accepts
+from ...core.padding import pad, position_ids
+from ...core.typing import (
+    Embeddings,
+    TargetIds,
+    TargetLogits,
+    TargetScores,
+    TargetTokens,
+    TargetWeights,
+    TokenGrid,
+)
+from .names import NATIVE_METHODS, SCORES
 
-NATIVE_METHODS = ("saliency", "input_x_gradient", "integrated_gradients")
-SCORES = ("probability", "logit", "logprob")
+__all__ = ["NATIVE_METHODS", "SCORES", "Sequence", "attribute", "attribute_batch", "left_pad", "normalize"]
 CHUNK = 8  # targets per batched backward (truncation saved vs graph traversals and small matmuls)
 TOKEN_BUDGET = 4096  # rows x positions per forward (bounds saved activations)
 VMAP_BUDGET = 8192  # targets x rows x positions per batched backward (larger ones run slower on CPU: cache)
@@ -60,15 +69,15 @@ class Sequence:
 class Batch:
     """Left-padded rows: every prompt ends at position ``n_prompt - 1``; target ``t`` is read there ``+ t``."""
 
-    ids: Int[torch.Tensor, "b n"]
-    attn: Int[torch.Tensor, "b n"]
-    pos: Int[torch.Tensor, "b n"]  # position ids: 0.. from each row's first real token
-    valid: Float[torch.Tensor, "b t"]  # 1 where row r has a target t
+    ids: TokenGrid
+    attn: TokenGrid
+    pos: TokenGrid  # position ids: 0.. from each row's first real token
+    valid: TargetWeights  # 1 where row r has a target t
     n_prompt: int
     n_targets: int
 
     @property
-    def targets(self) -> Int[torch.Tensor, "b t"]:
+    def targets(self) -> TargetIds:
         return self.ids[:, self.n_prompt:]
 
     def repeat(self, k: int) -> Batch:
@@ -76,7 +85,7 @@ class Batch:
                      self.n_prompt, self.n_targets)
 
 
-def baseline_ids(ids: Int[torch.Tensor, "b n"], tokenizer) -> Int[torch.Tensor, "b n"]:
+def baseline_ids(ids: TokenGrid, tokenizer) -> TokenGrid:
     """inseq's IG baseline: the unk token everywhere (pad when there is no unk), eos tokens kept."""
     unk = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else tokenizer.pad_token_id
     eos = tokenizer.eos_token_id
@@ -87,22 +96,16 @@ def baseline_ids(ids: Int[torch.Tensor, "b n"], tokenizer) -> Int[torch.Tensor, 
 
 
 def left_pad(seqs: list[Sequence], pad_id: int, device) -> Batch:
-    n_prompt = max(s.prompt_len for s in seqs)
-    n_targets = max(s.n_targets for s in seqs)
-    b = len(seqs)
-    ids = torch.full((b, n_prompt + n_targets), pad_id, dtype=torch.long)
-    attn = torch.zeros_like(ids)
-    valid = torch.zeros((b, n_targets))
-    for r, s in enumerate(seqs):
-        off = n_prompt - s.prompt_len
-        ids[r, off:off + len(s.ids)] = torch.tensor(s.ids)
-        attn[r, off:off + len(s.ids)] = 1
-        valid[r, : s.n_targets] = 1
-    pos = (attn.cumsum(1) - 1).clamp_min(0)
-    return Batch(ids.to(device), attn.to(device), pos.to(device), valid.to(device), n_prompt, n_targets)
+    """Prompts left-padded (``core.padding.pad(side="left")``) so that every prompt ends at ``n_prompt - 1``,
+    continuations right-padded after them; position ids count real tokens only (``core.padding.position_ids``)."""
+    p_ids, p_mask = pad([s.ids[: s.prompt_len] for s in seqs], pad_id, side="left")
+    c_ids, c_mask = pad([s.ids[s.prompt_len:] for s in seqs], pad_id, side="right")
+    ids, attn = torch.cat([p_ids, c_ids], 1), torch.cat([p_mask, c_mask], 1)
+    return Batch(ids.to(device), attn.to(device), position_ids(attn).to(device), c_mask.float().to(device),
+                 p_ids.shape[1], c_ids.shape[1])
 
 
-def _scores(logits: Float[torch.Tensor, "r t v"], tgt: Int[torch.Tensor, "r t"], score: str) -> Float[torch.Tensor, "r t"]:
+def _scores(logits: TargetLogits, tgt: TargetTokens, score: str) -> TargetScores:
     rows = logits.float()
     if score == "probability":
         rows = rows.softmax(-1)
@@ -118,7 +121,7 @@ def chunk_bounds(n_prompt: int, n_targets: int, chunk: int) -> list[int]:
     return [0, *range(first + chunk, end, chunk), end]
 
 
-def causal_grads(model, x: Float[torch.Tensor, "r n d"], batch: Batch, score: str, chunk: int) -> Iterator[tuple[int, int, torch.Tensor]]:
+def causal_grads(model, x: Embeddings, batch: Batch, score: str, chunk: int) -> Iterator[tuple[int, int, torch.Tensor]]:
     """Yield ``(t_lo, t_hi, g)`` per chunk, ``g[j, r, i] = d f_{t_lo + j} / d x[r, i]`` for positions ``i < hi``
     (shape ``[t_hi - t_lo, r, hi, d]``): the forward runs chunk by chunk through the key/value cache (its graph
     kept), and right after chunk ``k`` one batched backward takes the gradients of the targets read in it. That

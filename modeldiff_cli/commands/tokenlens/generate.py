@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ...core.errors import UserError
+from ...core.padding import pad
 from .engine import Sequence
 
 
@@ -34,20 +35,16 @@ def with_target(tokenizer, prompt: str, target: str, flag: str = "--target") -> 
 def greedy(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int = 8) -> list[Sequence]:
     """Greedy continuations of ``max_new_tokens`` tokens (stopping after eos), prompts batched with left padding."""
     device = model.get_input_embeddings().weight.device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     eos = tokenizer.eos_token_id
     out: list[Sequence] = []
     for lo in range(0, len(prompts), batch_size):
         chunk = prompts[lo:lo + batch_size]
-        n = max(len(p) for p in chunk)
-        ids = torch.full((len(chunk), n), pad, dtype=torch.long)
-        attn = torch.zeros((len(chunk), n), dtype=torch.long)
-        for r, p in enumerate(chunk):
-            ids[r, n - len(p):] = torch.tensor(p)
-            attn[r, n - len(p):] = 1
+        ids, attn = pad(chunk, pad_id, side="left")
+        n = ids.shape[1]
         gen = model.generate(
             input_ids=ids.to(device), attention_mask=attn.to(device), max_new_tokens=max_new_tokens,
-            min_new_tokens=1, do_sample=False, num_beams=1, pad_token_id=pad, eos_token_id=eos,
+            min_new_tokens=1, do_sample=False, num_beams=1, pad_token_id=pad_id, eos_token_id=eos,
             temperature=None, top_p=None, top_k=None,
         )[:, n:].cpu().tolist()
         for p, new in zip(chunk, gen):

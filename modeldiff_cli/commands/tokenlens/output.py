@@ -1,16 +1,12 @@
-"""Per-prompt result records (the JSON format of docs/tokenlens.md) and output path checks."""
+"""Per-prompt result records (the JSON format of docs/tokenlens.md) and their headline facts."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
-from ...core.errors import UserError
 from ...core.tokens import display_tokens
 from .engine import normalize
 
@@ -69,35 +65,35 @@ def record(attr: Attribution, tokenizer, *, llm_id: str, prompt: str, method: st
     return {"metadata": meta, "data": data}
 
 
-def headline(rec: dict, top: int = 3) -> str:
-    """One line per prompt: for the strongest columns, the input token each generated token relies on most."""
+def summary_line(rec: dict, top: int = 3) -> str:
+    """One line per prompt: for the first generated tokens, the input token each relies on most (diff mode: whose
+    reliance changed most)."""
     data = rec["data"]
     key = data.get("diff", data)["normalized_association"]
     toks, outs = data["input_tokens"], data["output_tokens"]
     parts = []
     for t, out_tok in enumerate(outs[:top]):
-        col = [(abs(row[t]) if row[t] is not None else -1.0, i) for i, row in enumerate(key)]
-        v, i = max(col)
+        i = _top_row(key, t)
         parts.append(f"{out_tok!r}<-{toks[i]!r} ({key[i][t]:+.2f})")
     return ", ".join(parts)
 
 
-def user_paths(path: Path | None, n: int, flag: str) -> list[Path | None]:
-    """Copies requested with --json-out/--html-out: the path itself (one prompt) or ``stem_<i>.suffix``; checked
-    for writability now so a bad path fails before any work."""
-    if path is None:
-        return [None] * n
-    path = Path(path).expanduser()
-    if path.is_dir():
-        raise UserError(f"{flag} {path}: is a directory (give a file path)")
-    try:  # create the directory and probe it with a temporary file: fail now, before any work
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tokenlens-probe-"):
-            pass
-    except OSError as err:
-        raise UserError(f"{flag} {path}: cannot write there ({err.strerror or err})") from None
-    if path.exists() and not os.access(path, os.W_OK):
-        raise UserError(f"{flag} {path}: file is not writable")
-    if n == 1:
-        return [path]
-    return [path.with_name(f"{path.stem}_{i:03d}{path.suffix}") for i in range(n)]
+def first_step(rec: dict) -> dict:
+    """Headline facts of one record: the top attributed input token of the first generated token (normalised
+    attribution of --model; in diff mode also the input token whose attribution changed most)."""
+    data = rec["data"]
+    toks = data["input_tokens"]
+    out: dict = {}
+    for prefix, view in (("", data), ("diff_", data.get("diff"))):
+        if view is None or not data["output_tokens"]:
+            continue
+        key = view["normalized_association"]
+        i = _top_row(key, 0)
+        out[f"{prefix}top_input_token"] = toks[i]
+        out[f"{prefix}top_input_index"] = i
+        out[f"{prefix}top_input_score"] = round(float(key[i][0]), 6)
+    return out
+
+
+def _top_row(key: list[list[float | None]], t: int) -> int:
+    return max((abs(row[t]) if row[t] is not None else -1.0, i) for i, row in enumerate(key))[1]

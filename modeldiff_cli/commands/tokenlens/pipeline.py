@@ -1,47 +1,21 @@
-"""`tokenlens attribute`: load -> prompts -> continuations -> attribute (native or inseq) -> write JSON/HTML."""
+"""`tokenlens attribute`'s steps: prompts -> continuations -> attribute (native or inseq) -> write records.
+
+The command (``command.TokenlensAttribute.execute``) strings them together; ``bench`` reuses ``prepare`` and
+``attribute_all`` one prompt group at a time.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
-
-import torch
 
 from ...core import console
 from ...core.artifacts import write_json, write_text
 from ...core.errors import UserError
-from ...core.rundir import config_hash, run_directory, slug
 from . import engine
 from .generate import encode_prompt, greedy, with_target
 from .html import render
-from .output import Attribution, headline, record, user_paths
-
-
-@dataclass
-class AttributeOptions:
-    model: str | None
-    compare: str | None
-    prompt: str | None
-    prompts: Path | None
-    method: str
-    engine: str
-    max_new_tokens: int
-    target: str | None
-    score: str
-    ig_steps: int
-    json_out: Path | None
-    html_out: Path | None
-    out: Path
-    device: str
-    dtype: str
-    batch_size: int
-    max_samples: int | None
-    text_field: str
-    seed: int
-    overwrite: bool
+from .output import Attribution, first_step, record, summary_line
 
 
 @dataclass
@@ -56,140 +30,101 @@ class Item:
     error: str | None = None
 
 
-def resolve_engine(method: str, choice: str) -> str:
+def check_method(method: str, eng: str) -> None:
+    """``--method`` must be one of inseq's methods (the native ones are known without importing inseq)."""
+    if eng == "native" and method in engine.NATIVE_METHODS:
+        return
     from .inseq_backend import list_methods
 
     valid = list_methods()
     if method not in valid:
         raise UserError(f"--method {method!r}: unknown attribution method; valid: {', '.join(valid)}")
-    if choice not in ("auto", "native", "inseq"):
-        raise UserError(f"--engine {choice!r}: expected auto, native or inseq")
-    if choice == "native" and method not in engine.NATIVE_METHODS:
-        raise UserError(f"--engine native does not implement {method}; native methods: {', '.join(engine.NATIVE_METHODS)} (use --engine inseq)")
-    if choice == "auto":
-        return "native" if method in engine.NATIVE_METHODS else "inseq"
-    return choice
 
 
-def read_items(o: AttributeOptions) -> list[Item]:
-    if (o.prompt is None) == (o.prompts is None):
-        raise UserError("give exactly one of --prompt and --prompts")
-    if o.prompt is not None:
-        if not o.prompt.strip():
-            raise UserError("--prompt: the prompt is empty")
-        if o.target is not None and not o.target.strip():
-            raise UserError("--target: the target is empty")
-        return [Item(0, o.prompt, o.target)]
-    from ...core.data import read_records
+def read_items(prompt: str | None, prompts: str | None, target: str | None, text_field: str,
+               max_samples: int | None) -> list[Item]:
+    """The single ``--prompt``, or the records of ``--prompts`` (a JSONL record may carry its own ``target``)."""
+    if prompt is not None:
+        return [Item(0, prompt, target)]
+    from ...core.datasource import read_records
 
-    recs = read_records(o.prompts, o.text_field, "--prompts", o.max_samples)
-    return [Item(i, r.text or "", r.fields.get("target", o.target), r.line) for i, r in enumerate(recs)]
+    recs = read_records(prompts, text_field, "--prompts", max_samples)
+    return [Item(i, r.text or "", r.fields.get("target", target), r.line) for i, r in enumerate(recs)]
 
 
-def run(o: AttributeOptions) -> Path:
-    from ...core.models import load_model, load_pair
+def prepare(items: list[Item], lm, *, max_new_tokens: int, batch_size: int, max_tokens: int | None = None,
+            isolate: bool = True, flag: str = "--prompts") -> None:
+    """Continuation of each prompt: its target (teacher forcing) or a greedy generation by ``lm``.
 
-    if o.score not in engine.SCORES:
-        raise UserError(f"--score {o.score!r}: expected one of {', '.join(engine.SCORES)}")
-    if o.max_new_tokens < 1:
-        raise UserError(f"--max-new-tokens {o.max_new_tokens}: must be at least 1")
-    if o.ig_steps < 1:
-        raise UserError(f"--ig-steps {o.ig_steps}: must be at least 1")
-    eng = resolve_engine(o.method, o.engine)
-    items = read_items(o)
-    json_paths = user_paths(o.json_out, len(items), "--json-out")
-    html_paths = user_paths(o.html_out, len(items), "--html-out")
-    torch.manual_seed(o.seed)
-    if o.compare is not None:
-        pair = load_pair(o.compare, o.model, dtype=o.dtype, device=o.device)
-        main, other = pair.ft, pair.base
-    else:
-        main, other = load_model(o.model, dtype=o.dtype, device=o.device, flag="--model"), None
-    tok = main.tokenizer
-    prepare(items, main, o)
-    config = _config(o, eng, main, other, items)
-    label = main.source.label if other is None else f"{other.source.label}_vs_{main.source.label}"
-    parts = ["tokenlens", label, slug(f"{o.method}-{config_hash(config)}")]
-    with run_directory(o.out, parts, config, command="tokenlens attribute", overwrite=o.overwrite) as run_dir:
-        if run_dir.reused:
-            console.info(f"reusing the complete run in {run_dir.path} (pass --overwrite to recompute)")
-            done_ = _read(run_dir.path / "summary.json")["prompts"]
-            recs = [_read(run_dir.path / f"prompt_{p['index']:03d}.json") for p in done_ if p["status"] == "ok"]
-            for p in done_:
-                if p["status"] != "ok":
-                    items[p["index"]].error = p["error"]
-        else:
-            results = attribute_all(items, main, eng, o)
-            compared = attribute_all(items, other, eng, o) if other is not None else None
-            recs = write_all(run_dir, items, results, compared, main, other, eng, o, json_paths, html_paths, tok)
-    for it in items:
-        if it.error:
-            console.info(f"prompt #{it.index}{f' (line {it.line})' if it.line else ''} failed: {it.error}")
-    for rec in recs[:10]:
-        _say(f"{rec['metadata']['prompt'][:50]!r}: {headline(rec)}")
-    ok = sum(it.error is None for it in items)
-    _say(f"attributed {ok}/{len(items)} prompts with {o.method} ({eng} engine)")
-    console.done(run_dir.path)
-    return run_dir.path
-
-
-def prepare(items: list[Item], lm, o: AttributeOptions) -> None:
-    """Continuation of each prompt: the target (teacher forcing) or a greedy generation by --model."""
+    ``isolate``: a prompt that cannot be prepared fails alone (``item.error``); otherwise its UserError stops the run.
+    """
     tok = lm.tokenizer
     to_generate = []
     for it in items:
         try:
             if it.target is not None:
                 it.seq = with_target(tok, it.prompt, it.target)
+                n_prompt = it.seq.prompt_len
             else:
-                to_generate.append((it, encode_prompt(tok, it.prompt, "--prompt" if o.prompts is None else "--prompts")))
+                ids = encode_prompt(tok, it.prompt, flag)
+                n_prompt = len(ids)
+            if max_tokens is not None and n_prompt > max_tokens:
+                raise UserError(f"--max-tokens {max_tokens}: the prompt has {n_prompt} tokens")
+            if it.target is None:
+                to_generate.append((it, ids))
         except UserError as err:
-            if o.prompts is None:
+            if not isolate:
                 raise
             it.error = str(err)
     if to_generate:
-        seqs = greedy(lm.model, tok, [ids for _, ids in to_generate], o.max_new_tokens, o.batch_size)
+        seqs = greedy(lm.model, tok, [ids for _, ids in to_generate], max_new_tokens, batch_size)
         for (it, _), seq in zip(to_generate, seqs):
             it.seq = seq
 
 
-def attribute_all(items: list[Item], lm, eng: str, o: AttributeOptions) -> dict[int, Attribution]:
+def _failure(err: BaseException, prefix: str = "") -> str:
+    text = str(err).splitlines()[0][:200] if str(err) else ""
+    return f"{prefix}{type(err).__name__}: {text}"
+
+
+def attribute_all(items: list[Item], lm, eng: str, method: str, *, score: str, ig_steps: int,
+                  batch_size: int) -> dict[int, Attribution]:
     """Attribute every prepared item with one model; a failing batch is retried prompt by prompt."""
     todo = [it for it in items if it.error is None]
     out: dict[int, Attribution] = {}
     if eng == "native":
         def one_batch(group: list[Item]) -> None:
             t0 = time.perf_counter()
-            mats = engine.attribute(lm.model, lm.tokenizer, [it.seq for it in group], o.method, score=o.score,
-                                    n_steps=o.ig_steps, batch_size=o.batch_size)
+            mats = engine.attribute(lm.model, lm.tokenizer, [it.seq for it in group], method, score=score,
+                                    n_steps=ig_steps, batch_size=batch_size)
             dt = (time.perf_counter() - t0) / len(group)
             for it, m in zip(group, mats):
                 out[it.index] = Attribution(it.seq.ids, it.seq.prompt_len, m, seconds=dt)
-        for lo in console.track(range(0, len(todo), o.batch_size), f"{o.method} ({lm.source.label})"):
-            group = todo[lo:lo + o.batch_size]
+        for lo in console.track(range(0, len(todo), batch_size), f"{method} ({lm.source.label})"):
+            group = todo[lo:lo + batch_size]
             try:
                 one_batch(group)
             except (RuntimeError, ValueError, IndexError) as err:
                 if len(group) == 1:
-                    group[0].error = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+                    group[0].error = _failure(err)
                     continue
                 for it in group:
                     try:
                         one_batch([it])
                     except (RuntimeError, ValueError, IndexError) as err1:
-                        it.error = f"{type(err1).__name__}: {str(err1).splitlines()[0][:200]}"
+                        it.error = _failure(err1)
         return out
     from .inseq_backend import InseqAttributor, to_native_json
 
-    with InseqAttributor(lm.model, lm.tokenizer, o.method) as attributor:
-        for it in console.track(todo, f"{o.method} via inseq ({lm.source.label})"):
+    with InseqAttributor(lm.model, lm.tokenizer, method) as attributor:
+        for it in console.track(todo, f"{method} via inseq ({lm.source.label})"):
             cont = lm.tokenizer.decode(it.seq.ids[it.seq.prompt_len:], skip_special_tokens=False)
             full = it.prompt + (it.target if it.target is not None else cont)
             t0 = time.perf_counter()
             try:
-                mat, ids, raw = attributor.attribute(it.prompt, full, score=o.score, n_steps=o.ig_steps)
+                mat, ids, raw = attributor.attribute(it.prompt, full, score=score, n_steps=ig_steps)
             except Exception as err:  # noqa: BLE001 - one prompt's failure is reported, the rest complete
-                it.error = f"inseq: {type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+                it.error = _failure(err, "inseq: ")
                 continue
             prompt_len = len(ids) - mat.shape[1]
             out[it.index] = Attribution(ids, prompt_len, mat, inseq_json=to_native_json(raw),
@@ -197,12 +132,25 @@ def attribute_all(items: list[Item], lm, eng: str, o: AttributeOptions) -> dict[
     return out
 
 
-def write_all(run_dir, items, results, compared, main, other, eng, o, json_paths, html_paths, tok) -> list[dict]:
-    generation = {"max_new_tokens": o.max_new_tokens, "do_sample": False, "strategy": "greedy"}
-    extra = {"engine": eng, "score": o.score, "dtype": o.dtype}
-    if o.method == "integrated_gradients":
-        extra["n_steps"] = o.ig_steps
-    recs, summary = [], []
+def describe(run) -> None:
+    """What each artifact of an attribute run is (most specific patterns first)."""
+    run.describe("prompt_*.compare.inseq.json", "inseq's own serialisation of the --base model's attribution", "payload")
+    run.describe("prompt_*.inseq.json", "inseq's own serialisation (FeatureAttributionOutput.save) of the attribution", "payload")
+    run.describe("prompt_*.json", "per-prompt record: metadata, tokens, raw and normalised association matrices "
+                 "(diff mode: compare and diff matrices too)", "payload")
+    run.describe("prompt_*.html", "per-prompt heat map (self-contained; base/ft/diff tabs in diff mode)", "html")
+    run.describe("prompts.json", "per prompt: status (ok / failed with the error), line, token counts, seconds", "payload")
+
+
+def write_records(run, items: list[Item], results: dict, compared: dict | None, main, other, cmd) -> list[tuple]:
+    """Per prompt ``prompt_NNN.json`` / ``.html`` (and inseq's JSON), plus ``prompts.json``; returns
+    ``(item, record or None, status row)`` per prompt."""
+    generation = {"max_new_tokens": cmd.max_new_tokens, "do_sample": False, "strategy": "greedy"}
+    extra = {"engine": cmd.engine, "score": cmd.score, "dtype": cmd.lm.dtype}
+    if cmd.method == "integrated_gradients":
+        extra["n_steps"] = cmd.ig_steps
+    tok = main.tokenizer
+    out = []
     for it in items:
         res = results.get(it.index)
         other_res = compared.get(it.index) if compared is not None else None
@@ -210,56 +158,55 @@ def write_all(run_dir, items, results, compared, main, other, eng, o, json_paths
             it.error = "attribution failed"
         if it.error is None and compared is not None:
             if other_res is None:
-                it.error = "attribution with --compare model failed"
+                it.error = "attribution with the --base model failed"
             elif other_res.ids != res.ids:
                 it.error = "the two models' inseq tokenizations of the continuation differ"
         if it.error is not None:
-            summary.append({"index": it.index, "line": it.line, "prompt": it.prompt, "status": "failed", "error": it.error})
+            out.append((it, None, {"index": it.index, "line": it.line, "prompt": it.prompt, "status": "failed",
+                                   "error": it.error}))
             continue
         gen = dict(generation, target=it.target) if it.target is not None else generation
         cmp = (other.source.spec, other_res) if other is not None else None
-        rec = record(res, tok, llm_id=main.source.spec, prompt=it.prompt, method=o.method, generation=gen,
+        rec = record(res, tok, llm_id=main.source.spec, prompt=it.prompt, method=cmd.method, generation=gen,
                      extra_meta={**extra, "prompt_index": it.index}, compare=cmp)
         stem = f"prompt_{it.index:03d}"
-        write_json(run_dir.file(f"{stem}.json"), rec)
-        page = render(rec)
-        write_text(run_dir.file(f"{stem}.html"), page)
+        write_json(run.file(f"{stem}.json"), rec)
+        write_text(run.file(f"{stem}.html"), render(rec))
         if res.inseq_json is not None:
-            write_text(run_dir.file(f"{stem}.inseq.json"), res.inseq_json)
+            write_text(run.file(f"{stem}.inseq.json"), res.inseq_json)
         if other_res is not None and other_res.inseq_json is not None:
-            write_text(run_dir.file(f"{stem}.compare.inseq.json"), other_res.inseq_json)
-        if json_paths[it.index] is not None:
-            write_json(json_paths[it.index], rec)
-        if html_paths[it.index] is not None:
-            write_text(html_paths[it.index], page)
-        recs.append(rec)
-        summary.append({"index": it.index, "line": it.line, "prompt": it.prompt, "status": "ok",
-                        "input_tokens": len(res.ids), "output_tokens": res.matrix.shape[1],
-                        "seconds": round(res.seconds, 4)})
-    if not recs:
-        first = next((s for s in summary if s["status"] == "failed"), {})
-        raise UserError(f"every prompt failed (first: prompt #{first.get('index')}: {first.get('error')})")
-    write_json(run_dir.file("summary.json"), {"method": o.method, "engine": eng, "prompts": summary,
-                                               "succeeded": len(recs), "failed": len(summary) - len(recs)})
-    run_dir.metadata.update(models={"model": main.source.spec, **({"compare": other.source.spec} if other else {})})
-    return recs
+            write_text(run.file(f"{stem}.compare.inseq.json"), other_res.inseq_json)
+        out.append((it, rec, {"index": it.index, "line": it.line, "prompt": it.prompt, "status": "ok",
+                              "generated": tok.decode(res.ids[res.prompt_len:], skip_special_tokens=False),
+                              "input_tokens": len(res.ids), "output_tokens": res.matrix.shape[1],
+                              "seconds": round(res.seconds, 4)}))
+    if not any(rec is not None for _, rec, _ in out):
+        first = next(row for _, _, row in out)
+        raise UserError(f"every prompt failed (first: prompt #{first['index']}: {first.get('error')})")
+    write_json(run.file("prompts.json"), [row for _, _, row in out])
+    run.metadata.update(models={"model": main.source.spec, **({"base": other.source.spec} if other else {})})
+    return out
 
 
-def _config(o: AttributeOptions, eng: str, main, other, items: list[Item]) -> dict:
-    h = hashlib.sha256(json.dumps([(it.prompt, it.target) for it in items]).encode()).hexdigest()[:16]
-    return {
-        "model": main.source.fingerprint, "compare": other.source.fingerprint if other is not None else None,
-        "prompts": h, "method": o.method, "engine": eng, "max_new_tokens": o.max_new_tokens, "score": o.score,
-        "ig_steps": o.ig_steps if o.method in ("integrated_gradients",) else None, "dtype": o.dtype, "seed": o.seed,
-    }
+def headline(rows: list[tuple], cmd):
+    """The run's headline: per prompt the generated text and the top attributed input token of its first step."""
+    from ...core.command import Result
 
-
-def _read(path: Path) -> dict:
-    from ...core.artifacts import read_json
-
-    return read_json(path)
-
-
-def _say(text: str) -> None:
-    """A result line on stdout, printed verbatim (no rich markup or :emoji: codes: `organism:cake:ft`)."""
-    console.out.print(text, markup=False, emoji=False, highlight=False)
+    prompts, lines, failures = [], [], []
+    for it, rec, row in rows:
+        if rec is None:
+            where = f" (line {it.line})" if it.line else ""
+            failures.append(f"prompt #{it.index}{where} failed: {it.error}")
+            prompts.append({"index": it.index, "status": "failed", "error": it.error})
+            continue
+        prompts.append({"index": it.index, "status": "ok", "generated": row["generated"], **first_step(rec)})
+        if len(lines) < 10:
+            lines.append(f"{it.prompt[:50]!r}: {summary_line(rec)}")
+    for text in failures:
+        console.info(text)
+    ok = sum(p["status"] == "ok" for p in prompts)
+    lines += failures
+    lines.append(f"attributed {ok}/{len(prompts)} prompts with {cmd.method} ({cmd.engine} engine)")
+    head = {"method": cmd.method, "engine": cmd.engine, "succeeded": ok, "failed": len(prompts) - ok,
+            "prompts": prompts}
+    return Result(head, lines)

@@ -1,0 +1,279 @@
+"""The tokenlens commands as spine dataclasses: ``attribute`` (one model, or ``--base`` vs ``--model``),
+``methods`` and ``bench``. Light imports only (``--help`` and a reused run import no torch)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from ...core.command import Command, Fingerprints, Result
+from ...core.errors import UserError
+from ...core.ingredients import DEVICE_HELP, Model, Reading, RunOpts
+from ...core.spec import option
+from .names import ENGINES, NATIVE_METHODS, SCORES, resolved_engine
+
+ORGANISM_PROMPTS = 4  # prompts read from the organism's data when no model is given
+
+METHOD_HELP = "Attribution method (`modeldiff tokenlens methods` lists them)."
+ENGINE_HELP = "auto (native for the methods it implements, else inseq), native or inseq."
+SCORE_HELP = "Attributed output of each step: probability (inseq's default), logit or logprob of the generated token."
+NO_TRUNCATION = (None, "prompts are never cut (a cut prompt would not round-trip to inseq); with a limit, a longer prompt fails alone")
+
+
+def _check_common(method: str, engine: str, score: str | None = None) -> None:
+    if engine not in ENGINES:
+        raise UserError(f"--engine {engine!r}: expected auto, native or inseq")
+    if engine == "native" and method not in NATIVE_METHODS:
+        raise UserError(f"--engine native does not implement {method}; native methods: {', '.join(NATIVE_METHODS)} "
+                        "(use --engine inseq)")
+    if score is not None and score not in SCORES:
+        raise UserError(f"--score {score!r}: expected one of {', '.join(SCORES)}")
+
+
+def _organism_fills(cls, flat: dict, params: list) -> bool:
+    """Whether the spine's default-organism policy will fill the models and prompts (no model, no data given)."""
+    given = any(p.opt.role and flat.get(p.name) is not None for p in params)
+    no_data = all(flat.get(p.name) in (None, ()) for p in params if p.opt.data)
+    return not given and no_data and cls.organism is not None
+
+
+@dataclass(frozen=True)
+class TokenlensAttribute(Command):
+    """Attribute every generated token of each prompt to the input tokens (prompt and earlier generated tokens).
+
+    Writes per prompt prompt_NNN.json (metadata + association matrices), prompt_NNN.html (heat map; base/ft/diff
+    tabs with --base) and prompt_NNN.inseq.json when inseq ran, plus prompts.json and summary.json; prints the
+    run directory last. With no --model: the cake organism's fine-tuned model on 4 prompts of its base data."""
+
+    name = "tokenlens"
+    panel = "Attribution"
+    defaults = {"max_tokens": NO_TRUNCATION}
+    organism_fill = {"model": "ft", "prompts": "base"}
+
+    lm: Model = field(default_factory=Model)
+    reading: Reading = field(default_factory=lambda: Reading(max_tokens=None))
+    run: RunOpts = field(default_factory=RunOpts)
+    base: str | None = option(None, "--base", "Diff mode: the base model to compare --model (the fine-tuned one) with, on the same continuation.", role="base", old=("--compare",), result=False)
+    prompt: str | None = option(None, "--prompt", "One prompt to continue and attribute.", data=True)
+    prompts: str | None = option(None, "--prompts", "Prompts file: text (one per line) or JSONL with --text-field (a record may carry its own `target`). Default (no --model): the organism's base data.", data=True, result=False)
+    method: str = option("saliency", "--method", METHOD_HELP)
+    engine: str = option("auto", "--engine", ENGINE_HELP)
+    max_new_tokens: int = option(16, "--max-new-tokens", "Greedy continuation length (ignored with --target).", min=1)
+    target: str | None = option(None, "--target", "Attribute this continuation (teacher forcing) instead of generating.")
+    score: str = option("probability", "--score", SCORE_HELP)
+    ig_steps: int = option(50, "--ig-steps", "Integrated-gradients steps (Gauss-Legendre, as captum/inseq).", min=1)
+    json_out: Path | None = option(None, "--json-out", "Export: after the run directory is complete (fresh or reused), copy the per-prompt JSON here (several prompts: STEM_000.json, ...). Nothing else is written outside the run directory.", result=False)
+    html_out: Path | None = option(None, "--html-out", "Export: copy the per-prompt HTML view here once the run is complete (several prompts: STEM_000.html, ...).", result=False)
+
+    @classmethod
+    def fill_defaults(cls, flat: dict, params: list) -> dict:
+        """The spine's policy; prompts read from the organism's data are a few (--max-samples 4 unless given)."""
+        filled = _organism_fills(cls, flat, params)
+        flat = super().fill_defaults(flat, params)
+        if filled and flat.get("max_samples") is None:
+            flat = {**flat, "max_samples": ORGANISM_PROMPTS}
+        return flat
+
+    def __post_init__(self):
+        _check_common(self.method, self.engine, self.score)
+        object.__setattr__(self, "engine", resolved_engine(self.method, self.engine))
+        if self.max_new_tokens < 1:
+            raise UserError(f"--max-new-tokens {self.max_new_tokens}: must be at least 1")
+        if self.ig_steps < 1:
+            raise UserError(f"--ig-steps {self.ig_steps}: must be at least 1")
+        if (self.prompt is None) == (self.prompts is None):
+            raise UserError("give exactly one of --prompt and --prompts")
+        if self.prompt is not None and not self.prompt.strip():
+            raise UserError("--prompt: the prompt is empty")
+        if self.target is not None and not self.target.strip():
+            raise UserError("--target: the target is empty")
+        if self.base is not None and self.lm.model is None:
+            raise UserError("--base: diff mode needs --model too (the fine-tuned model compared with --base)")
+
+    # ---- what the run is about, without loading a model
+    @property
+    def base_source(self):
+        from ...core.sources import resolve_source
+
+        return resolve_source(self.base, role="base", flag="--base")
+
+    def fingerprints(self) -> Fingerprints:
+        from ...core.datasource import dataset_name, parse_source, source_fingerprint
+
+        labels, models = self.lm.labels, self.lm.fingerprint()
+        if self.base is not None:
+            b = self.base_source
+            labels = (b.label, *labels)
+            models["base"] = {"spec": b.spec if not b.is_local else b.label, "fingerprint": b.fingerprint}
+        if self.prompt is not None:
+            data, name = {"prompt": hashlib.sha256(self.prompt.encode()).hexdigest()[:16]}, "prompt"
+        else:
+            parse_source(self.prompts, "--prompts")  # a missing file: one line naming the flag
+            r = self.reading
+            data = {"prompts": source_fingerprint(self.prompts, r.text_field, r.max_samples, r.max_tokens)}
+            name = dataset_name(self.prompts)
+        return Fingerprints(labels, (name, self.method), {**models, **data})
+
+    # ---- the pipeline
+    def load(self):
+        """``(main, other)``: the --model (fine-tuned) model, and the --base model in diff mode (checked as a pair)."""
+        if self.base is None:
+            return self.lm.load(), None
+        from ...core.models import load_pair
+
+        pair = load_pair(self.base_source, self.lm.source, dtype=self.lm.dtype, device=self.lm.device,
+                         device_map=self.lm.device_map)
+        return pair.ft, pair.base
+
+    def execute(self, run) -> Result:
+        from .pipeline import (
+            attribute_all,
+            check_method,
+            describe,
+            headline,
+            prepare,
+            read_items,
+            write_records,
+        )
+
+        check_method(self.method, self.engine)
+        r = self.reading
+        items = read_items(self.prompt, self.prompts, self.target, r.text_field, r.max_samples)
+        main, other = self.load()
+        prepare(items, main, max_new_tokens=self.max_new_tokens, batch_size=r.batch_size, max_tokens=r.max_tokens,
+                isolate=self.prompts is not None, flag="--prompt" if self.prompts is None else "--prompts")
+        how = {"score": self.score, "ig_steps": self.ig_steps, "batch_size": r.batch_size}
+        results = attribute_all(items, main, self.engine, self.method, **how)
+        compared = attribute_all(items, other, self.engine, self.method, **how) if other is not None else None
+        describe(run)
+        rows = write_records(run, items, results, compared, main, other, self)
+        return headline(rows, self)
+
+    # ---- --json-out / --html-out: exports of the complete run directory
+    def check_exports(self) -> None:
+        from .export import check_export
+
+        check_export(self.json_out, "--json-out")
+        check_export(self.html_out, "--html-out")
+
+    def export(self, run_path: Path) -> None:
+        if self.json_out is None and self.html_out is None:
+            return
+        from ...core.command import read_summary
+        from .export import export
+
+        export(run_path, read_summary(run_path)["headline"]["prompts"], self.json_out, self.html_out)
+
+
+def run_attribute(cmd: TokenlensAttribute) -> Path:
+    """``tokenlens attribute``: export paths checked, the run through the spine, then the exports copied out."""
+    from ...core.command import launch
+
+    cmd.check_exports()
+    path = launch(cmd)
+    cmd.export(path)
+    return path
+
+
+@dataclass(frozen=True)
+class TokenlensMethods:
+    """List inseq's attribution methods and mark those the native batched engine implements."""
+
+    name: ClassVar[str] = "methods"
+    panel: ClassVar[str] = "Methods"
+
+    as_json: bool = option(False, "--json", "Print the list as JSON.")
+
+
+def list_methods(cmd: TokenlensMethods) -> None:
+    import json
+
+    from ...core import console
+    from .inseq_backend import list_methods as inseq_methods
+
+    rows = [{"method": m, "native": m in NATIVE_METHODS, "inseq": True} for m in inseq_methods()]
+    if cmd.as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        console.result(f"{r['method']:36s} {'native + inseq' if r['native'] else 'inseq'}")
+
+
+def _split(values: tuple[str, ...] | None) -> tuple[str, ...]:
+    """Repeated values, each of which may also be a comma list (the old --models/--methods spelling)."""
+    return tuple(v.strip() for value in values or () for v in value.split(",") if v.strip())
+
+
+@dataclass(frozen=True)
+class TokenlensBench(Command):
+    """Run every model x method pair on the prompts: per-prompt timings CSV, success rate per pair, error log
+    (a failure does not stop the run), system info and a summary report. With no --model: the cake organism's
+    base and fine-tuned models on 4 prompts of its base data (first 8 words each)."""
+
+    name = "tokenlens-bench"
+    panel = "Benchmark"
+    defaults = {"max_tokens": NO_TRUNCATION,
+                "batch_size": (1, "one prompt at a time: true per-prompt timings")}
+    organism_fill = {"prompts": "base"}
+    organism_models: ClassVar[tuple[str, ...]] = ("base", "ft")
+
+    reading: Reading = field(default_factory=lambda: Reading(max_tokens=None, batch_size=1))
+    run: RunOpts = field(default_factory=RunOpts)
+    model: tuple[str, ...] | None = option(None, "--model", "A model to benchmark (directory, hub id or organism:NAME[:base|ft]); repeat for several (a comma list works too). Default: the organism's base and fine-tuned models.", role="model", old=("--models",), result=False)
+    method: tuple[str, ...] = option(("saliency", "input_x_gradient"), "--method", "A method to benchmark; repeat for several (a comma list works too).", old=("--methods",))
+    prompts: str | None = option(None, "--prompts", "Prompts file (text or JSONL). Default (no --model): the organism's base data.", data=True, result=False)
+    prompt_words: int | None = option(None, "--prompt-words", "Keep only the first N words of each prompt (default: whole prompts; 8 with the organism's data).", min=1)
+    engine: str = option("auto", "--engine", "auto, native or inseq (as in attribute), for every method.")
+    max_new_tokens: int = option(8, "--max-new-tokens", "Greedy continuation length.", min=1)
+    ig_steps: int = option(16, "--ig-steps", "Integrated-gradients steps.", min=1)
+    device: str = option("auto", "--device", DEVICE_HELP, result=False)
+    dtype: str = option("float32", "--dtype", "float32, bfloat16, float16 or auto (the checkpoint's dtype).")
+
+    @classmethod
+    def fill_defaults(cls, flat: dict, params: list) -> dict:
+        """The spine's policy; with no model: the organism's base and fine-tuned models, and a few short prompts
+        of its data (--max-samples 4, --prompt-words 8 unless given)."""
+        filled = _organism_fills(cls, flat, params)
+        flat = super().fill_defaults(flat, params)
+        if flat.get("model") is None and cls.organism is not None:
+            flat = {**flat, "model": tuple(f"organism:{cls.organism}:{w}" for w in cls.organism_models)}
+        if filled:
+            flat["max_samples"] = flat.get("max_samples") or ORGANISM_PROMPTS
+            flat["prompt_words"] = flat.get("prompt_words") or 8
+        return flat
+
+    def __post_init__(self):
+        object.__setattr__(self, "model", _split(self.model))
+        object.__setattr__(self, "method", _split(self.method))
+        if not self.model:
+            raise UserError("--model: give at least one model")
+        if not self.method:
+            raise UserError("--method: give at least one method")
+        for m in self.method:
+            _check_common(m, self.engine)
+        if self.prompts is None:
+            raise UserError("--prompts: required (a prompts file)")
+
+    @property
+    def sources(self):
+        from ...core.sources import resolve_source
+
+        return [resolve_source(m, flag="--model") for m in self.model]
+
+    def fingerprints(self) -> Fingerprints:
+        from ...core.datasource import parse_source, source_fingerprint
+
+        parse_source(self.prompts, "--prompts")
+        srcs = self.sources
+        r = self.reading
+        values = {"models": [{"spec": s.spec if not s.is_local else s.label, "fingerprint": s.fingerprint} for s in srcs],
+                  "prompts": source_fingerprint(self.prompts, r.text_field, r.max_samples, r.max_tokens)}
+        label = "+".join(dict.fromkeys(s.label for s in srcs))
+        return Fingerprints((label,), (f"{len(srcs)}models-{len(self.method)}methods",), values)
+
+    def execute(self, run) -> Result:
+        from .bench import bench
+
+        return bench(run, self)
