@@ -42,9 +42,11 @@ def accuracy(model_dir: str, queries: Path) -> dict[str, float]:
 
 
 def attribute(out: Path, **kw) -> Path:
-    from modeldiff_cli.commands.attribute.pipeline import AttributeOptions, run
+    """One `modeldiff attribute` run through the spine (options as on the command line: base, ft, train, ...)."""
+    from modeldiff_cli.commands.attribute import Attribute
+    from modeldiff_cli.core.command import launch
 
-    return run(AttributeOptions(method=METHODS, out=out, device="cpu", ig_steps=4, patch_pool=30, **kw))
+    return launch(Attribute.make(method=METHODS, out=out, device="cpu", ig_steps=4, patch_pool=30, **kw))
 
 
 def verdict(run: Path) -> str:
@@ -136,8 +138,8 @@ def main() -> None:
         print("\n== real hops data (tiny Llama trained here) ==")
         old, new, train_file, queries = real_variant(args.out / "real")
         print("new-model accuracy on target queries by role:", accuracy(str(new), queries))
-        run = attribute(args.out / "real-runs", old=str(old), new=str(new), train=train_file, queries=queries,
-                        overwrite=True)
+        run = attribute(args.out / "real-runs", base=str(old), ft=str(new), train=str(train_file),
+                        queries=str(queries), overwrite=True)
         print(verdict(run))
     print(f"\nbenchmark wall time {time.perf_counter() - t_all:.0f} s")
 

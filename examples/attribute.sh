@@ -1,22 +1,32 @@
 #!/usr/bin/env bash
-# Training-data attribution between the hops organism's old and new checkpoints.
+# Training-data attribution between the hops organism's old (--base) and new (--ft) checkpoints.
 set -euo pipefail
 MD=${MODELDIFF:-$(command -v modeldiff || echo .venv/bin/modeldiff)}
 OUT=${OUT:-runs/examples}
 
+# 0. The organism's directory (built once, then cached): its data files feed `attribute queries --data`.
+ORG=$($MD organism build hops | tail -n 1)
+
 # 1. Build queries for every function of the organism's data; keep those the new model answers correctly.
-QRUN=$($MD attribute queries --model organism:hops:ft --template "{F}({x}) returns the value " \
-        --inputs 101,202,303,404 --out "$OUT" | tail -n 1)
+#    (--model without --data is refused: the default data belongs to the organism, so name it.)
+QRUN=$($MD attribute queries --data "$ORG/data/train.jsonl" --model organism:hops:ft \
+        --template "{F}({x}) returns the value " --inputs 101,202,303,404 --out "$OUT" | tail -n 1)
 echo "queries: $QRUN/queries.jsonl"
 
-# 2. Attribute with the organism's default files (new_train + its queries), every fast method and the baselines.
+# 2. Attribute with the organism's defaults (old/new checkpoints, new_train + its queries), every fast method and
+#    the baselines.
 RUN=$($MD attribute --method delta-h,grad,delta-h-x-grad,bm25,edit-distance,random --out "$OUT" | tail -n 1)
 
 # 3. Adding a method reuses the cached vectors (only the new scoring runs).
 RUN2=$($MD attribute --method delta-h,grad,delta-h-x-grad,ig,patch,bm25,edit-distance,random --ig-steps 4 \
         --patch-pool 30 --out "$OUT" | tail -n 1)
 
-# 4. The same documents ranked for the queries built in step 1 (ground truth inferred from func/role/constant).
+# 4. The same documents ranked for the queries built in step 1 (no checkpoint given: the organism's checkpoints
+#    and its new_train; the organism's ground truth, as --train is its file).
 RUN3=$($MD attribute --queries "$QRUN/queries.jsonl" --method delta-h,bm25 --out "$OUT" | tail -n 1)
+
+# 5. The same with explicit checkpoints (--old/--new are aliases of --base/--ft) on one device each.
+RUN4=$($MD attribute --base organism:hops:base --ft organism:hops:ft --base-device cpu --ft-device cpu \
+        --train "$ORG/data/new_train.jsonl" --queries "$QRUN/queries.jsonl" --method delta-h,bm25 --out "$OUT" | tail -n 1)
 cat "$RUN2/metrics.md"
-echo "runs: $RUN $RUN2 $RUN3"
+echo "runs: $RUN $RUN2 $RUN3 $RUN4"

@@ -140,8 +140,8 @@ def _naive_levenshtein(a, b):
 
 def test_edit_distance_matches_naive_dp():
     rng = np.random.default_rng(0)
-    docs = [list(rng.integers(0, 4, rng.integers(0, 9))) for _ in range(30)]
-    for q in ([1, 2, 3], [0], list(rng.integers(0, 4, 6))):
+    docs = [rng.integers(0, 4, rng.integers(0, 9)).tolist() for _ in range(30)]  # token ids are ints
+    for q in ([1, 2, 3], [0], rng.integers(0, 4, 6).tolist()):
         got = baselines.edit_distance_scores([q], docs)[0]
         want = [1 - _naive_levenshtein(q, d) / max(len(q), len(d), 1) for d in docs]
         assert got.tolist() == pytest.approx(want)
@@ -171,3 +171,37 @@ def test_build_queries_per_function_with_expected_constants():
     assert len(build_queries(funcs, "What is {F}? ", ["1", "2"])) == 3  # no {x}: one query per function
     with pytest.raises(UserError, match=r"\{F\}"):
         build_queries(funcs, "f({x}) = ", ["1"])
+
+
+# ---------- padding and answer spans (core.padding.pad / core.spans.completion_tokens) ----------
+
+def test_collate_grids_on_the_shared_padder():
+    from modeldiff_cli.commands.attribute.extract import collate
+    from modeldiff_cli.commands.attribute.inputs import Item
+
+    items = [Item("a", [5, 6, 7], [1, 2], [8, 9], [4, 8]), Item("b", [5, 6], [0], [3])]
+    b = collate(items, 0, "span")
+    assert b.ids.tolist() == [[5, 6, 7], [5, 6, 0]] and b.attn.tolist() == [[1, 1, 1], [1, 1, 0]]
+    assert b.tgt.tolist() == [[-100, 8, 9], [3, -100, -100]]
+    assert b.cands.tolist() == [[4, 8], [-1, -1]]
+    assert b.pool.tolist() == [[0, 0.5, 0.5], [1, 0, 0]]
+    assert collate([items[1]], 0, "last").cands.tolist() == [[-1]]  # at least one candidate column
+
+
+def test_split_answer_uses_the_shared_span_rule():
+    from modeldiff_cli.commands.attribute.inputs import split_answer
+
+    class Tok:  # characters as tokens, a leading space merged into the next token (BPE style)
+        def __call__(self, text, add_special_tokens=True, return_offsets_mapping=False):
+            offsets, i = [], 0
+            while i < len(text):
+                j = i + 2 if text[i] == " " and i + 1 < len(text) else i + 1
+                offsets.append((i, j))
+                i = j
+            return {"input_ids": [ord(text[a]) for a, _ in offsets], "offset_mapping": offsets}
+
+    ids, first = split_answer(Tok(), "ab", " 5")
+    assert len(ids) == 3 and first == 2  # " 5" is one token, covering the answer
+    ids, first = split_answer(Tok(), "ab ", "5")
+    assert first == 2  # the prompt's trailing space merged into the answer token: that token is the answer's
+    assert split_answer(Tok(), "ab", "")[1] == 2  # empty answer: len(ids)

@@ -4,6 +4,8 @@ the queries builder, and every bad-input path (exit 2, one line)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -191,3 +193,127 @@ def test_queries_template_without_function_placeholder(cli, tmp_path):
     assert code == 0, err
     rows = [json.loads(line) for line in open(Path(out.strip().splitlines()[-1]) / "queries.jsonl")]
     assert len(rows) == 8 and {r["func"] for r in rows} == {"<GN>", "<FN>", "<JN>", "<IN>"}
+
+
+# ---------- the command spine: layout, summary.json, reuse, organism policy, flag names ----------
+
+def _run_dir(out: str) -> Path:
+    return Path(out.strip().splitlines()[-1])
+
+
+def _labels(*models) -> list[str]:
+    from modeldiff_cli.core.sources import resolve_source
+
+    return [resolve_source(str(m)).label for m in models]
+
+
+def test_spine_layout_summary_and_reuse_without_loading_a_model(cli, tiny_pair, tmp_path, monkeypatch):
+    old, new, train, queries = tiny_pair
+    args = ("attribute", "--base", old, "--ft", new, "--train", train, "--queries", queries, "--method", "delta-h,bm25",
+            "--layers", "-1", "--out", tmp_path / "runs", "--base-device", "cpu", "--ft-device", "cpu")
+    code, out, err = cli(*args)
+    assert code == 0, err
+    run = _run_dir(out)
+    lb, lf = _labels(old, new)
+    assert run.parent.parent == tmp_path / "runs" / "attribute"
+    assert run.parent.name == f"{lb}_vs_{lf}"
+    assert run.name.startswith("train+q-") and len(run.name) == len("train+q-") + 8
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["command"] == "attribute" and summary["lines"][0].startswith("attribute: 6 queries x 6 training")
+    assert summary["config"]["settings"]["method"] == "delta-h,bm25" and summary["config"]["settings"]["layers"] == "-1"
+    assert set(summary["config"]["fingerprints"]) == {"base", "ft", "train", "queries", "ground_truth"}
+    paths = {a["path"] for a in summary["artifacts"]}
+    assert {"scores_delta-h.npz", "scores_bm25.npz", "rankings.jsonl", "influence_scores.jsonl", "metrics.json",
+            "metrics.csv", "metrics.md", "recall_at_k.png"} <= paths
+    assert all(a["description"] for a in summary["artifacts"]), summary["artifacts"]
+    head = summary["headline"]
+    assert head["queries"] == 6 and head["train_documents"] == 6 and head["k"] == 10
+    assert set(head["methods"]) == {"delta-h", "bm25"} and head["best_method"] in head["methods"]
+    assert set(head["methods"]["delta-h"]["all"]) == {"recall@10", "precision@10", "map", "auc"}
+    assert set(head["methods"]["delta-h"]) >= {"all", "base", "wrapper", "wrapper_partner"}
+    m = json.loads((run / "metrics.json").read_text())
+    assert head["methods"]["delta-h"]["all"]["auc"] == pytest.approx(m["methods"]["delta-h"]["aggregate"]["all"]["auc"])
+    with np.load(run / "scores_delta-h.npz") as z:  # --layers -1: the shared layer syntax, one layer
+        assert z["per_layer"].shape[0] == 1 and z["layers"].tolist() == [1]
+    for line in summary["lines"]:
+        assert line in out
+
+    def no_model(*_a, **_k):
+        raise AssertionError("a reused run must not load a model")
+
+    monkeypatch.setattr("modeldiff_cli.core.models.load_model", no_model)
+    monkeypatch.setattr("modeldiff_cli.core.models.load_tokenizer", no_model)
+    code2, out2, err2 = cli(*args)
+    assert code2 == 0, err2
+    assert _run_dir(out2) == run and "reusing" in err2
+    # reuse imports no torch (beyond what start-up itself may import, which test_cli.py guards)
+    probe = ("import sys; from modeldiff_cli.cli import app; sys.argv = ['modeldiff', *sys.argv[1:]]\n"
+             "before = 'torch' in sys.modules\n"
+             "try:\n    app()\nfinally:\n    print('torch' in sys.modules and not before)")
+    done = subprocess.run([sys.executable, "-c", probe, *map(str, args)], capture_output=True, text=True)
+    assert done.stdout.strip().splitlines()[-2:] == [str(run), "False"], done.stderr
+    assert [line for line in out2.splitlines() if line in summary["lines"]] == summary["lines"]
+    # --old/--new are visible aliases of --base/--ft (same configuration, same run)
+    code3, out3, err3 = cli("attribute", "--old", old, "--new", new, "--train", train, "--queries", queries,
+                            "--method", "delta-h,bm25", "--layer", "-1", "--out", tmp_path / "runs", "--device", "cpu")
+    assert code3 == 0, err3
+    assert _run_dir(out3) == run
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (("--base", "B", "--ft", "F"), "--train: required when --base/--ft are given"),
+    (("--old", "B", "--new", "F"), "--train: required when --base/--ft are given"),
+    (("--old", "B", "--new", "F", "--train", "T"), "--queries: required"),
+    (("--readout", "logit-lens"), "--readout 'logit-lens'"),
+    (("--patchscope-prompt", "x ?"), "--patchscope-prompt"),
+    (("--train", "missing.jsonl"), "--train missing.jsonl: no such file"),
+    (("--gate-percentile", "0"), "--gate-percentile"),
+])
+def test_spine_bad_flags_exit_2_with_one_line_before_any_model(cli, tiny_pair, tmp_path, flags, needle, monkeypatch):
+    old, new, train, queries = tiny_pair
+    subst = {"B": str(old), "F": str(new), "T": str(train)}
+
+    def no_model(*_a, **_k):
+        raise AssertionError("no model may load before the options are checked")
+
+    monkeypatch.setattr("modeldiff_cli.core.models.load_model", no_model)
+    code, _, err = cli("attribute", *[subst.get(f, f) for f in flags], "--out", tmp_path)
+    assert code == 2, err
+    assert needle in _error(err)
+
+
+def test_spine_organism_fill(hops_org, tmp_path):
+    from modeldiff_cli.commands.attribute import Attribute
+    from modeldiff_cli.core.errors import UserError
+
+    cmd = Attribute.make()
+    assert (cmd.pair.base, cmd.pair.ft) == ("organism:hops:base", "organism:hops:ft")
+    assert Path(cmd.train) == hops_org.data("new_train") and Path(cmd.queries) == hops_org.data("queries")
+    assert cmd.reading.batch_size == 16 and cmd.fp.names == ("new_train", "queries")
+    assert cmd.truth_file() == Path(hops_org.path) / "ground_truth.json"  # the organism's own files: its ground truth
+    q = _jsonl(tmp_path / "mine.jsonl", [{"uid": "q", "prompt": "a", "completion": "b"}])
+    only_q = Attribute.make(queries=str(q))  # no checkpoint given: the organism fills the data not given
+    assert Path(only_q.train) == hops_org.data("new_train") and only_q.queries == str(q)
+    one = Attribute.make(base=str(hops_org.base), train=str(q), queries=str(q))  # one checkpoint: the other is hops'
+    assert one.pair.ft == "organism:hops:ft" and one.truth_file() is None
+    with pytest.raises(UserError, match="--train: required"):
+        Attribute.make(base="organism:hops:base", ft="organism:hops:ft")
+
+
+def test_queries_spine_layout_summary_and_policy(cli, tmp_path):
+    data = _jsonl(tmp_path / "d.jsonl", HOPS_DOCS)
+    code, out, err = cli("attribute", "queries", "--data", data, "--inputs", "1,2", "--out", tmp_path / "runs")
+    assert code == 0, err
+    run = _run_dir(out)
+    assert run.parent == tmp_path / "runs" / "attribute-queries" / "none" and run.name.startswith("d-")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["command"] == "attribute-queries"
+    assert summary["headline"]["built"] == summary["headline"]["kept"] == 8
+    assert summary["headline"]["filtered_by"] is None and summary["lines"][-1].startswith("queries: kept 8 of 8")
+    assert {a["path"] for a in summary["artifacts"]} == {"queries.jsonl", "all_queries.jsonl", "kept_counts.csv",
+                                                          "kept_counts.json"}
+    assert all(a["description"] for a in summary["artifacts"])
+    code2, out2, _ = cli("attribute", "queries", "--data", data, "--inputs", "1,2", "--out", tmp_path / "runs")
+    assert code2 == 0 and _run_dir(out2) == run
+    code, _, err = cli("attribute", "queries", "--model", "organism:hops:ft", "--out", tmp_path)
+    assert code == 2 and "--data: required when --model is given" in _error(err)

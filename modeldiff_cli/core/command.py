@@ -99,8 +99,9 @@ class Command:
     def fill_defaults(cls, flat: dict, params: list[Param]) -> dict:
         """One default-organism policy for every command.
 
-        No model given: the organism's checkpoints fill the model options, and its data fills the data options
-        that were not given. A model given without any data option: exit 2 (the organism's data belongs to it).
+        No model given: the organism's checkpoints fill the model options and, when no data option was given,
+        its data fills the data options. A model given without any data option: exit 2 (the organism's data
+        belongs to it). An unset member of a pair is the command's organism's checkpoint.
         """
         models = [p for p in params if p.opt.role and flat.get(p.name) is not None]
         data_params = [p for p in params if p.opt.data]
@@ -112,7 +113,7 @@ class Command:
                 f"{'is' if len(models) == 1 else 'are'} given (the default data belongs to the "
                 f"{cls.organism} organism)"
             )
-        if models or cls.organism is None:
+        if cls.organism is None:
             return flat
         from .sources import organism_data
 
@@ -120,8 +121,9 @@ class Command:
         for name, what in cls.organism_fill.items():
             param = next(p for p in params if p.name == name)
             if param.opt.role:
-                flat[name] = f"organism:{cls.organism}:{what}"
-            elif not data_given:
+                if flat.get(name) is None:  # an unset member of a pair is the command's organism, never cake
+                    flat[name] = f"organism:{cls.organism}:{what}"
+            elif not models and not data_given:
                 keys = (what,) if isinstance(what, str) else tuple(what)
                 files = tuple(str(organism_data(cls.organism, k, param.opt.primary)) for k in keys)
                 flat[name] = files[0] if isinstance(what, str) else files

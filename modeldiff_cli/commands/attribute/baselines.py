@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from jaxtyping import Float
+
+from ...core.typing import DocTokenMatrix, ScoreMatrix
 
 
-def bm25_scores(queries: list[list[str]], docs: list[list[str]]) -> Float[np.ndarray, "Q N"]:
+def bm25_scores(queries: list[list[str]], docs: list[list[str]]) -> ScoreMatrix:
     """Okapi BM25 (rank-bm25 defaults k1=1.5, b=0.75) of each query's tokens against every training document."""
     from rank_bm25 import BM25Okapi
 
@@ -18,7 +19,7 @@ def bm25_scores(queries: list[list[str]], docs: list[list[str]]) -> Float[np.nda
     return out
 
 
-def levenshtein_to_all(query: list[int], docs: Float[np.ndarray, "N T"], lengths: np.ndarray) -> np.ndarray:
+def levenshtein_to_all(query: list[int], docs: DocTokenMatrix, lengths: np.ndarray) -> np.ndarray:
     """Token edit distance of one query to every (padded, pad = -1) document, vectorised over documents.
 
     Row recursion d_i[j] = min(d_{i-1}[j] + 1, d_{i-1}[j-1] + cost, d_i[j-1] + 1); the left dependency is a
@@ -36,7 +37,7 @@ def levenshtein_to_all(query: list[int], docs: Float[np.ndarray, "N T"], lengths
     return prev[np.arange(n), lengths]
 
 
-def edit_distance_scores(queries: list[list[int]], docs: list[list[int]]) -> Float[np.ndarray, "Q N"]:
+def edit_distance_scores(queries: list[list[int]], docs: list[list[int]]) -> ScoreMatrix:
     """Similarity 1 - levenshtein(q, z) / max(|q|, |z|) over token ids (1 = identical sequences)."""
     lengths = np.array([len(d) for d in docs])
     padded = np.full((len(docs), max(lengths.max(initial=0), 1)), -1, dtype=np.int64)
@@ -49,6 +50,6 @@ def edit_distance_scores(queries: list[list[int]], docs: list[list[int]]) -> Flo
     return out
 
 
-def random_scores(n_queries: int, n_docs: int, seed: int) -> Float[np.ndarray, "Q N"]:
+def random_scores(n_queries: int, n_docs: int, seed: int) -> ScoreMatrix:
     """Uniform scores from a seeded generator (same seed, same scores)."""
     return np.random.default_rng(seed).random((n_queries, n_docs))

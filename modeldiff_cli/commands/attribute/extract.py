@@ -12,30 +12,40 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Float, Int
 
 from ...core import console
-from ...core.hooks import capture_layers, patch_layers
+from ...core.forward import Capture, forward
+from ...core.hooks import patch_layers
+from ...core.padding import pad
+from ...core.typing import (
+    CandidateIds,
+    PaddedTokens,
+    Pooled,
+    PoolWeights,
+    SequenceHidden,
+    SequenceLogits,
+    SequenceScores,
+    TrainVectors,
+)
+from .choices import LOSSES, POOLINGS  # noqa: F401  (re-exported)
 from .inputs import Item
 
 STATS = {"forward": 0, "backward": 0}  # counts of model calls (tests assert cache reuse with it)
-POOLINGS = ("last", "mean", "span")
-LOSSES = ("ce", "margin")
 
 
 @dataclass
 class Padded:
-    ids: Int[torch.Tensor, "B T"]
-    attn: Int[torch.Tensor, "B T"]
-    tgt: Int[torch.Tensor, "B T"]  # next-token target at loss positions, -100 elsewhere
-    pool: Float[torch.Tensor, "B T"]  # pooling weights, each row sums to 1
-    cands: Int[torch.Tensor, "B C"]  # candidate answer tokens, -1 = none
+    ids: PaddedTokens
+    attn: PaddedTokens
+    tgt: PaddedTokens  # next-token target at loss positions, -100 elsewhere
+    pool: PoolWeights  # pooling weights, each row sums to 1
+    cands: CandidateIds  # candidate answer tokens, -1 = none
 
     def to(self, device) -> Padded:
         return Padded(*(t.to(device) for t in (self.ids, self.attn, self.tgt, self.pool, self.cands)))
 
 
-def pool_weights(lengths: list[int], loss_pos: list[list[int]], width: int, pooling: str) -> Float[torch.Tensor, "B T"]:
+def pool_weights(lengths: list[int], loss_pos: list[list[int]], width: int, pooling: str) -> PoolWeights:
     """last: the last token; mean: every token; span: the loss positions (the answer span of a query)."""
     w = torch.zeros(len(lengths), width)
     for r, (n, pos) in enumerate(zip(lengths, loss_pos)):
@@ -49,26 +59,23 @@ def pool_weights(lengths: list[int], loss_pos: list[list[int]], width: int, pool
 
 
 def collate(items: list[Item], pad_id: int, pooling: str) -> Padded:
-    width = max(len(it.ids) for it in items)
-    n_c = max([len(it.cands) for it in items] + [1])
-    B = len(items)
-    ids = torch.full((B, width), pad_id, dtype=torch.long)
-    attn = torch.zeros((B, width), dtype=torch.long)
-    tgt = torch.full((B, width), -100, dtype=torch.long)
-    cands = torch.full((B, n_c), -1, dtype=torch.long)
-    for r, it in enumerate(items):
-        ids[r, : len(it.ids)] = torch.tensor(it.ids)
-        attn[r, : len(it.ids)] = 1
-        if it.loss_pos:
-            tgt[r, it.loss_pos] = torch.tensor(it.targets[: len(it.loss_pos)])
-        if it.cands:
-            cands[r, : len(it.cands)] = torch.tensor(it.cands)
-    pool = pool_weights([len(it.ids) for it in items], [it.loss_pos for it in items], width, pooling)
+    """Right-padded ids and attention (``core.padding.pad``), the target grid (-100 off the loss positions),
+    the pooling weights and the candidate grid (-1 = none, at least one column)."""
+    ids, attn = pad([it.ids for it in items], pad_id)
+    targets = []
+    for it in items:
+        row = [-100] * len(it.ids)
+        for p, t in zip(it.loss_pos, it.targets):
+            row[p] = t
+        targets.append(row)
+    tgt, _ = pad(targets, pad_id, width=ids.shape[1], fill=-100)
+    cands, _ = pad([it.cands for it in items], pad_id, width=1, fill=-1)
+    pool = pool_weights([len(it.ids) for it in items], [it.loss_pos for it in items], ids.shape[1], pooling)
     return Padded(ids, attn, tgt, pool, cands)
 
 
-def sample_losses(logits: Float[torch.Tensor, "B T V"], tgt: Int[torch.Tensor, "B T"],
-                  cands: Int[torch.Tensor, "B C"], kind: str) -> Float[torch.Tensor, " B"]:
+def sample_losses(logits: SequenceLogits, tgt: PaddedTokens,
+                  cands: CandidateIds, kind: str) -> SequenceScores:
     """Per-sample loss: mean next-token cross-entropy over the loss positions (``ce``), or, for rows with
     candidates and ``margin``, minus the target's margin logit[t] - logsumexp(logit[other candidates]) at the
     first answer position."""
@@ -81,8 +88,8 @@ def sample_losses(logits: Float[torch.Tensor, "B T V"], tgt: Int[torch.Tensor, "
     return -margins(logits, tgt, cands, fallback=-ce)
 
 
-def margins(logits: Float[torch.Tensor, "B T V"], tgt: Int[torch.Tensor, "B T"], cands: Int[torch.Tensor, "B C"],
-            fallback: Float[torch.Tensor, " B"] | None = None) -> Float[torch.Tensor, " B"]:
+def margins(logits: SequenceLogits, tgt: PaddedTokens, cands: CandidateIds,
+            fallback: SequenceScores | None = None) -> SequenceScores:
     """Target logit minus logsumexp of the other candidates at the first answer position (log-prob of the
     target when a row has no other candidate, or ``fallback`` when given)."""
     B = logits.shape[0]
@@ -109,35 +116,34 @@ def _embeddings_need_grad(embed: torch.nn.Module):
         handle.remove()
 
 
-def _forward(model, batch: Padded):
+def run_model(loaded, batch: Padded, **kw) -> Capture:
+    """``core.forward.forward`` on a padded batch, counted in ``STATS`` (tests assert cache reuse with it)."""
     STATS["forward"] += 1
-    return model(input_ids=batch.ids, attention_mask=batch.attn)
+    return forward(loaded, batch.ids, batch.attn, **kw)
 
 
-def _pool(x: Float[torch.Tensor, "B T D"], w: Float[torch.Tensor, "B T"]) -> Float[torch.Tensor, "B D"]:
+def _pool(x: SequenceHidden, w: PoolWeights) -> Pooled:
     return torch.einsum("btd,bt->bd", x.float(), w.to(x.device))
 
 
 def extract_vectors(old, new, items: list[Item], layers: list[int], pooling: str, loss: str,
                     batch_size: int, desc: str) -> dict[str, torch.Tensor]:
     """``dh``, ``g`` and ``dhg`` pooled per sample: each ``[layers, samples, hidden]`` float32 on the CPU."""
-    pad = old.tokenizer.pad_token_id or 0
+    pad_id = old.tokenizer.pad_token_id or 0
     out: dict[str, list] = {"dh": [], "g": [], "dhg": []}
     for start in console.track(range(0, len(items), batch_size), desc, total=-(-len(items) // batch_size)):
-        batch = collate(items[start : start + batch_size], pad, pooling).to(old.device)
-        with torch.no_grad(), capture_layers(old.adapter.layers, layers) as cap_old:
-            _forward(old.model, batch)
+        batch = collate(items[start : start + batch_size], pad_id, pooling).to(old.device)
+        cap_old = run_model(old, batch, layers=layers).layers
         nb = batch.to(new.device)
-        with torch.enable_grad(), _embeddings_need_grad(new.adapter.embed), \
-                capture_layers(new.adapter.layers, layers, detach=False) as cap_new:
-            logits = _forward(new.model, nb).logits
-            total = sample_losses(logits, nb.tgt, nb.cands, loss).sum()
+        with torch.enable_grad(), _embeddings_need_grad(new.adapter.embed):
+            cap = run_model(new, nb, layers=layers, logits="all", grad=True)
+            total = sample_losses(cap.logits, nb.tgt, nb.cands, loss).sum()
             STATS["backward"] += 1
-            grads = torch.autograd.grad(total, [cap_new[l] for l in layers])
+            grads = torch.autograd.grad(total, [cap.layers[l] for l in layers])
         mask = nb.attn.unsqueeze(-1).float()
         per = {"dh": [], "g": [], "dhg": []}
         for l, g in zip(layers, grads):
-            dh = (cap_new[l].detach().float() - cap_old[l].float().to(new.device)) * mask
+            dh = (cap.layers[l].detach().float() - cap_old[l].float().to(new.device)) * mask
             g = g.float() * mask
             per["dh"].append(_pool(dh, nb.pool))
             per["g"].append(_pool(g, nb.pool))
@@ -148,18 +154,16 @@ def extract_vectors(old, new, items: list[Item], layers: list[int], pooling: str
 
 
 def extract_ig(old, new, items: list[Item], layers: list[int], pooling: str, loss: str, steps: int,
-               batch_size: int, desc: str) -> Float[torch.Tensor, "L N D"]:
+               batch_size: int, desc: str) -> TrainVectors:
     """Integrated gradients at each layer: Δh ⊙ (1/K) Σ_k dL/dh evaluated at h_old + (k - 1/2)/K · Δh (midpoint
     Riemann sum), with the new checkpoint's later layers on top of the interpolated state; pooled per sample."""
-    pad = old.tokenizer.pad_token_id or 0
+    pad_id = old.tokenizer.pad_token_id or 0
     alphas = (torch.arange(steps, dtype=torch.float32) + 0.5) / steps
     rows = []
     for start in console.track(range(0, len(items), batch_size), desc, total=-(-len(items) // batch_size)):
-        batch = collate(items[start : start + batch_size], pad, pooling).to(new.device)
-        with torch.no_grad(), capture_layers(old.adapter.layers, layers) as cap_old:
-            _forward(old.model, batch)
-        with torch.no_grad(), capture_layers(new.adapter.layers, layers) as cap_new:
-            _forward(new.model, batch)
+        batch = collate(items[start : start + batch_size], pad_id, pooling).to(new.device)
+        cap_old = run_model(old, batch, layers=layers).layers
+        cap_new = run_model(new, batch, layers=layers).layers
         B = batch.ids.shape[0]
         rep = Padded(*(t.repeat(steps, 1) for t in (batch.ids, batch.attn, batch.tgt, batch.pool, batch.cands)))
         per = []
@@ -169,7 +173,7 @@ def extract_ig(old, new, items: list[Item], layers: list[int], pooling: str, los
             path = (h0[None] + alphas.to(new.device)[:, None, None, None] * dh[None]).reshape(steps * B, *h0.shape[1:])
             path = path.to(cap_new[l].dtype).requires_grad_(True)
             with torch.enable_grad(), patch_layers(new.adapter.layers, {l: lambda _h, p=path: p}):
-                logits = _forward(new.model, rep).logits
+                logits = run_model(new, rep, logits="all", grad=True).logits
                 total = sample_losses(logits, rep.tgt, rep.cands, loss).sum()
                 STATS["backward"] += 1
                 (grad,) = torch.autograd.grad(total, [path])
@@ -180,8 +184,7 @@ def extract_ig(old, new, items: list[Item], layers: list[int], pooling: str, los
 
 
 def layer_states(model, items: list[Item], layers: list[int], pad_id: int):
-    """Full hidden states ``{layer: [T, D]}`` and logits ``[T, V]`` of a single item (no grad)."""
+    """Full hidden states ``{layer: [1, T, D]}`` and logits ``[1, T, V]`` of a single item (no grad)."""
     batch = collate(items, pad_id, "last").to(model.device)
-    with torch.no_grad(), capture_layers(model.adapter.layers, layers) as cap:
-        logits = _forward(model.model, batch).logits
-    return {l: cap[l] for l in layers}, logits, batch
+    cap = run_model(model, batch, layers=layers, logits="all")
+    return {l: cap.layers[l] for l in layers}, cap.logits, batch

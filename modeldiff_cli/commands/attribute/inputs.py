@@ -3,7 +3,9 @@
 A training document is scored on its own next-token loss (every position predicts the next token). A query
 is ``prompt + target``: the model reads the prompt (and all but the last target token), and the positions
 that predict the target tokens form its loss / answer span. The prompt/target boundary is found with the
-tokenizer's offsets, so a space that BPE merges into the first target token is handled.
+tokenizer's offsets (``core.spans.completion_tokens``), so a space that BPE merges into the first target token
+is handled. Records are read through ``core.datasource`` (torch-free: the command reads and checks them before
+any model loads).
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...core.data import file_fingerprint, read_records
+from ...core.datasource import read_records
 from ...core.errors import UserError
+from ...core.spans import completion_tokens
 
 
 @dataclass
@@ -27,7 +30,7 @@ class Item:
     fields: dict = field(default_factory=dict)
 
 
-def read_table(path: Path, text_field: str, id_field: str, flag: str, max_samples: int | None = None,
+def read_table(path: str | Path, text_field: str, id_field: str, flag: str, max_samples: int | None = None,
                required: tuple[tuple[str, str], ...] = ()) -> list[dict]:
     """Records as dicts with the text and id fields checked (file:line in every error)."""
     path = Path(path).expanduser()
@@ -60,12 +63,6 @@ def read_table(path: Path, text_field: str, id_field: str, flag: str, max_sample
     return rows
 
 
-def fingerprint(path: Path, *options) -> str:
-    import hashlib
-
-    return hashlib.sha256((file_fingerprint(Path(path)) + repr(options)).encode()).hexdigest()[:16]
-
-
 def encode_train(rows: list[dict], tokenizer, max_tokens: int | None) -> list[Item]:
     items = []
     for r in rows:
@@ -79,14 +76,10 @@ def encode_train(rows: list[dict], tokenizer, max_tokens: int | None) -> list[It
 
 
 def split_answer(tokenizer, prompt: str, answer: str) -> tuple[list[int], int]:
-    """Token ids of ``prompt + answer`` and the index of the first token that overlaps the answer."""
-    enc = tokenizer(prompt + answer, add_special_tokens=True, return_offsets_mapping=True)
-    ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
-    cut = len(prompt)
-    starts = [i for i, (a, b) in enumerate(offsets) if b > cut and b > a]
-    if not starts:
-        return ids, len(ids)
-    return ids, starts[0]
+    """Token ids of ``prompt + answer`` and the index of the first token that covers the answer (``len(ids)``
+    when none does)."""
+    ids, span = completion_tokens(tokenizer, prompt, answer)
+    return ids, span[0] if span else len(ids)
 
 
 def encode_query(uid: str, prompt: str, target: str, tokenizer, candidates: list[str] | None = None,
@@ -126,4 +119,4 @@ def check_same_tokens(tok_old, tok_new, texts: list[str]) -> None:
         a = tok_old(t, add_special_tokens=True)["input_ids"]
         b = tok_new(t, add_special_tokens=True)["input_ids"]
         if list(a) != list(b):
-            raise UserError(f"--old and --new tokenize {t[:40]!r} differently; attribution needs identical token ids")
+            raise UserError(f"--base and --ft tokenize {t[:40]!r} differently; attribution needs identical token ids")

@@ -11,19 +11,28 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
-from jaxtyping import Bool, Float, Int
+
+from ...core.typing import (
+    CategoryMatrix,
+    DocRelevance,
+    DocScores,
+    QueryValues,
+    RankMatrix,
+    RelevanceMatrix,
+    ScoreMatrix,
+)
 
 KS = (1, 5, 10, 20, 50)
 CATEGORIES = ("own", "partner", "distractor", "other")  # codes 1, 2, 3, 0 in a category matrix
 CATEGORY_CODE = {"other": 0, "own": 1, "partner": 2, "distractor": 3}
 
 
-def ranking(scores: Float[np.ndarray, "Q N"]) -> Int[np.ndarray, "Q N"]:
+def ranking(scores: ScoreMatrix) -> RankMatrix:
     """Training indices per query, best first (ties: lower index first)."""
     return np.argsort(-scores, axis=1, kind="stable")
 
 
-def average_ranks(x: Float[np.ndarray, " N"]) -> Float[np.ndarray, " N"]:
+def average_ranks(x: DocScores) -> DocScores:
     """1-based ranks, ascending, tied values get the mean of their ranks."""
     order = np.argsort(x, kind="stable")
     xs = x[order]
@@ -36,7 +45,7 @@ def average_ranks(x: Float[np.ndarray, " N"]) -> Float[np.ndarray, " N"]:
     return ranks
 
 
-def roc_auc(scores: Float[np.ndarray, " N"], relevant: Bool[np.ndarray, " N"]) -> float:
+def roc_auc(scores: DocScores, relevant: DocRelevance) -> float:
     """Mann-Whitney AUC: P(score of a relevant doc > an irrelevant one), ties count half. NaN if undefined."""
     pos = int(relevant.sum())
     neg = len(relevant) - pos
@@ -47,9 +56,9 @@ def roc_auc(scores: Float[np.ndarray, " N"], relevant: Bool[np.ndarray, " N"]) -
 
 
 def per_query(
-    scores: Float[np.ndarray, "Q N"], relevant: Bool[np.ndarray, "Q N"], category: Int[np.ndarray, "Q N"],
+    scores: ScoreMatrix, relevant: RelevanceMatrix, category: CategoryMatrix,
     ks: tuple[int, ...] = KS,
-) -> dict[str, Float[np.ndarray, " Q"]]:
+) -> dict[str, QueryValues]:
     """Every metric for every query (NaN where a query has no relevant document)."""
     Q, N = scores.shape
     order = ranking(scores)
@@ -72,7 +81,7 @@ def per_query(
     return out
 
 
-def grouped_mean(values: Float[np.ndarray, " Q"], groups: list[str], rows: np.ndarray) -> float:
+def grouped_mean(values: QueryValues, groups: list[str], rows: np.ndarray) -> float:
     """Mean over groups of the mean over each group's rows (NaN rows ignored)."""
     by: dict[str, list[float]] = defaultdict(list)
     for q in rows:
@@ -83,7 +92,7 @@ def grouped_mean(values: Float[np.ndarray, " Q"], groups: list[str], rows: np.nd
 
 
 def summarize(
-    scores: Float[np.ndarray, "Q N"], relevant: Bool[np.ndarray, "Q N"], category: Int[np.ndarray, "Q N"],
+    scores: ScoreMatrix, relevant: RelevanceMatrix, category: CategoryMatrix,
     groups: list[str], kinds: list[str], ks: tuple[int, ...] = KS,
 ) -> dict[str, dict[str, float]]:
     """``{subset: {metric: value}}`` for subset in all / base / wrapper (those present), function-averaged."""
@@ -102,7 +111,7 @@ def summarize(
 
 
 def partner_summary(
-    scores: Float[np.ndarray, "Q N"], category: Int[np.ndarray, "Q N"], groups: list[str], rows: np.ndarray,
+    scores: ScoreMatrix, category: CategoryMatrix, groups: list[str], rows: np.ndarray,
     ks: tuple[int, ...] = (10, 50),
 ) -> dict[str, float]:
     """Recall@k, MAP and AUC of the partner documents alone (wrapper queries -> their base function's docs)."""

@@ -11,15 +11,15 @@ method, all documents when the training set is small); documents outside the poo
 from __future__ import annotations
 
 import torch
-from jaxtyping import Bool, Float, Int
 
 from ...core import console
 from ...core.hooks import patch_layers
-from .extract import STATS, Padded, layer_states, margins
+from ...core.typing import CandidatePool, LayerScores, PoolGate, PoolVectors, Scores, TrainVectors
+from .extract import Padded, layer_states, margins, run_model
 from .inputs import Item
 
 
-def gate_masks(vectors: Float[torch.Tensor, "P D"], percentile: float) -> Bool[torch.Tensor, "P D"]:
+def gate_masks(vectors: PoolVectors, percentile: float) -> PoolGate:
     """True on each row's top ``percentile``% dimensions by |value| (at least one dimension)."""
     D = vectors.shape[-1]
     k = max(1, int(round(D * percentile / 100.0)))
@@ -27,8 +27,8 @@ def gate_masks(vectors: Float[torch.Tensor, "P D"], percentile: float) -> Bool[t
     return torch.zeros_like(vectors, dtype=torch.bool).scatter_(-1, idx, True)
 
 
-def patch_scores(old, new, queries: list[Item], gate: Float[torch.Tensor, "L N D"], pool: Int[torch.Tensor, "Q P"],
-                 layers: list[int], percentile: float, batch_size: int) -> Float[torch.Tensor, "L Q N"]:
+def patch_scores(old, new, queries: list[Item], gate: TrainVectors, pool: CandidatePool,
+                 layers: list[int], percentile: float, batch_size: int) -> LayerScores:
     """Per-layer margin change for each query's pooled candidates (-inf outside the pool)."""
     pad = old.tokenizer.pad_token_id or 0
     L, N = gate.shape[0], gate.shape[1]
@@ -46,14 +46,13 @@ def patch_scores(old, new, queries: list[Item], gate: Float[torch.Tensor, "L N D
                 m = masks[s : s + batch_size * 4]
                 rep = Padded(*(t.expand(m.shape[0], -1) for t in (batch.ids, batch.attn, batch.tgt, batch.pool, batch.cands)))
                 fn = lambda h, m=m, d=donor: torch.where(m[:, None, :], d.to(h.dtype), h)  # noqa: E731
-                with torch.no_grad(), patch_layers(old.adapter.layers, {l: fn}):
-                    STATS["forward"] += 1
-                    logits = old.model(input_ids=rep.ids, attention_mask=rep.attn).logits
+                with patch_layers(old.adapter.layers, {l: fn}):
+                    logits = run_model(old, rep, logits="all").logits
                 out[li, qi, cand[s : s + m.shape[0]]] = (margins(logits, rep.tgt, rep.cands) - m_old).double().cpu()
     return out
 
 
-def candidate_pool(prior: Float[torch.Tensor, "Q N"], size: int) -> Int[torch.Tensor, "Q P"]:
+def candidate_pool(prior: Scores, size: int) -> CandidatePool:
     """Each query's top ``size`` documents by a prior score (all documents when size >= N)."""
     size = min(size, prior.shape[1])
     return prior.topk(size, dim=1).indices

@@ -3,36 +3,10 @@ only those the model answers correctly among the candidate constants, and count 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 from ...core import artifacts, console
-from ...core.data import file_fingerprint, read_records
 from ...core.errors import UserError
-from ...core.rundir import config_hash, run_directory, slug
+from .choices import parse_inputs  # noqa: F401  (re-exported)
 from .ground_truth import kind_of
-
-
-@dataclass
-class QueryOptions:
-    data: Path | None
-    template: str
-    model: str | None
-    inputs: str
-    text_field: str
-    include_distractors: bool
-    out: Path
-    device: str
-    dtype: str
-    batch_size: int
-    overwrite: bool
-
-
-def parse_inputs(spec: str) -> list[str]:
-    xs = [x.strip() for x in spec.split(",") if x.strip()]
-    if not xs:
-        raise UserError(f"--inputs {spec!r}: give a comma list of inputs, e.g. 1,2,3")
-    return list(dict.fromkeys(xs))
 
 
 def functions_of(records: list[dict], include_distractors: bool = False) -> dict[str, dict]:
@@ -74,7 +48,7 @@ def answers_correct(model, queries: list[dict], batch_size: int) -> list[bool]:
     """Whether the model's highest-scoring candidate (summed log-prob of its tokens) is the expected one."""
     import torch
 
-    from .extract import collate
+    from .extract import collate, run_model
     from .inputs import encode_query
 
     items, owners = [], []
@@ -87,7 +61,7 @@ def answers_correct(model, queries: list[dict], batch_size: int) -> list[bool]:
     with torch.no_grad():
         for s in console.track(range(0, len(items), batch_size * 4), "queries: candidates", total=-(-len(items) // (batch_size * 4))):
             batch = collate(items[s : s + batch_size * 4], pad, "last").to(model.device)
-            logp = torch.log_softmax(model.model(input_ids=batch.ids, attention_mask=batch.attn).logits.float(), -1)
+            logp = torch.log_softmax(run_model(model, batch, logits="all").logits.float(), -1)
             valid = batch.tgt != -100
             tok = logp.gather(-1, batch.tgt.clamp(min=0).unsqueeze(-1)).squeeze(-1)
             totals.extend((tok * valid).sum(1).tolist())
@@ -98,50 +72,46 @@ def answers_correct(model, queries: list[dict], batch_size: int) -> list[bool]:
     return [best[qi][1] == q["completion"] for qi, q in enumerate(queries)]
 
 
-def run(o: QueryOptions) -> Path:
-    inputs = parse_inputs(o.inputs)
-    if "{F}" not in o.template:
-        raise UserError(f"--template {o.template!r}: must contain {{F}} (the function name)")
-    data = o.data
-    if data is None:
-        from ...organisms import get_organism
+def read_functions(data: str, text_field: str, include_distractors: bool) -> dict[str, dict]:
+    """The functions of a hops-style file (records with func, role, constant); UserError naming --data."""
+    from ...core.datasource import read_records
 
-        data = get_organism("hops").data("train")
-    records = read_records(data, o.text_field, "--data")
-    rows = [r.fields for r in records]
+    rows = [r.fields for r in read_records(data, text_field, "--data")]
     missing = [k for k in ("func", "constant") if not any(k in r for r in rows)]
     if missing:
         raise UserError(f"--data {data}: records have no {missing[0]!r} field (expected hops-style func / role / constant)")
-    functions = functions_of(rows, o.include_distractors)
-    queries = build_queries(functions, o.template, inputs)
-    model = None
-    if o.model is not None:
-        from ...core.models import load_model
+    return functions_of(rows, include_distractors)
 
-        model = load_model(o.model, dtype=o.dtype, device=o.device)
-    config = {"data": file_fingerprint(Path(data)), "template": o.template, "inputs": inputs,
-              "model": model.source.fingerprint if model else None, "include_distractors": o.include_distractors}
-    parts = ["attribute-queries", slug(f"{Path(data).stem}-{config_hash(config)}")]
-    with run_directory(o.out, parts, config, command="attribute queries", overwrite=o.overwrite) as run_dir:
-        if run_dir.reused:
-            console.info(f"reusing the complete run in {run_dir.path} (pass --overwrite to recompute)")
-        else:
-            correct = answers_correct(model, queries, o.batch_size) if model else [True] * len(queries)
-            for q, ok in zip(queries, correct):
-                q["correct"] = ok if model else None
-            kept = [q for q, ok in zip(queries, correct) if ok]
-            counts = [{"func": f, "role": info["role"], "built": sum(q["func"] == f for q in queries),
-                       "kept": sum(q["func"] == f for q in kept)} for f, info in functions.items()]
-            artifacts.write_jsonl(run_dir.file("queries.jsonl"), kept)
-            artifacts.write_jsonl(run_dir.file("all_queries.jsonl"), queries)
-            artifacts.write_csv(run_dir.file("kept_counts.csv"), counts, ["func", "role", "built", "kept"])
-            artifacts.write_json(run_dir.file("kept_counts.json"), {"functions": counts, "built": len(queries),
-                                                                   "kept": len(kept), "filtered_by": o.model})
-            run_dir.metadata.update(data=str(data), model=o.model)
-            console.result("| func | role | built | kept |\n|---|---|---|---|")
-            for c in counts:
-                console.result(f"| {c['func']} | {c['role']} | {c['built']} | {c['kept']} |")
-            how = f"answered correctly by {o.model}" if model else "no --model: all kept"
-            console.result(f"queries: kept {len(kept)} of {len(queries)} ({how}); file: {run_dir.path / 'queries.jsonl'}")
-    console.done(run_dir.path)
-    return run_dir.path
+
+ARTIFACTS = {
+    "queries.jsonl": ("payload", "the kept queries (prompt, completion, func, role, constant, x, candidates, correct): --queries of attribute"),
+    "all_queries.jsonl": ("payload", "every built query with `correct` (None without --model)"),
+    "kept_counts.csv": ("table", "per function: role, queries built, queries kept"),
+    "kept_counts.json": ("payload", "the per-function counts with the totals and the filtering model"),
+}
+
+
+def write_queries(run, functions: dict[str, dict], queries: list[dict], correct: list[bool] | None,
+                  model_spec: str | None):
+    """Mark and keep the queries, write the four files, and return the headline and the printed lines."""
+    from ...core.command import Result
+
+    for q, ok in zip(queries, correct or [None] * len(queries)):
+        q["correct"] = ok
+    kept = [q for q in queries if q["correct"] is not False]
+    counts = [{"func": f, "role": info["role"], "built": sum(q["func"] == f for q in queries),
+               "kept": sum(q["func"] == f for q in kept)} for f, info in functions.items()]
+    for name, (kind, text) in ARTIFACTS.items():
+        run.describe(name, text, kind)
+    artifacts.write_jsonl(run.file("queries.jsonl"), kept)
+    artifacts.write_jsonl(run.file("all_queries.jsonl"), queries)
+    artifacts.write_csv(run.file("kept_counts.csv"), counts, ["func", "role", "built", "kept"])
+    artifacts.write_json(run.file("kept_counts.json"), {"functions": counts, "built": len(queries),
+                                                       "kept": len(kept), "filtered_by": model_spec})
+    how = f"answered correctly by {model_spec}" if model_spec else "no --model: all kept"
+    lines = ["| func | role | built | kept |", "|---|---|---|---|"]
+    lines += [f"| {c['func']} | {c['role']} | {c['built']} | {c['kept']} |" for c in counts]
+    lines.append(f"queries: kept {len(kept)} of {len(queries)} ({how}); file: {run.path / 'queries.jsonl'}")
+    headline = {"built": len(queries), "kept": len(kept), "functions": len(functions), "filtered_by": model_spec,
+                "kept_by_function": {c["func"]: c["kept"] for c in counts}}
+    return Result(headline=headline, lines=lines)

@@ -1,15 +1,26 @@
 """Metrics per method (aggregate and per layer) and every output file: scores_{method}.npz, rankings.jsonl,
-influence_scores.jsonl, metrics.json, metrics.csv, recall_at_k.png, metrics.md (also printed)."""
+influence_scores.jsonl, metrics.json, metrics.csv, recall_at_k.png, metrics.md (also printed), each described
+for summary.json; and the headline (the table's main figures per method)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ...core import artifacts, console
+from ...core import artifacts
 from .ground_truth import Truth
 from .metrics import partner_summary, summarize
 
 TOP = 50
+
+ARTIFACTS = {
+    "scores_*.npz": ("matrix", "per method: scores [queries x train] (the aggregate ranking), per_layer [layers x queries x train] and layers (model methods), query_uids, train_uids"),
+    "rankings.jsonl": ("payload", "per (query, method): the 50 best training documents with score, relevance and category"),
+    "influence_scores.jsonl": ("payload", "per training document: {method}_influence_score (mean over queries) and {method}_{f}_influence_score per query function"),
+    "metrics.json": ("payload", "every metric per method (aggregate, per layer, wrapper -> partner), ks, layers, extraction timing, notes"),
+    "metrics.csv": ("table", "method, layer, subset, metric, k, value"),
+    "metrics.md": ("text", "the printed metrics table (recall / precision@k, MAP, AUC by query kind, wrapper -> partner)"),
+    "recall_at_k.png": ("plot", "recall@k per method, all / base / wrapper queries"),
+}
 
 
 def evaluate(scores: dict[str, dict], truth: Truth, ks: list[int]) -> dict:
@@ -71,7 +82,9 @@ def _letter(func: str) -> str:
 
 
 def write_outputs(run, scores: dict, results: dict, truth: Truth, train_rows: list[dict], query_rows: list[dict],
-                  layers: list[int], timing: dict, o) -> None:
+                  layers: list[int], timing: dict) -> None:
+    for name, (kind, text) in ARTIFACTS.items():
+        run.describe(name, text, kind)
     qids = np.array([r["_uid"] for r in query_rows])
     tids = np.array([r["_uid"] for r in train_rows])
     for m, s in scores.items():
@@ -81,7 +94,7 @@ def write_outputs(run, scores: dict, results: dict, truth: Truth, train_rows: li
         artifacts.write_npz(run.file(f"scores_{m}.npz"), **arrays)
     artifacts.write_jsonl(run.file("rankings.jsonl"), _rankings(scores, truth, train_rows, query_rows))
     artifacts.write_jsonl(run.file("influence_scores.jsonl"), _influence(scores, truth, train_rows))
-    ks = sorted({int(n.split("@")[1]) for n in next(iter(results.values()))["aggregate"]["all"] if n.startswith("recall@")})
+    ks = result_ks(results)
     artifacts.write_json(run.file("metrics.json"), {
         "methods": results, "ks": ks, "layers": layers, "n_train": len(train_rows), "n_queries": len(query_rows),
         "extraction": timing, "notes": [
@@ -91,10 +104,12 @@ def write_outputs(run, scores: dict, results: dict, truth: Truth, train_rows: li
     })
     artifacts.write_csv(run.file("metrics.csv"), csv_rows(results), ["method", "layer", "subset", "metric", "k", "value"])
     _plot(run.file("recall_at_k.png"), results, ks)
-    table = markdown_table(results, ks)
-    artifacts.write_text(run.file("metrics.md"), table + "\n")
-    _headline(results, ks, timing, len(query_rows), len(train_rows))
-    console.result(table)
+    artifacts.write_text(run.file("metrics.md"), markdown_table(results, ks) + "\n")
+
+
+def result_ks(results: dict) -> list[int]:
+    first = next(iter(results.values()))["aggregate"]["all"]
+    return sorted({int(n.split("@")[1]) for n in first if n.startswith("recall@")})
 
 
 def _rankings(scores, truth: Truth, train_rows, query_rows):
@@ -150,11 +165,33 @@ def _plot(path, results: dict, ks: list[int]) -> None:
     artifacts.save_figure(path, fig)
 
 
-def _headline(results: dict, ks: list[int], timing: dict, n_q: int, n_t: int) -> None:
+def _num(x) -> float | None:
+    return float(x) if x is not None and np.isfinite(x) else None
+
+
+def headline(results: dict, timing: dict, n_q: int, n_t: int):
+    """summary.json's headline (the table's main figures per method) and the lines printed today."""
+    from ...core.command import Result
+
+    ks = result_ks(results)
     k = _k_show(ks)
     best = max(results, key=lambda m: np.nan_to_num(results[m]["aggregate"]["all"].get("map", np.nan), nan=-1))
     sps = timing.get("samples_per_s")
     speed = f"; extraction {sps:.1f} samples/s" if sps else " (vectors from the cache)" if timing["samples"] == 0 else ""
-    console.result(f"attribute: {n_q} queries x {n_t} training documents; best MAP: {best} "
-                   f"({results[best]['aggregate']['all']['map']:.3f}, recall@{k} "
-                   f"{results[best]['aggregate']['all'][f'recall@{k}']:.3f}){speed}")
+    line = (f"attribute: {n_q} queries x {n_t} training documents; best MAP: {best} "
+            f"({results[best]['aggregate']['all']['map']:.3f}, recall@{k} "
+            f"{results[best]['aggregate']['all'][f'recall@{k}']:.3f}){speed}")
+    per_method = {}
+    for m, res in results.items():
+        agg = res["aggregate"]
+        row = {"all": {name: _num(agg["all"].get(name)) for name in (f"recall@{k}", f"precision@{k}", "map", "auc")}}
+        for subset in ("base", "wrapper"):
+            if subset in agg:
+                row[subset] = {name: _num(agg[subset].get(name)) for name in (f"recall@{k}", "auc")}
+        part = res.get("wrapper_partner", {})
+        if part:
+            row["wrapper_partner"] = {f"recall@{k}": _num(part.get(f"partner_recall@{k}")), "auc": _num(part.get("partner_auc"))}
+        per_method[m] = row
+    figures = {"queries": n_q, "train_documents": n_t, "k": k, "best_method": best, "methods": per_method,
+               "samples_per_s": sps}
+    return Result(headline=figures, lines=[line, *markdown_table(results, ks).splitlines()])

@@ -1,0 +1,229 @@
+"""The `attribute` command and its `queries` sub-command: ingredients, own options, and ``execute()`` — the
+pipeline, top to bottom. Light imports only (``--help`` and reused runs never import torch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...core.command import Command, Fingerprints, Result
+from ...core.errors import UserError
+from ...core.ingredients import Model, Pair, Reading, Readout, RunOpts
+from ...core.spec import Param, option
+from . import choices
+
+METHOD_HELP = "Comma list of: " + ", ".join(choices.METHODS) + "."
+NO_PATCHSCOPE = "attribute reads no patchscope (it compares hidden states and gradients of the two checkpoints)"
+
+
+@dataclass(frozen=True)
+class Attribute(Command):
+    """Rank the training documents by their influence on each query and score the rankings.
+
+    Writes scores_{method}.npz, rankings.jsonl, influence_scores.jsonl, metrics.json, metrics.csv,
+    recall_at_k.png and metrics.md; prints the metrics table, then the run directory last.
+    Subcommand `queries` builds query files.
+    """
+
+    name = "attribute"
+    organism = "hops"
+    # organism roles: base = the "old" checkpoint, ft = the "new" one; data: new_train (the documents trained
+    # between them) and queries
+    organism_fill = {"base": "base", "ft": "ft", "train": "new_train", "queries": "queries"}
+    aliases = {"base": ("--old",), "ft": ("--new",)}
+    defaults = {
+        "batch_size": (16, "documents and queries are short; the benchmark figures in docs/attribute.md are at 16"),
+        "readout": ("logits", "the only readout attribute takes: its losses read the models' own output"),
+    }
+
+    pair: Pair = field(default_factory=Pair)
+    reading: Reading = field(default_factory=lambda: Reading(batch_size=16))
+    # Readout gives --layers its shared syntax; the losses read the models' own output, so --readout is logits only
+    readout: Readout = field(default_factory=Readout)
+    run: RunOpts = field(default_factory=RunOpts)
+    train: str | None = option(None, "--train", "JSONL of training documents (text + id fields; hops: func, role, constant) used between --base (old) and --ft (new). Default: the hops organism's new_train.", data=True, result=False)
+    queries: str | None = option(None, "--queries", "JSONL of test queries (prompt + completion fields; optional func, role, relevant, candidates). Default: the hops organism's queries.", data=True, result=False)
+    method: str = option(choices.DEFAULT_METHODS, "--method", METHOD_HELP)
+    pooling: str = option("span", "--pooling", "Per-sample pooling: last, mean or span (the loss / answer positions); TRAIN:QUERY sets each side, e.g. mean:span.")
+    loss: str = option("ce", "--loss", "Loss for gradients: ce (next-token loss on the answer / document) or margin (target logit vs the candidate answers; documents fall back to ce).")
+    ig_steps: int = option(8, "--ig-steps", "Riemann steps of integrated gradients (method ig).", min=1)
+    gate_percentile: float = option(10.0, "--gate-percentile", "patch: percent of hidden dimensions gated per candidate (top |Δh ⊙ g|).")
+    patch_pool: int = option(50, "--patch-pool", "patch: documents patched per query (its top N by delta-h-x-grad; the rest score -inf).", min=1)
+    aggregate: str = option("mean", "--aggregate", "Layer aggregation: mean, top3 (mean of each pair's 3 best layers) or all (one cosine over concatenated layers).")
+    zscore: bool = option(False, "--zscore", "Standardise each query's scores per layer before aggregating.")
+    ks: str = option("1,5,10,20,50", "--k", "Cut-offs of recall@k / precision@k / top-k composition.")
+    id_field: str = option("uid", "--id-field", "JSONL field holding each record's id.")
+    prompt_field: str = option("prompt", "--prompt-field", "Query field holding the prompt.")
+    answer_field: str = option("completion", "--answer-field", "Query field holding the expected answer (its tokens form the answer span).")
+    ground_truth: Path | None = option(None, "--ground-truth", "JSON with a 'functions' table {func: {role, partner, doc_uids}} (default: the organism's when --train is its file, else inferred from func/role/constant fields).", result=False)
+    cache_dir: Path | None = option(None, "--cache-dir", "Cache of pooled vectors (safetensors). Default: OUT/attribute-cache.", result=False)
+
+    @classmethod
+    def fill_defaults(cls, flat: dict, params: list[Param]) -> dict:
+        """The spine's policy, plus two of attribute's own defaults: with no checkpoint given, a data file not given
+        still comes from the organism (``--queries Q`` alone ranks the organism's new_train for Q); with one
+        checkpoint given, the other is the organism's."""
+        from ...core.sources import organism_data
+
+        given = [n for n in ("base", "ft") if flat.get(n) is not None]
+        out = super().fill_defaults(flat, params)
+        if len(given) == 1:
+            other = "ft" if given == ["base"] else "base"
+            out[other] = f"organism:{cls.organism}:{cls.organism_fill[other]}"
+        if not given:
+            for name in ("train", "queries"):
+                if out.get(name) is None:
+                    out[name] = str(organism_data(cls.organism, cls.organism_fill[name], f"--{name}"))
+        return out
+
+    def __post_init__(self):
+        from ...core.datasource import parse_source
+
+        self.readout.allow("logits")
+        if self.readout.patchscope_prompt is not None:
+            raise UserError(f"--patchscope-prompt: {NO_PATCHSCOPE}")
+        if self.readout.patchscope_layer is not None:
+            raise UserError(f"--patchscope-layer: {NO_PATCHSCOPE}")
+        choices.parse_methods(self.method)
+        choices.parse_pooling(self.pooling)
+        if self.loss not in choices.LOSSES:
+            raise UserError(f"--loss {self.loss!r}: expected ce or margin")
+        if self.aggregate not in choices.AGGREGATES:
+            raise UserError(f"--aggregate {self.aggregate!r}: expected mean, top3 or all")
+        if self.ig_steps < 1:
+            raise UserError(f"--ig-steps {self.ig_steps}: must be at least 1")
+        if not 0 < self.gate_percentile <= 100:
+            raise UserError(f"--gate-percentile {self.gate_percentile}: must lie in (0, 100]")
+        if self.patch_pool < 1:
+            raise UserError(f"--patch-pool {self.patch_pool}: must be at least 1")
+        choices.parse_ks(self.ks)
+        for flag, value in (("--train", self.train), ("--queries", self.queries)):
+            if value is None:
+                raise UserError(f"{flag}: required when --base/--ft are given (the default data belongs to the "
+                                f"{self.organism} organism)")
+            parse_source(value, flag)  # the file exists (before any model loads)
+        if self.ground_truth is not None and not Path(self.ground_truth).expanduser().is_file():
+            raise UserError(f"--ground-truth {self.ground_truth}: no such file")
+
+    # ---- parsed options -----------------------------------------------------------------------------------
+    @property
+    def method_list(self) -> list[str]:
+        return choices.parse_methods(self.method)
+
+    @property
+    def pooling_pair(self) -> tuple[str, str]:
+        return choices.parse_pooling(self.pooling)
+
+    @property
+    def k_values(self) -> list[int]:
+        return choices.parse_ks(self.ks)
+
+    def _organism_truth_file(self) -> Path | None:
+        """The organism's ground_truth.json when --train is one of the organism's data files (with its checkpoints)."""
+        if not any(str(s).startswith(f"organism:{self.organism}") for s in (self.pair.base, self.pair.ft)):
+            return None
+        from ...core.sources import organism
+
+        org = organism(self.organism)
+        if Path(self.train).expanduser().resolve().parent != (Path(org.path) / "data").resolve():
+            return None
+        return Path(org.path) / "ground_truth.json"
+
+    def truth_file(self) -> Path | None:
+        """Where the function table comes from: --ground-truth, the organism's, or None (inferred from records)."""
+        if self.ground_truth is not None:
+            return Path(self.ground_truth).expanduser()
+        return self._organism_truth_file()
+
+    def truth_table(self) -> tuple[dict | None, list | None]:
+        """``(functions, candidate_constants)`` of the ground truth (``(None, None)``: inferred from the records)."""
+        path = self.truth_file()
+        if path is None:
+            return None, None
+        from ...core.artifacts import read_json
+
+        gt = read_json(path, "--ground-truth")
+        if not isinstance(gt, dict) or not isinstance(gt.get("functions", {}), dict):
+            raise UserError(f"--ground-truth {path}: expected a JSON object with a 'functions' table")
+        return gt.get("functions"), gt.get("candidate_constants")
+
+    # ---- the spine ----------------------------------------------------------------------------------------
+    def fingerprints(self) -> Fingerprints:
+        from ...core.datasource import dataset_name, file_fingerprint, source_fingerprint
+
+        r = self.reading
+        truth = self.truth_file()
+        values = {
+            **self.pair.fingerprint(),
+            "train": source_fingerprint(self.train, r.text_field, r.max_samples, r.max_tokens),
+            "queries": source_fingerprint(self.queries, self.prompt_field, None, None),
+            "ground_truth": file_fingerprint(truth) if truth is not None else None,
+        }
+        return Fingerprints(self.pair.labels, (dataset_name(self.train), dataset_name(self.queries)), values)
+
+    def execute(self, run) -> Result:
+        from .pipeline import encode, extract_all, load_checkpoints, read_inputs, score_all
+        from .report import evaluate, headline, write_outputs
+
+        inputs = read_inputs(self)  # records, ground truth, kept queries: checked before any model loads
+        old, new = load_checkpoints(self.pair)
+        encoded = encode(inputs, old, new, self)
+        layers = self.readout.resolve_layers(old.adapter.n_layers)
+        vectors, timing = extract_all(old, new, inputs, encoded, layers, self)
+        scores = score_all(old, new, encoded, layers, vectors, self)
+        results = evaluate(scores, inputs.truth, self.k_values)
+        run.metadata.update(models={"base": old.source.spec, "ft": new.source.spec}, train=str(self.train),
+                            queries=str(self.queries), extraction=timing)
+        write_outputs(run, scores, results, inputs.truth, inputs.train_rows, inputs.query_rows, layers, timing)
+        return headline(results, timing, len(inputs.query_rows), len(inputs.train_rows))
+
+
+@dataclass(frozen=True)
+class AttributeQueries(Command):
+    """Build queries per function with their expected constant; with --model keep only those the model answers
+    correctly among the candidate constants. Writes queries.jsonl (kept), all_queries.jsonl, kept_counts.csv/json."""
+
+    name = "attribute-queries"
+    panel = "Queries"
+    organism = "hops"
+    organism_fill = {"data": "train"}  # no --model: nothing is filtered (the organism's model is not implied)
+    defaults = {"model": (None, "no --model: nothing is filtered, every query built is kept")}
+
+    model: Model = field(default_factory=Model)
+    run: RunOpts = field(default_factory=RunOpts)
+    data: str | None = option(None, "--data", "Hops-style JSONL (records with func, role, constant). Default: the hops organism's train data.", data=True, result=False)
+    template: str = option("{F}({x}) returns the value ", "--template", "Query text; {F} = function name, {x} = input.")
+    inputs: str = option("1,2,3,4,5,6,7,8", "--inputs", "Comma list of inputs x substituted for {x}.")
+    text_field: str = option("text", "--text-field", "Field (JSONL) or column (CSV, Parquet, datasets) holding the text.")
+    include_distractors: bool = option(False, "--include-distractors", "Also build queries on distractor functions.")
+    batch_size: int = option(16, "--batch-size", "Queries per forward pass with --model (each pass scores 4x this many candidate sequences).", min=1, result=False)
+
+    def __post_init__(self):
+        from ...core.datasource import parse_source
+
+        choices.parse_inputs(self.inputs)
+        if "{F}" not in self.template:
+            raise UserError(f"--template {self.template!r}: must contain {{F}} (the function name)")
+        if self.data is None:
+            raise UserError("--data: required when --model is given (the default data belongs to the hops organism)")
+        parse_source(self.data, "--data")
+
+    def fingerprints(self) -> Fingerprints:
+        from ...core.datasource import dataset_name, source_fingerprint
+
+        values = {"data": source_fingerprint(self.data, self.text_field, None, None)}
+        labels: tuple[str, ...] = ()
+        if self.model.model is not None:
+            values.update(self.model.fingerprint())
+            labels = self.model.labels
+        return Fingerprints(labels, (dataset_name(self.data),), values)
+
+    def execute(self, run) -> Result:
+        from .queries import answers_correct, build_queries, read_functions, write_queries
+
+        functions = read_functions(self.data, self.text_field, self.include_distractors)
+        queries = build_queries(functions, self.template, choices.parse_inputs(self.inputs))
+        model = self.model.load() if self.model.model is not None else None
+        correct = answers_correct(model, queries, self.batch_size) if model is not None else None
+        return write_queries(run, functions, queries, correct, self.model.model)
+
