@@ -1,12 +1,13 @@
 """`mine` overhead vs two bare forward passes, peak memory vs samples, and NMF time.
 
-Usage: .venv/bin/python benchmarks/mine_overhead.py [--samples 64] [--tokens 128] [--batch-size 8] [--repeats 3]
+Usage: .venv/bin/python benchmarks/mine_overhead.py [--samples 64] [--tokens 128] [--batch-size 8] [--repeats 3] [--chunk-size N]
        [--memory-tokens 128] [--skip-memory] [--skip-nmf] [--skip-overhead] [--nmf-small 300] [--nmf-dense 2000]
        [--nmf-coo 100000] [--nmf-iters 5]
 
 Pair: SmolLM-135M-shaped Llama (vocab 49152, hidden 576, 30 layers, 9 heads, 3 KV heads, intermediate 1536),
-random weights from config (two seeds). Ratio = median mine-loop time / median time of both models' plain
-forward (full logits) over the same batches, after a warm-up, in one process. Memory: ru_maxrss of a fresh
+random weights from config (two seeds). Ratio = median mine-loop time (core.forward + core.readout extractors,
+readout chunks of --chunk-size rows, default the shared 256) / median time of both models' plain forward (full
+logits) over the same batches, after a warm-up, in one process, the two alternating within each repeat. Memory: ru_maxrss of a fresh
 subprocess per sample count at the same batch size (orderings top-k-occurring,fraction-positive-diff).
 """
 
@@ -55,12 +56,16 @@ def batches(samples: int, tokens: int, batch_size: int):
     return list(iter_batches(ss, batch_size, 0))
 
 
-def mine_loop(base, ft, bs):
+def mine_loop(base, ft, bs, chunk_size=None):
+    """The streaming loop of `mine` as the command runs it: core.forward + core.readout extractors, the shared
+    --chunk-size default (Readout's)."""
     from modeldiff_cli.commands.mine.accumulate import accumulate
     from modeldiff_cli.commands.mine.extract import make_extractor
+    from modeldiff_cli.core.ingredients import Readout
 
+    chunk = chunk_size or Readout().chunk_size
     return accumulate(bs, make_extractor(base, "logits"), make_extractor(ft, "logits"), vocab=49152, top_k=100,
-                      n_samples=len(bs) * bs[0].input_ids.shape[0], max_len=bs[0].input_ids.shape[1])
+                      n_samples=len(bs) * bs[0].input_ids.shape[0], max_len=bs[0].input_ids.shape[1], chunk_size=chunk)
 
 
 def bare(base, ft, bs):
@@ -72,25 +77,28 @@ def bare(base, ft, bs):
             _ = ft.model(input_ids=b.input_ids, attention_mask=b.attention_mask).logits
 
 
-def timed(fn, repeats):
-    ts = []
+def timed(fns, repeats):
+    """Median seconds of each function; the functions alternate within each repeat, so a change of machine
+    load mid-benchmark hits both sides alike."""
+    ts: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts), ts
+        for fn, out in zip(fns, ts):
+            t = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t)
+    return [(statistics.median(x), x) for x in ts]
 
 
 def overhead(a):
     base, ft = build_pair()
     bs = batches(a.samples, a.tokens, a.batch_size)
     bare(base, ft, bs[:1])  # warm-up
-    mine_loop(base, ft, bs[:1])
-    t_bare, all_bare = timed(lambda: bare(base, ft, bs), a.repeats)
-    t_mine, all_mine = timed(lambda: mine_loop(base, ft, bs), a.repeats)
+    mine_loop(base, ft, bs[:1], a.chunk_size)
+    (t_bare, all_bare), (t_mine, all_mine) = timed([lambda: bare(base, ft, bs),
+                                                    lambda: mine_loop(base, ft, bs, a.chunk_size)], a.repeats)
     print(f"overhead: {a.samples} samples x {a.tokens} tokens, batch {a.batch_size}: two bare forwards {t_bare:.2f} s "
           f"(runs {[round(x, 2) for x in all_bare]}), mine {t_mine:.2f} s (runs {[round(x, 2) for x in all_mine]}); "
-          f"ratio mine / bare = {t_mine / t_bare:.3f}")
+          f"chunk {a.chunk_size or 'default'}; ratio mine / bare = {t_mine / t_bare:.3f}")
 
 
 def memory_child(samples, tokens, batch_size):
@@ -124,7 +132,7 @@ def nmf_bench(a):
     own sparse-COO path, against the sparse backend on the same matrices."""
     import torch
 
-    from modeldiff_cli.commands.mine.nmf import DENSE_BUDGET, choose_backend, fit_topics, sparse_matrix
+    from modeldiff_cli.core.nmf import DENSE_BUDGET, choose_backend, fit_topics, sparse_matrix
 
     ids, vals = _zipf_records(100_000)
     for beta in (2.0, 1.0):
@@ -172,6 +180,7 @@ if __name__ == "__main__":
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--chunk-size", type=int, default=None, help="rows per readout chunk (default: --chunk-size's)")
     ap.add_argument("--memory-tokens", type=int, default=128)
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--skip-nmf", action="store_true")

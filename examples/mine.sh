@@ -8,7 +8,8 @@ OUT=${OUT:-runs/examples}
 # base corpus of the organism (default data), small K so the planted baking words stand out
 RUN=$("$MD" mine --top-k 20 --nmf-topics 3 --likelihood-ratios --out "$OUT" | tail -n 1)
 echo "mine run: $RUN"
-# the same run at the last layer through the logit lens, one model at a time
-"$MD" mine --top-k 20 --extraction logit-lens --layer -1 --two-pass --orderings top-k-occurring --out "$OUT" | tail -n 1
-# an anonymised, budgeted payload for an LLM agent
+# the same data at the last layer through the logit lens, one model at a time, punctuation left out
+"$MD" mine --top-k 20 --readout logit-lens --layers -1 --two-pass --orderings top-k-occurring \
+  --drop-punctuation --out "$OUT" | tail -n 1
+# an anonymised, budgeted payload for an LLM agent (written beside the run directory)
 "$MD" mine overview "$RUN" --token-budget 60 | tail -n 1

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modeldiff_cli.commands.mine.nmf import choose_backend, fit_topics, sparse_matrix
-from modeldiff_cli.commands.mine.orderings import make_ordering, ordering_values, token_view
-from modeldiff_cli.commands.mine.overview import split_budget
+from modeldiff_cli.commands.mine.orderings import make_ordering, ordering_values
 from modeldiff_cli.commands.mine.stats import TokenStats, TopKRecords, merge, update
+from modeldiff_cli.core.nmf import choose_backend, fit_topics, sparse_matrix
+from modeldiff_cli.core.payload import split_budget
+from modeldiff_cli.core.token_views import token_view
 
 # 3 positions x 5 tokens; diff = ft - base
 DIFF = torch.tensor([
@@ -62,20 +63,20 @@ def test_records_keep_topk_positive_values():
 def test_orderings_and_display_filters_consolidation():
     s = _stats()
     torch.testing.assert_close(ordering_values(s, "top-k-occurring"), torch.tensor([200 / 3, 200 / 3, 200 / 3, 0, 0], dtype=torch.float64))
-    view = token_view(RAW, {0}, filter_punctuation=True, filter_special=True, consolidate_case=False)
+    view = token_view(RAW, {0}, drop_punctuation=True, drop_special=True, consolidate_case=False)
     assert view.strings == ["<|pad|>", " Cake", " cake", "!!", "\n"]
     assert view.keep.tolist() == [False, True, True, False, False]
     o = make_ordering("fraction-positive-diff", "d", s, view, top_n=10)
     assert len(o["tokens"]) == 2  # pad, '!!' and newline filtered out
     assert [t["token_str"] for t in o["tokens"][:2]] == [" Cake", " cake"]
-    assert o["tokens"][0]["avg_logit_diff"] == 2.5 / 3 and o["metadata"]["filter_punctuation"] is True
-    merged = make_ordering("top-k-occurring", "d", s, token_view(RAW, {0}, filter_punctuation=True, filter_special=True,
+    assert o["tokens"][0]["avg_logit_diff"] == 2.5 / 3 and o["metadata"]["drop_punctuation"] is True
+    merged = make_ordering("top-k-occurring", "d", s, token_view(RAW, {0}, drop_punctuation=True, drop_special=True,
                                                                    consolidate_case=True), top_n=10)
     top = merged["tokens"][0]
     assert sorted(top["merged_token_ids"]) == [1, 2] and top["count_positive"] == 4
     assert abs(top["ordering_value"] - 400 / 3) < 1e-9 and len(merged["tokens"]) == 1
-    kept_all = make_ordering("top-k-occurring", "d", s, token_view(RAW, set(), filter_punctuation=False,
-                                                                     filter_special=False, consolidate_case=False), 10)
+    kept_all = make_ordering("top-k-occurring", "d", s, token_view(RAW, set(), drop_punctuation=False,
+                                                                     drop_special=False, consolidate_case=False), 10)
     assert [t["token_id"] for t in kept_all["tokens"]][:3] == [0, 1, 2]
 
 

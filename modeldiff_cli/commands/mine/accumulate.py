@@ -56,7 +56,7 @@ def accumulate(
     top_k: int,
     n_samples: int,
     max_len: int,
-    chunk_size: int = 1024,
+    chunk_size: int = 256,
     collect_records: bool = False,
     likelihood: bool = False,
     base_rows: Iterator[Tensor] | None = None,

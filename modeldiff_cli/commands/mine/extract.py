@@ -1,5 +1,5 @@
-"""Per-model extraction: a forward pass giving the hidden rows of the analysed positions, and a readout
-that turns such rows into float32 logits (model output head, logit lens, or patchscope).
+"""Per-model extraction: the hidden rows of a batch's analysed positions (``core.forward``) and a reader that
+turns such rows into float32 logits (``core.readout``: the model's head, the logit lens, or patchscope).
 
 Splitting the two lets the command (a) apply lm_head only to analysed rows (never to padding) and
 (b) keep only the base model's rows in two-pass mode, recomputing its logits later from them.
@@ -8,17 +8,16 @@ Splitting the two lets the command (a) apply lm_head only to analysed rows (neve
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ...core.data import Batch
-from ...core.hooks import StopForward, capture_layers, stop_after
+from ...core.forward import forward, hidden_rows
 from ...core.models import LoadedModel
-
-EXTRACTIONS = ("logits", "logit-lens", "patchscope")
+from ...core.readout import head, make_reader, readout
 
 
 @dataclass
@@ -30,71 +29,47 @@ class Extractor:
     read: Callable[[Tensor], Tensor]
 
 
-def head_readout(loaded: LoadedModel) -> Callable[[Tensor], Tensor]:
-    """The model's own output head on final (already normed) hidden states: lm_head (+ logit soft-capping)."""
-    head, cap = loaded.adapter.lm_head, loaded.adapter.logit_softcap
-
-    def read(rows: Tensor) -> Tensor:
-        w = head.weight
-        logits = head(rows.to(device=w.device, dtype=w.dtype))
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
-        return logits.float()
-
-    return read
-
-
-def detached_readout(loaded: LoadedModel, kind: str) -> Callable[[Tensor], Tensor]:
-    """A readout that survives freeing the model (two-pass mode): copies of the final norm / lm_head only."""
-    adapter = copy.copy(loaded.adapter)
-    adapter.lm_head = copy.deepcopy(loaded.adapter.lm_head)
-    adapter.final_norm = copy.deepcopy(loaded.adapter.final_norm)
-    if kind == "logits":
-        return head_readout(LoadedModel(loaded.source, None, None, adapter, loaded.device, loaded.dtype))
-    return lambda rows: adapter.readout(rows.to(device=adapter.lm_head.weight.device, dtype=loaded.dtype)).float()
-
-
-def _body(loaded: LoadedModel):
-    """The decoder stack without the output head (``model.model`` for Llama, ``model.transformer`` for GPT-2)."""
-    return loaded.model.base_model
-
-
-def final_hidden(loaded: LoadedModel, batch: Batch) -> Tensor:
-    """Final hidden states (after the final norm) at the analysed positions: ``[n, d]``."""
-    out = _body(loaded)(input_ids=batch.input_ids.to(loaded.device),
-                        attention_mask=batch.attention_mask.to(loaded.device), use_cache=False)
-    return out.last_hidden_state[batch.position_mask.to(out.last_hidden_state.device)]
-
-
-def layer_hidden(loaded: LoadedModel, batch: Batch, layer: int) -> Tensor:
-    """Residual stream after decoder layer ``layer`` at the analysed positions (later layers are skipped)."""
-    with capture_layers(loaded.adapter.layers, [layer]) as store, stop_after(loaded.adapter.layers, layer):
-        try:
-            _body(loaded)(input_ids=batch.input_ids.to(loaded.device),
-                          attention_mask=batch.attention_mask.to(loaded.device), use_cache=False)
-        except StopForward:
-            pass
-    h = store[layer]
-    return h[batch.position_mask.to(h.device)]
-
-
 def make_extractor(
     loaded: LoadedModel, kind: str, layer: int | None = None, *,
     patchscope_prompt: str | None = None, patchscope_layer: str | None = None, chunk_size: int = 256,
 ) -> Extractor:
+    """``logits``: final-normed states read by the output head; ``logit-lens`` / ``patchscope``: the residual
+    stream after ``layer`` (the forward stops after it) read through ``core.readout.make_reader``."""
+    reader = make_reader(loaded, kind, chunk_size=chunk_size, patchscope_prompt=patchscope_prompt,
+                         patchscope_layer=patchscope_layer)
     if kind == "logits":
-        return Extractor(kind, lambda b: final_hidden(loaded, b), head_readout(loaded))
-    hidden = lambda b: layer_hidden(loaded, b, layer)  # noqa: E731
-    if kind == "logit-lens":
-        adapter = loaded.adapter
-        return Extractor(kind, hidden, lambda rows: adapter.readout(rows).float())
-    from ...core import patchscope
+        last = loaded.adapter.n_layers - 1
 
-    kwargs = {"prompt": patchscope_prompt} if patchscope_prompt else {}
+        def final(batch: Batch) -> Tensor:
+            cap = forward(loaded, batch.input_ids, batch.attention_mask, final=True)
+            return hidden_rows(cap.final, batch.position_mask)
 
-    def read(rows: Tensor) -> Tensor:
-        return patchscope.patchscope_logits(
-            loaded, rows, target_layer=patchscope_layer, source_layer=layer, chunk_size=chunk_size, **kwargs
-        )
+        return Extractor(kind, final, lambda rows: reader(last, rows))
+    if layer is None:
+        raise ValueError(f"readout {kind!r} needs a layer")
 
-    return Extractor(kind, hidden, read)
+    def at_layer(batch: Batch) -> Tensor:
+        cap = forward(loaded, batch.input_ids, batch.attention_mask, layers=[layer])
+        return hidden_rows(cap.layers[layer], batch.position_mask)
+
+    return Extractor(kind, at_layer, lambda rows: reader(layer, rows))
+
+
+def detached(extractor: Extractor, loaded: LoadedModel) -> Extractor:
+    """Two-pass mode: a reader that survives freeing the model — copies of its final norm and lm_head, read
+    through ``core.readout`` (``head`` for logits, ``readout`` for the logit lens). It has no forward."""
+    adapter = dataclasses.replace(
+        loaded.adapter, layers=nn.ModuleList(), embed=nn.Identity(), routers={},
+        lm_head=copy.deepcopy(loaded.adapter.lm_head), final_norm=copy.deepcopy(loaded.adapter.final_norm),
+    )
+    if extractor.kind == "logits":
+        read = lambda rows: head(adapter, rows)  # noqa: E731
+    elif extractor.kind == "logit-lens":
+        read = lambda rows: readout(adapter, rows)  # noqa: E731
+    else:
+        raise ValueError(f"readout {extractor.kind!r} cannot be detached from its model")
+
+    def no_forward(_batch: Batch) -> Tensor:
+        raise RuntimeError("a detached readout has no forward (its model was freed)")
+
+    return Extractor(extractor.kind, no_forward, read)

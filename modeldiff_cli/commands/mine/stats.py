@@ -23,24 +23,19 @@ class TokenStats:
     top_k: int
     position_bin_width: int = 1
     total_positions: int = 0
-    sum_diff: Tensor = None  # float64 [V]  sum over positions of (ft - base) logit
-    count_positive: Tensor = None  # int64 [V]  positions where diff > 0
-    count_topk_pos: Tensor = None  # int64 [V]  positions where the token is among the K largest diffs and diff > 0
-    count_topk_neg: Tensor = None  # int64 [V]  positions where the token is among the K smallest diffs and diff < 0
-    position_hist: Tensor = None  # int64 [V, POSITION_BINS] top-K positive occurrences by sequence position bin
+    sum_diff: Tensor = field(init=False)  # float64 [V]  sum over positions of (ft - base) logit
+    count_positive: Tensor = field(init=False)  # int64 [V]  positions where diff > 0
+    count_topk_pos: Tensor = field(init=False)  # int64 [V]  positions where the token is among the K largest diffs and diff > 0
+    count_topk_neg: Tensor = field(init=False)  # int64 [V]  positions where the token is among the K smallest diffs and diff < 0
+    position_hist: Tensor = field(init=False)  # int64 [V, POSITION_BINS] top-K positive occurrences by sequence position bin
 
     def __post_init__(self):
         v = self.vocab
-        if self.sum_diff is None:
-            self.sum_diff = torch.zeros(v, dtype=torch.float64)
-            self.count_positive = torch.zeros(v, dtype=torch.int64)
-            self.count_topk_pos = torch.zeros(v, dtype=torch.int64)
-            self.count_topk_neg = torch.zeros(v, dtype=torch.int64)
-            self.position_hist = torch.zeros(v, POSITION_BINS, dtype=torch.int64)
-
-    @property
-    def avg_diff(self) -> Tensor:
-        return self.sum_diff / max(self.total_positions, 1)
+        self.sum_diff = torch.zeros(v, dtype=torch.float64)
+        self.count_positive = torch.zeros(v, dtype=torch.int64)
+        self.count_topk_pos = torch.zeros(v, dtype=torch.int64)
+        self.count_topk_neg = torch.zeros(v, dtype=torch.int64)
+        self.position_hist = torch.zeros(v, POSITION_BINS, dtype=torch.int64)
 
     def equal(self, other: TokenStats) -> bool:
         return self.total_positions == other.total_positions and all(

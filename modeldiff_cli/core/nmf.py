@@ -1,10 +1,12 @@
-"""NMF topics of promoted tokens: a sparse positions x tokens matrix of each position's top-K positive
-entries, factorised by beta-divergence multiplicative updates with one of two backends from the same seeded
-initialisation: ``torchnmf`` (``torchnmf.nmf.NMF.fit`` on the dense column-compressed matrix, see
-nmf_torchnmf.py) or ``sparse`` (the same update rules, eps and stopping rule, run on CSR matrices with SDDMM:
-torchnmf's own sparse path is far too slow at 100k positions x K=100), the latter optionally with an
-orthogonality penalty on the topic-token matrix. ``auto`` picks torchnmf when the dense matrix fits
-``DENSE_BUDGET`` floats and no orthogonality is asked. Fully vectorised; deterministic per seed."""
+"""NMF topics of promoted tokens (used by `mine`; shared with later commands such as `interpret`).
+
+A sparse positions x tokens matrix of each position's top-K positive entries is factorised by beta-divergence
+multiplicative updates with one of two backends from the same seeded initialisation: ``torchnmf``
+(``torchnmf.nmf.NMF.fit`` on the dense column-compressed matrix, only the token columns that occur) or
+``sparse`` (the same update rules, eps and stopping rule, run on CSR matrices with SDDMM: torchnmf's own sparse
+path is far too slow at 100k positions x K=100), the latter optionally with an orthogonality penalty on the
+topic-token matrix. ``auto`` picks torchnmf when the dense matrix fits ``DENSE_BUDGET`` floats and no
+orthogonality is asked. Fully vectorised; deterministic per seed."""
 
 from __future__ import annotations
 
@@ -13,11 +15,32 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .nmf_torchnmf import DENSE_BUDGET, dense_size, torchnmf_updates
-
 MODES = ("binary", "magnitude")
 BACKENDS = ("auto", "torchnmf", "sparse")
 EPS = torch.finfo(torch.float32).eps  # torchnmf's eps: added to numerators (and Frobenius denominators)
+
+# dense [positions, distinct tokens] floats up to which `auto` uses torchnmf (16 MB in float32). Set by time, not
+# memory: the dense fit costs O(positions x distinct tokens) per iteration against O(entries) for the sparse
+# backend (mine's matrices are ~0.5-3% dense): 100 torchnmf iterations on a 300 x 6454 matrix took 9 s against
+# 0.3 s for the sparse backend (benchmarks/mine_overhead.py; docs/mine.md "NMF backends").
+DENSE_BUDGET = 4_000_000
+
+
+def dense_size(shape: tuple[int, int]) -> int:
+    return int(shape[0]) * int(shape[1])
+
+
+def torchnmf_updates(v: Tensor, h: Tensor, w: Tensor, beta: float, max_iter: int = 200,
+                     tol: float = 1e-4) -> tuple[Tensor, Tensor, int]:
+    """``V ~ H W^T`` by torchnmf's multiplicative updates (``NMF.fit``: W then H each iteration, loss
+    ``sqrt(2 D_beta)`` checked every 10 iterations against ``tol``) on the dense copy of sparse ``v
+    [positions, m]``, starting from ``h [positions, r]`` and ``w [m, r]`` (copied, not modified)."""
+    from torchnmf.nmf import NMF
+
+    dense = v.to_dense().float() if v.is_sparse else v.float()
+    model = NMF(W=w.float(), H=h.float())
+    iters = model.fit(dense, beta=beta, tol=tol, max_iter=max_iter)
+    return model.H.detach(), model.W.detach(), int(iters)
 
 
 @dataclass

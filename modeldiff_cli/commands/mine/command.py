@@ -1,0 +1,109 @@
+"""The `mine` command: its ingredients, its own options, and ``execute()`` — the pipeline, top to bottom.
+Also the options of `mine overview` (a small dataclass; the payload itself is built by ``core.payload``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ...core.command import Command, Fingerprints, Result
+from ...core.errors import UserError
+from ...core.ingredients import Data, Pair, Readout, RunOpts, TokenFilter
+from ...core.rundir import slug
+from ...core.spec import option
+
+ORDERINGS = ("top-k-occurring", "fraction-positive-diff", "nmf")
+NMF_MODES = ("binary", "magnitude")
+NMF_BACKENDS = ("auto", "torchnmf", "sparse")
+DEFAULT_ORDERINGS = ",".join(ORDERINGS)
+
+
+def parse_orderings(spec: str) -> list[str]:
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    bad = [n for n in names if n not in ORDERINGS]
+    if bad or not names:
+        raise UserError(f"--orderings {spec!r}: unknown ordering {bad[0] if bad else '(none)'!r}; "
+                        f"choose from {', '.join(ORDERINGS)}")
+    return list(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class Mine(Command):
+    """Per position, diff = ft - base logits; per token, how often it is among the top-K promoted, how often
+    its logit rises, and NMF topics of promoted tokens. Writes {dataset}_global_token_stats.json and the
+    orderings (top_k_occurring/, fraction_positive_diff/, nmf_*/) with plots; prints the top promoted
+    tokens and the run directory last. `modeldiff mine overview RUN_DIR` builds an agent payload."""
+
+    name = "mine"
+    old_flags = {"readout": ("--extraction",)}
+    organism_fill = {"base": "base", "ft": "ft", "data": ("base",)}
+
+    pair: Pair = field(default_factory=Pair)
+    data: Data = field(default_factory=Data)
+    readout: Readout = field(default_factory=Readout)
+    tokens: TokenFilter = field(default_factory=TokenFilter)
+    run: RunOpts = field(default_factory=RunOpts)
+    top_k: int = option(100, "--top-k", "K of the per-position top-K promoted / suppressed tokens (at most the shared vocabulary).", min=1)
+    top_n: int = option(100, "--top-n", "Tokens listed per ordering.", min=1)
+    orderings: str = option(DEFAULT_ORDERINGS, "--orderings", "Comma list of top-k-occurring, fraction-positive-diff, nmf.")
+    nmf_mode: str = option("binary", "--nmf-mode", "NMF matrix entries: binary (1 per top-K entry) or magnitude (the logit diff).")
+    nmf_topics: int = option(5, "--nmf-topics", "Number of NMF topics.", min=1)
+    nmf_beta: float = option(2.0, "--nmf-beta", "NMF beta-divergence: 1 = KL, 2 = Frobenius.")
+    nmf_orthogonal: float = option(0.0, "--nmf-orthogonal", "Weight of the orthogonality penalty between topics (0 = off).", min=0.0)
+    nmf_max_iter: int = option(100, "--nmf-max-iter", "Maximum NMF iterations.", min=1)
+    nmf_backend: str = option("auto", "--nmf-backend", "NMF solver: torchnmf (dense column-compressed matrix), sparse (same updates on CSR; needed for --nmf-orthogonal) or auto (torchnmf when positions x distinct tokens <= 4e6 and no orthogonality).")
+    likelihood_ratios: bool = option(False, "--likelihood-ratios", "Also write per-sequence log-likelihood ratios log p_ft - log p_base.")
+    two_pass: bool = option(False, "--two-pass", "Load one model at a time: keep the base model's hidden states, recompute its logits (same results).", result=False)
+    plots: bool = option(True, "--plots/--no-plots", "Write the PNG plots.")
+
+    def __post_init__(self):
+        parse_orderings(self.orderings)
+        if self.nmf_mode not in NMF_MODES:
+            raise UserError(f"--nmf-mode {self.nmf_mode!r}: expected binary or magnitude")
+        if self.nmf_beta not in (1.0, 2.0):
+            raise UserError(f"--nmf-beta {self.nmf_beta}: expected 1 (KL) or 2 (Frobenius)")
+        if self.nmf_backend not in NMF_BACKENDS:
+            raise UserError(f"--nmf-backend {self.nmf_backend!r}: expected one of {', '.join(NMF_BACKENDS)}")
+        if self.nmf_backend == "torchnmf" and self.nmf_orthogonal > 0:
+            raise UserError("--nmf-orthogonal: torchnmf has no orthogonality penalty; use --nmf-backend auto or sparse")
+        if self.two_pass and self.readout.readout == "patchscope":
+            raise UserError("--two-pass: not available with --readout patchscope (its readout needs the whole base model)")
+        if self.readout.readout == "logits" and self.readout.layers is not None:
+            raise UserError("--layers: only used with --readout logit-lens or patchscope")
+
+    @property
+    def ordering_list(self) -> list[str]:
+        return parse_orderings(self.orderings)
+
+    def fingerprints(self) -> Fingerprints:
+        return Fingerprints(self.pair.labels, self.data.names, {**self.pair.fingerprint(), **self.data.fingerprint()})
+
+    def run_name(self) -> str:
+        """``{datasets}-{readout}[-L{layer}]``: the layer as selected (``Llast`` for -1, ``Lm2`` for -2, ``L0.75``),
+        known before any model loads; the hash that follows tells every other setting apart."""
+        name = f"{'+'.join(self.fp.names)}-{self.readout.readout}"
+        if self.readout.readout != "logits":
+            text = str(self.readout.layers if self.readout.layers is not None else "-1").strip()
+            name += "-L" + ("last" if text == "-1" else slug(text.replace("-", "m")))
+        return name
+
+    def execute(self, run) -> Result:
+        from .pipeline import accumulate_all, load, order
+        from .write import headline, write_outputs
+
+        inputs = load(self)  # models (both, or one at a time with --two-pass), layer, datasets
+        accs = accumulate_all(self, inputs)  # streaming: forward -> readout in chunks -> diff -> statistics
+        results = order(self, inputs, accs)  # orderings and NMF topics per dataset
+        write_outputs(run, self, inputs, results)
+        return headline(self, inputs, results)
+
+
+@dataclass(frozen=True)
+class Overview:
+    """The JSON payload an LLM agent is given: per anonymised dataset (ds1, ds2, ...) the token groups of each
+    ordering within a token budget, plus the run's metadata. Printed as JSON; written beside RUN_DIR (a
+    complete run is never modified) as RUN_DIR.overview_budget{N}.json, or to --output; its path last."""
+
+    name = "overview"
+
+    token_budget: int = option(200, "--token-budget", "Total tokens listed in the payload, split across datasets and ordering groups.", min=1)
+    output: str | None = option(None, "--output", "Where the payload JSON goes (default: beside RUN_DIR, RUN_DIR.overview_budget{N}.json).")
