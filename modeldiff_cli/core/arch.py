@@ -26,10 +26,22 @@ FAMILIES: dict[str, tuple[str, tuple[str, str, str]]] = {
     "qwen3_moe": ("moe", _LLAMA_LIKE),
     "olmoe": ("moe", _LLAMA_LIKE),
     "mixtral": ("moe", _LLAMA_LIKE),
+    "deepseek_v2": ("moe", _LLAMA_LIKE),
+    "deepseek_v3": ("moe", _LLAMA_LIKE),
+    "gpt_oss": ("moe", _LLAMA_LIKE),
+    "qwen3_next": ("moe", _LLAMA_LIKE),
+    "phimoe": ("moe", _LLAMA_LIKE),
+    "granitemoe": ("moe", _LLAMA_LIKE),
+    "granitemoeshared": ("moe", _LLAMA_LIKE),
+    "glm4_moe": ("moe", _LLAMA_LIKE),
+    "minimax": ("moe", _LLAMA_LIKE),
+    "flex_olmo": ("moe", _LLAMA_LIKE),
+    "ernie4_5_moe": ("moe", _LLAMA_LIKE),
 }
-# Router (gate) module of a decoder layer, first match wins (transformers 5 uses mlp.gate everywhere,
-# transformers 4 Mixtral used block_sparse_moe.gate).
-_ROUTER_PATHS = ("mlp.gate", "block_sparse_moe.gate")
+# Router (gate) module of a decoder layer, first match wins: transformers 5 uses mlp.gate (Qwen, OLMoE, Mixtral,
+# DeepSeek, GLM, MiniMax, ...), mlp.router (GPT-OSS, PhiMoE) or block_sparse_moe.router (GraniteMoE);
+# transformers 4 Mixtral used block_sparse_moe.gate. Dense layers between MoE layers match none.
+_ROUTER_PATHS = ("mlp.gate", "mlp.router", "block_sparse_moe.router", "block_sparse_moe.gate")
 
 
 def supported_architectures() -> list[str]:

@@ -121,7 +121,9 @@ class Command:
         for name, what in cls.organism_fill.items():
             param = next(p for p in params if p.name == name)
             if param.opt.role:
-                if flat.get(name) is None:  # an unset member of a pair is the command's organism, never cake
+                # no model given: the organism's; one member of a pair given: the other is the organism's too
+                partial = param.opt.role in ("base", "ft") and any(p.opt.role in ("base", "ft") for p in models)
+                if flat.get(name) is None and (not models or partial):
                     flat[name] = f"organism:{cls.organism}:{what}"
             elif not models and not data_given:
                 keys = (what,) if isinstance(what, str) else tuple(what)

@@ -23,7 +23,27 @@ from .errors import UserError
 from .sources import ModelSource, resolve_source
 from .spec import Ingredient, option
 
-DEVICE_HELP = "cpu, cuda, cuda:N or auto (GPU when present)."
+
+# options that more than one ingredient carries: declared once here, used by each
+def device_option():
+    return option("auto", "--device", "cpu, cuda, cuda:N or auto (GPU when present).", result=False)
+
+
+def device_map_option():
+    return option(None, "--device-map", "accelerate device_map (e.g. auto) for models larger than one device.", result=False)
+
+
+def dtype_option():
+    return option("float32", "--dtype", "float32, bfloat16, float16 or auto (the checkpoint's dtype). Statistics accumulate in float32.")
+
+
+def model_option():
+    return option(None, "--model", "One model: local directory, hub id or organism:NAME[:base|ft]. Default: the command's organism.", role="model", result=False)
+
+
+def chunk_size_option():
+    """``--chunk-size``: for commands that read positions through lm_head without a :class:`Readout`."""
+    return option(256, "--chunk-size", "Positions read out through lm_head at once (bounds peak memory at chunk x vocab floats).", min=1, result=False)
 
 
 @dataclass(frozen=True)
@@ -34,11 +54,11 @@ class Pair(Ingredient):
 
     base: str | None = option(None, "--base", "Base model: local directory, hub id or organism:NAME[:base|ft]. Default: the command's organism.", role="base", result=False)
     ft: str | None = option(None, "--ft", "Fine-tuned model (same forms as --base). Default: the command's organism.", role="ft", result=False)
-    device: str = option("auto", "--device", DEVICE_HELP, result=False)
+    device: str = device_option()
     base_device: str | None = option(None, "--base-device", "Device of the base model (default: --device).", result=False)
     ft_device: str | None = option(None, "--ft-device", "Device of the fine-tuned model (default: --device).", result=False)
-    device_map: str | None = option(None, "--device-map", "accelerate device_map (e.g. auto) for models larger than one device.", result=False)
-    dtype: str = option("float32", "--dtype", "float32, bfloat16, float16 or auto (the checkpoint's dtype). Statistics accumulate in float32.")
+    device_map: str | None = device_map_option()
+    dtype: str = dtype_option()
 
     @cached_property
     def sources(self) -> tuple[ModelSource, ModelSource]:
@@ -92,10 +112,10 @@ class Model(Ingredient):
 
     panel = "Models"
 
-    model: str | None = option(None, "--model", "Model: local directory, hub id or organism:NAME[:base|ft]. Default: the command's organism.", role="model", result=False)
-    device: str = option("auto", "--device", DEVICE_HELP, result=False)
-    device_map: str | None = option(None, "--device-map", "accelerate device_map (e.g. auto) for models larger than one device.", result=False)
-    dtype: str = option("float32", "--dtype", "float32, bfloat16, float16 or auto (the checkpoint's dtype).")
+    model: str | None = model_option()
+    device: str = device_option()
+    device_map: str | None = device_map_option()
+    dtype: str = dtype_option()
 
     @cached_property
     def source(self) -> ModelSource:
@@ -187,7 +207,7 @@ class Readout(Ingredient):
     layers: str | None = option(None, "--layers", "Layers: all, or a comma list of indices (12, -1 = last), relative depths (0.75) and a:b ranges (end exclusive), e.g. 0,0.5,-1 or 2:8. Commands reading one layer take one selector.", aliases=("--layer",))
     patchscope_prompt: str | None = option(None, "--patchscope-prompt", "Identity prompt of patchscope; its last '?' is the patched position.")
     patchscope_layer: str | None = option(None, "--patchscope-layer", "Layer patched in the identity prompt (default: the layer read).")
-    chunk_size: int = option(256, "--chunk-size", "Positions read out through lm_head at once (bounds peak memory at chunk x vocab floats).", min=1, result=False)
+    chunk_size: int = chunk_size_option()
 
     def __post_init__(self):
         if self.readout not in READOUTS:
@@ -209,6 +229,31 @@ class Readout(Ingredient):
         if len(layers) != 1:
             raise UserError(f"--layers {self.layers}: this command reads one layer (got {len(layers)})")
         return layers[0]
+
+
+@dataclass(frozen=True)
+class Conditions(Ingredient):
+    """One model read on two conditions: aligned ``--pairs`` (the format nll and routing share), with the
+    models' pair options for loading it (commands that take this also take a :class:`Pair`)."""
+
+    panel = "Conditions"
+
+    model: str | None = model_option()
+    pairs: Path | None = option(None, "--pairs", "JSONL of aligned pairs: condition A's and B's token ids (or text) and optional aligned positions, one item per line.", data=True, result=False)
+    id_field: str = option("id", "--id-field", "Field naming the item (default: the line number).")
+    a_field: str = option("a_ids", "--a-field", "Pairs field with condition A's token ids (or text).")
+    b_field: str = option("b_ids", "--b-field", "Pairs field with condition B's token ids (or text).")
+    a_positions_field: str = option("a_positions", "--a-positions-field", "Pairs field with A's positions (default: every token but the first).")
+    b_positions_field: str = option("b_positions", "--b-positions-field", "Pairs field with B's positions, aligned one-to-one with A's.")
+    label_a: str | None = option(None, "--label-a", "Name of condition A in plots and summary (default: base with two models, else A).")
+    label_b: str | None = option(None, "--label-b", "Name of condition B (default: ft with two models, else B).")
+
+    @cached_property
+    def source(self) -> ModelSource:
+        return resolve_source(self.model, role="ft", flag="--model")
+
+    def labels(self, two_models: bool) -> tuple[str, str]:
+        return (self.label_a or ("base" if two_models else "A"), self.label_b or ("ft" if two_models else "B"))
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,12 @@ Three modes, decided by the options given:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
 from ...core.command import Command, Fingerprints, Result
 from ...core.errors import UserError
-from ...core.ingredients import Data, Pair, RunOpts
-from ...core.sources import ModelSource, resolve_source
+from ...core.ingredients import Conditions, Data, Pair, RunOpts, chunk_size_option
+from ...core.sources import ModelSource
 from ...core.spec import option
 
 JS_MODES = ("none", "all", "last")
@@ -41,22 +40,14 @@ class Nll(Command):
 
     pair: Pair = field(default_factory=Pair)
     data: Data = field(default_factory=Data)
+    conditions: Conditions = field(default_factory=Conditions)
     run: RunOpts = field(default_factory=RunOpts)
-    model: str | None = option(None, "--model", "One model for --pairs (local directory, hub id or organism:NAME[:base|ft]); loaded with --device/--device-map/--dtype. Default with --pairs: the cake organism's ft.", role="model", result=False)
-    pairs: Path | None = option(None, "--pairs", "One-model mode: JSONL of items with token ids (or text) of conditions A and B and aligned positions to score.", data=True, result=False)
     hidden_states_dir: Path | None = option(None, "--hidden-states-dir", "Precomputed hidden states, one <id>.safetensors or <id>.npz per item holding 'a' and 'b' (layers x T x d each); only --model's final norm and lm_head are loaded.", result=False)
     save_hidden_states: bool = option(False, "--save-hidden-states", "With --model --pairs: also write each item's hidden states into the run directory (hidden_states/<id>.npz, the --hidden-states-dir format: pass <run>/hidden_states back as --hidden-states-dir).")
-    id_field: str = option("id", "--id-field", "Field naming the item (file name in --hidden-states-dir; default: the line number).")
-    a_field: str = option("a_ids", "--a-field", "Pairs field with condition A's token ids (or text).")
-    b_field: str = option("b_ids", "--b-field", "Pairs field with condition B's token ids (or text).")
-    a_positions_field: str = option("a_positions", "--a-positions-field", "Pairs field with A's scored target positions (default: every token but the first).")
-    b_positions_field: str = option("b_positions", "--b-positions-field", "Pairs field with B's scored target positions, aligned one-to-one with A's.")
     prompt_field: str = option("prompt", "--prompt-field", "Two-model mode: prompt field of prompt/completion records.")
     completion_field: str = option("completion", "--completion-field", "Two-model mode: when every record holds --prompt-field and this field, only the completion's tokens are scored.")
+    chunk_size: int = chunk_size_option()
     js_mode: str = option("none", "--js-mode", "JS divergence between A and B at aligned positions: none, all (every scored position) or last (last scored position per item).")
-    label_a: str | None = option(None, "--label-a", "Name of condition A in plots and summary (default: base or A).")
-    label_b: str | None = option(None, "--label-b", "Name of condition B (default: ft or B).")
-    chunk_size: int = option(256, "--chunk-size", "Positions read out through lm_head at once (bounds peak memory at chunk x vocab floats).", min=1, result=False)
 
     @classmethod
     def fill_defaults(cls, flat: dict, params) -> dict:
@@ -73,7 +64,7 @@ class Nll(Command):
     def __post_init__(self):
         if self.js_mode not in JS_MODES:
             raise UserError(f"--js-mode {self.js_mode!r}: expected none, all or last")
-        if self.pairs is not None:
+        if self.conditions.pairs is not None:
             if self.pair.base is not None or self.pair.ft is not None:
                 raise UserError("--pairs compares two inputs of one --model; --base/--ft go with --data")
             if self.data.data:
@@ -84,7 +75,7 @@ class Nll(Command):
             return
         if self.hidden_states_dir is not None:
             raise UserError(NEEDS_PAIRS)
-        if self.model is not None:
+        if self.conditions.model is not None:
             raise UserError("--model goes with --pairs; to compare two models on one file use --base/--ft --data")
         if self.save_hidden_states:
             raise UserError("--save-hidden-states works with --model and --pairs")
@@ -93,20 +84,18 @@ class Nll(Command):
     # ---- what the run is about (no model loads) ----------------------------------------------------------
     @property
     def mode(self) -> str:
-        if self.pairs is None:
+        if self.conditions.pairs is None:
             return "models"
         return "hidden" if self.hidden_states_dir is not None else "pairs"
 
-    @cached_property
+    @property
     def model_source(self) -> ModelSource:
-        return resolve_source(self.model, role="ft", flag="--model")
+        return self.conditions.source
 
     @property
     def labels(self) -> tuple[str, str]:
         """Names of the two conditions."""
-        if self.mode == "models":
-            return self.label_a or "base", self.label_b or "ft"
-        return self.label_a or "A", self.label_b or "B"
+        return self.conditions.labels(self.mode == "models")
 
     def fingerprints(self) -> Fingerprints:
         from ...core.datasource import dataset_name, file_fingerprint
@@ -115,9 +104,9 @@ class Nll(Command):
             return Fingerprints(self.pair.labels, self.data.names, {**self.pair.fingerprint(), **self.data.fingerprint()})
         src = self.model_source
         values = {"model": {"spec": src.spec if not src.is_local else src.label, "fingerprint": src.fingerprint}}
-        pairs = Path(self.pairs).expanduser()
+        pairs = Path(self.conditions.pairs).expanduser()
         if not pairs.is_file():
-            raise UserError(f"--pairs {self.pairs}: no such file")
+            raise UserError(f"--pairs {self.conditions.pairs}: no such file")
         values["pairs"] = file_fingerprint(pairs)
         if self.mode == "hidden":
             values["hidden_states"] = hidden_states_fingerprint(Path(self.hidden_states_dir))

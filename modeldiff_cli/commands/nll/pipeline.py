@@ -55,10 +55,11 @@ def conditions(cmd, setup: Setup) -> Conditions:
     d = cmd.data
     if setup.mode == "models":
         return items_from_data(d.single(), tok, text_field=d.text_field, prompt_field=cmd.prompt_field,
-                               completion_field=cmd.completion_field, id_field=cmd.id_field,
+                               completion_field=cmd.completion_field, id_field=cmd.conditions.id_field,
                                max_samples=d.max_samples, max_tokens=d.max_tokens)
-    fields = PairFields(cmd.id_field, cmd.a_field, cmd.b_field, cmd.a_positions_field, cmd.b_positions_field)
-    return items_from_pairs(cmd.pairs, tok, fields, setup.shared_vocab, d.max_samples)
+    c = cmd.conditions
+    fields = PairFields(c.id_field, c.a_field, c.b_field, c.a_positions_field, c.b_positions_field)
+    return items_from_pairs(c.pairs, tok, fields, setup.shared_vocab, d.max_samples)
 
 
 def _batch_states(setup: Setup, items, cmd, n_layers: int, run):

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 from ...core.command import Command, Fingerprints, Result
 from ...core.errors import UserError
-from ...core.ingredients import DEVICE_HELP, Model, Reading, RunOpts
+from ...core.ingredients import Model, Reading, RunOpts, device_option, dtype_option
 from ...core.spec import option
 from .names import ENGINES, NATIVE_METHODS, SCORES, resolved_engine
 
@@ -228,8 +228,8 @@ class TokenlensBench(Command):
     engine: str = option("auto", "--engine", "auto, native or inseq (as in attribute), for every method.")
     max_new_tokens: int = option(8, "--max-new-tokens", "Greedy continuation length.", min=1)
     ig_steps: int = option(16, "--ig-steps", "Integrated-gradients steps.", min=1)
-    device: str = option("auto", "--device", DEVICE_HELP, result=False)
-    dtype: str = option("float32", "--dtype", "float32, bfloat16, float16 or auto (the checkpoint's dtype).")
+    device: str = device_option()
+    dtype: str = dtype_option()
 
     @classmethod
     def fill_defaults(cls, flat: dict, params: list) -> dict:
