@@ -318,7 +318,7 @@ def test_default_organism_and_mode_rules(cli, tmp_path, pairs_file):
     assert cmd.data.data == (str(get_organism("cake").data("base")),) and cmd.mode == "models"
     assert cmd.data.max_tokens == 256  # the shared default
     cmd = Nll.make(pairs=pairs_file)  # --pairs alone: one model, the organism's ft
-    assert cmd.model == "organism:cake:ft" and cmd.pair.base is None and cmd.mode == "pairs"
+    assert cmd.conditions.model == "organism:cake:ft" and cmd.pair.base is None and cmd.mode == "pairs"
     assert cmd.fp.labels == ("cake-ft",)
     code, out, err = cli("nll", "--max-samples", "2", "--out", tmp_path / "runs", "--device", "cpu")
     assert code == 0, err
