@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "nll",
     "tokenlens",
     "attribute",
+    "routing",
 )
 
 

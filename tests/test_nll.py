@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modeldiff_cli.commands.nll.conditions import PairFields, parse_pair
 from modeldiff_cli.commands.nll.score import item_views
 from modeldiff_cli.core.errors import UserError
+from modeldiff_cli.core.pairs import PairFields, parse_pair
 
 
 def run_dir(tmp_path, out: str):

@@ -252,6 +252,12 @@ class Conditions(Ingredient):
     def source(self) -> ModelSource:
         return resolve_source(self.model, role="ft", flag="--model")
 
+    def fields(self):
+        """The pairs field names (``core.pairs.PairFields``)."""
+        from .pairs import PairFields
+
+        return PairFields(self.id_field, self.a_field, self.b_field, self.a_positions_field, self.b_positions_field)
+
     def labels(self, two_models: bool) -> tuple[str, str]:
         return (self.label_a or ("base" if two_models else "A"), self.label_b or ("ft" if two_models else "B"))
 

@@ -1,7 +1,7 @@
 """Measurements the builders record in ground_truth.json and the tests re-check on the saved checkpoints.
 
 Every forward goes through the one forward path (``core.forward.forward``, which takes a bare transformers model)
-and every batch is right-padded by ``core.padding.pad``; routers are found and read by ``core.arch``.
+and every batch is right-padded by ``core.padding.pad``; routers are found by ``core.arch`` and read by ``core.routers``.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from collections.abc import Sequence
 
 import torch
 
-from ..core.arch import adapter_for, router_logits
+from ..core.arch import adapter_for
 from ..core.forward import forward
 from ..core.padding import pad
+from ..core.routers import capture_routing, router_specs
 
 
 def _batch(tokenizer, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,32 +64,25 @@ def routers_of(model) -> dict[int, torch.nn.Module]:
     return adapter_for(model).routers
 
 
-def _chosen_experts(logits: torch.Tensor, top_k: int) -> torch.Tensor:
-    """The experts a token is routed to: top-k of the softmax of its router logits (as the router picks them)."""
-    return torch.topk(torch.softmax(logits, dim=-1, dtype=torch.float), top_k, dim=-1).indices
-
-
 @torch.no_grad()
 def expert_usage(model, tokenizer, texts: Sequence[str], routers: dict[int, torch.nn.Module],
                  batch_size: int = 64) -> torch.Tensor:
     """Fraction of top-k routing slots each expert gets, per layer of `routers`: ``[layers, experts]`` (real
-    tokens only). The router outputs are captured by ``core.forward`` and read with ``core.arch.router_logits``."""
-    top_k, n_exp = model.config.num_experts_per_tok, model.config.num_experts
-    picked: dict[int, list[torch.Tensor]] = {i: [] for i in routers}
-    keep: list[torch.Tensor] = []
+    tokens only). The router outputs are captured by ``core.forward`` and read by ``core.routers`` (the model's
+    own selected experts, cross-checked against the top k of its logits)."""
+    specs = {layer: spec for layer, spec in router_specs(model).items() if layer in routers}
+    n_exp = next(iter(specs.values())).n_experts
+    slots = {layer: torch.zeros(n_exp) for layer in specs}
+    picks = 0
     for i in range(0, len(texts), batch_size):
         ids, mask = _batch(tokenizer, texts[i: i + batch_size])
         cap = forward(model, ids, mask, routers=True, logits="all")
-        for layer in routers:
-            for output in cap.routers[layer]:
-                picked[layer].append(_chosen_experts(router_logits(output), top_k).cpu())
-        keep.append(mask.flatten().bool())
-    real = torch.cat(keep)
-    usage = torch.zeros(len(routers), n_exp)
-    for row, layer in enumerate(sorted(routers)):
-        idx = torch.cat(picked[layer])[real]
-        usage[row] = torch.bincount(idx.flatten(), minlength=n_exp).float() / idx.numel()
-    return usage
+        real = mask.flatten().bool()
+        for layer, r in capture_routing(cap.routers, specs, ids.numel()).items():
+            idx = r.indices.cpu()[real]
+            slots[layer] += torch.bincount(idx.flatten(), minlength=n_exp).float()
+        picks += int(real.sum()) * next(iter(specs.values())).top_k
+    return torch.stack([slots[layer] / picks for layer in sorted(specs)])
 
 
 @torch.no_grad()

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import torch
 
 from ...core import console
+from ...core.pairs import ConditionItems, items_from_data, items_from_pairs
 from ...core.readout import make_reader
-from .conditions import Conditions, PairFields, items_from_data, items_from_pairs
 from .extract import HIDDEN_DIR, forward_layers, load_item_states, prediction_rows, rows_of, save_item_states
 from .score import item_views, score_layers
 from .write import METRICS
@@ -49,7 +49,7 @@ def load(cmd) -> Setup:
     return Setup(mode, loaded, loaded, vocab, cmd.labels, {"model": source.spec})
 
 
-def conditions(cmd, setup: Setup) -> Conditions:
+def conditions(cmd, setup: Setup) -> ConditionItems:
     """The aligned items of A and B: from the --data source (two models) or the --pairs file (one model)."""
     tok = setup.model_a.tokenizer
     d = cmd.data
@@ -58,8 +58,7 @@ def conditions(cmd, setup: Setup) -> Conditions:
                                completion_field=cmd.completion_field, id_field=cmd.conditions.id_field,
                                max_samples=d.max_samples, max_tokens=d.max_tokens)
     c = cmd.conditions
-    fields = PairFields(c.id_field, c.a_field, c.b_field, c.a_positions_field, c.b_positions_field)
-    return items_from_pairs(c.pairs, tok, fields, setup.shared_vocab, d.max_samples)
+    return items_from_pairs(c.pairs, tok, c.fields(), setup.shared_vocab, d.max_samples)
 
 
 def _batch_states(setup: Setup, items, cmd, n_layers: int, run):
@@ -84,7 +83,7 @@ def _batch_states(setup: Setup, items, cmd, n_layers: int, run):
             prediction_rows(full_b, [it.b_positions for it in items]))
 
 
-def score_all(setup: Setup, cond: Conditions, cmd, run) -> dict:
+def score_all(setup: Setup, cond: ConditionItems, cmd, run) -> dict:
     """Per item x layer matrices of every metric, ``all`` and ``last`` views, plus pooled per-layer means."""
     n_layers = setup.model_a.adapter.n_layers
     n_items = len(cond.items)

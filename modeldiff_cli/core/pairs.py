@@ -1,4 +1,4 @@
-"""The two conditions of `nll` as aligned items: token ids of A and B and the positions scored in each.
+"""Two conditions as aligned items (nll, routing): token ids of A and B and the positions scored in each.
 
 A scored position ``p`` is the index of a *target* token: it is predicted from the hidden state at ``p - 1``,
 so ``1 <= p < len(ids)``. The i-th position of A is aligned with the i-th position of B.
@@ -17,10 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...core.data import load_dataset
-from ...core.datasource import iter_jsonl, read_records
-from ...core.errors import UserError
-from ...core.spans import completion_tokens
+from .data import load_dataset
+from .datasource import iter_jsonl, read_records
+from .errors import UserError
+from .spans import completion_tokens
 
 
 @dataclass
@@ -42,13 +42,13 @@ class PairFields:
 
 
 @dataclass
-class Conditions:
+class ConditionItems:
     items: list[Item]
 
 
 def items_from_data(
     path: str | Path, tokenizer, *, text_field: str, prompt_field: str, completion_field: str, id_field: str, max_samples, max_tokens
-) -> Conditions:
+) -> ConditionItems:
     """Two models on one file: the same ids in A and B; targets from the data's position mask, or only the
     completion tokens when every record holds ``prompt_field`` and ``completion_field``."""
     try:
@@ -66,7 +66,7 @@ def items_from_data(
     items = [it for it in items if it.a_positions]
     if not items:
         raise UserError(f"--data {path}: no sample has a token to score (each needs at least two tokens)")
-    return Conditions(items)
+    return ConditionItems(items)
 
 
 def _completion_item(rec, tokenizer, prompt_field, completion_field, id_field, path, max_tokens) -> Item:
@@ -79,7 +79,7 @@ def _completion_item(rec, tokenizer, prompt_field, completion_field, id_field, p
     return Item(str(rec.fields.get(id_field, rec.line)), ids, ids, pos, pos)
 
 
-def items_from_pairs(path: str | Path, tokenizer, fields: PairFields, vocab: int, max_samples=None) -> Conditions:
+def items_from_pairs(path: str | Path, tokenizer, fields: PairFields, vocab: int, max_samples=None) -> ConditionItems:
     """Parse and validate a pairs JSONL file; any malformed record -> UserError naming file:line."""
     path = Path(path).expanduser()
     if not path.is_file():
@@ -97,7 +97,7 @@ def items_from_pairs(path: str | Path, tokenizer, fields: PairFields, vocab: int
         items.append(item)
     if not items:
         raise UserError(f"--pairs {path}: the file holds no records")
-    return Conditions(items)
+    return ConditionItems(items)
 
 
 def parse_pair(obj: dict, where: str, tokenizer, f: PairFields, vocab: int, default_id: str) -> Item:

@@ -1,0 +1,86 @@
+"""Extract and accumulate: one forward per model per batch, router outputs read by ``core.routers``, folded
+into the streaming accumulators of ``stats``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ...core import console
+from ...core.errors import UserError
+from ...core.forward import forward
+from ...core.routers import RouterSpec, Routing, capture_routing, router_specs, selection_scores
+from .inputs import Inputs, Models, SideBatch
+from .stats import PairStats, SideStats
+
+
+@dataclass
+class Stats:
+    layers: list[int]  # MoE layer indices (model layers)
+    n_experts: int
+    k: int  # experts per token the statistics use
+    model_k: int  # the model's own
+    a: SideStats
+    b: SideStats
+    pair: PairStats | None
+    views: list[str]
+    specs: dict[int, RouterSpec]
+
+
+def check_specs(a: dict[int, RouterSpec], b: dict[int, RouterSpec]) -> None:
+    if sorted(a) != sorted(b) or any(a[i].n_experts != b[i].n_experts for i in a):
+        raise UserError("base and ft route differently: their MoE layers or expert counts differ")
+
+
+def route(loaded, batch: SideBatch, specs: dict[int, RouterSpec], k: int) -> list[Routing]:
+    """The analysed rows' routing at every MoE layer of one batch (one forward, no lm_head)."""
+    cap = forward(loaded, batch.ids, batch.attn, routers=True)
+    routing = capture_routing(cap.routers, specs, batch.ids.numel())
+    rows = batch.rows.to(next(iter(routing.values())).probs.device)
+    out = []
+    for layer, r in routing.items():
+        probs, idx = r.probs[rows], r.indices[rows]
+        if idx.shape[-1] != k:  # --top-k other than the model's own: re-pick from the router's scores
+            idx = selection_scores(probs, specs[layer]).topk(k, dim=-1).indices
+        picked = probs.gather(1, idx)
+        out.append(Routing(probs, idx, picked / picked.sum(-1, keepdim=True).clamp_min(1e-20), r.own_indices))
+    return out
+
+
+def poisson(seed: int, side: int, index: int, batch: SideBatch, replicates: int) -> torch.Tensor:
+    """[R, S_batch] Poisson(1) bootstrap weights of the batch's samples (same seed -> same weights)."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + side * 7_919 + index)
+    n = len(torch.unique(batch.sample))
+    return torch.poisson(torch.ones(replicates, n), generator=g)
+
+
+def collect(models: Models, inputs: Inputs, cmd) -> Stats:
+    specs_a = router_specs(models.a)
+    specs_b = specs_a if models.b is models.a else router_specs(models.b)
+    check_specs(specs_a, specs_b)
+    layers = sorted(specs_a)
+    E = specs_a[layers[0]].n_experts
+    model_k = specs_a[layers[0]].top_k
+    k = cmd.top_k or model_k
+    if k > E:
+        raise UserError(f"--top-k {k}: the model has {E} experts per layer")
+    V, L, R = len(inputs.views), len(layers), cmd.bootstrap
+    a, b = SideStats(V, L, E, k, R), SideStats(V, L, E, k, R)
+    pair = PairStats(V, L) if inputs.paired else None
+    seed = cmd.run.seed
+    if inputs.paired:
+        for i, (ba, bb) in enumerate(console.track(list(zip(inputs.a, inputs.b, strict=True)), "routing: both sides")):
+            ra, rb = route(models.a, ba, specs_a, k), route(models.b, bb, specs_b, k)
+            w = poisson(seed, 0, i, ba, R)  # paired: the same resampling of samples on both sides
+            a.add(ra, ba.views, ba.sample, w)
+            b.add(rb, bb.views, bb.sample, w)
+            pair.add(ra, rb, ba.views, ba.sample)
+    else:
+        for side, (acc, batches, loaded, specs) in enumerate(((a, inputs.a, models.a, specs_a),
+                                                               (b, inputs.b, models.b, specs_b))):
+            for i, batch in enumerate(console.track(batches, f"routing: side {cmd.sides[side]}")):
+                acc.add(route(loaded, batch, specs, k), batch.views, batch.sample, poisson(seed, side + 1, i, batch, R))
+    if a.tokens[0] == 0 or b.tokens[0] == 0:
+        raise UserError("no positions to analyse in the data")
+    return Stats(layers, E, k, model_k, a, b, pair, inputs.views, specs_a)

@@ -1,0 +1,75 @@
+"""Heatmaps (layer x expert) and per-layer curves, with integer layer ticks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ...core import artifacts
+
+
+def _layer_axis(ax, layers: list[int], axis: str = "x") -> None:
+    ticks = list(range(len(layers))) if axis == "y" else layers
+    step = max(1, len(layers) // 24)
+    (ax.set_yticks if axis == "y" else ax.set_xticks)(ticks[::step])
+    if axis == "y":
+        ax.set_yticklabels([str(v) for v in layers[::step]])
+
+
+def heatmap(path: Path, matrix: np.ndarray, layers: list[int], title: str, diverging: bool = False) -> Path:
+    plt = artifacts.pyplot()
+    E = matrix.shape[1]
+    fig, ax = plt.subplots(figsize=(min(16, 3 + 0.12 * E), min(12, 2 + 0.25 * len(layers))))
+    if diverging:
+        lim = float(np.abs(matrix).max()) or 1.0
+        im = ax.imshow(matrix, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+    else:
+        im = ax.imshow(matrix, aspect="auto", cmap="viridis", interpolation="nearest")
+    fig.colorbar(im, ax=ax)
+    _layer_axis(ax, layers, "y")
+    ax.set_xlabel("expert")
+    ax.set_ylabel("layer")
+    ax.set_title(title)
+    return artifacts.save_figure(path, fig)
+
+
+def curve(path: Path, layers: list[int], series: dict[str, np.ndarray], ylabel: str, title: str) -> Path:
+    plt = artifacts.pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for label, values in series.items():
+        ax.plot(layers, values, marker="o", label=label)
+    _layer_axis(ax, layers)
+    ax.set_xlabel("layer")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return artifacts.save_figure(path, fig)
+
+
+def sweep_curve(path: Path, rows: list[dict], metric: str) -> Path:
+    """The metric against the number of masked experts: top experts per mode, random mean +/- std as a band."""
+    plt = artifacts.pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    modes = sorted({r["mode"] for r in rows if r["mode"] != "none"})
+    zero = [r for r in rows if r["n_masked"] == 0]
+    for i, mode in enumerate(modes):
+        color = f"C{i}"
+        top = sorted((r for r in rows if r["mode"] == mode and r["control"] == "top"), key=lambda r: r["n_masked"])
+        rnd = sorted((r for r in rows if r["mode"] == mode and r["control"] == "random_mean"), key=lambda r: r["n_masked"])
+        xs = [0] + [r["n_masked"] for r in top]
+        ax.plot(xs, [zero[0][metric] if zero else 0.0] + [r[metric] for r in top], marker="o", color=color, label=f"top ({mode})")
+        if rnd:
+            xr = [r["n_masked"] for r in rnd]
+            mean = np.array([r[metric] for r in rnd], dtype=float)
+            std = np.array([r[f"{metric}_std"] for r in rnd], dtype=float)
+            ax.plot(xr, mean, ls="--", color=color, label=f"random ({mode})")
+            ax.fill_between(xr, mean - std, mean + std, color=color, alpha=0.2)
+    ax.set_xlabel("experts masked")
+    ax.set_ylabel(metric)
+    ax.set_title(f"mask sweep: {metric}")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return artifacts.save_figure(path, fig)

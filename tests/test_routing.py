@@ -1,0 +1,206 @@
+"""`modeldiff routing`: statistics on hand-computed values, the spine's obligations, and the done-when checks on
+the `moe` organism (planted layer 1, expert 5)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from modeldiff_cli.commands.routing.stats import benjamini_hochberg, pair_rows, thresholded, two_proportion_p
+from modeldiff_cli.core.routers import Routing
+
+PLANTED = (1, 5)
+FAST = ("--max-samples", "64", "--bootstrap", "50", "--batch-size", "64")
+
+
+def _routing(indices, n_experts=4):
+    idx = torch.tensor(indices)
+    probs = torch.full((len(indices), n_experts), 0.0)
+    probs.scatter_(1, idx, 1.0 / idx.shape[1])
+    return Routing(probs, idx, torch.full(idx.shape, 1.0 / idx.shape[1]))
+
+
+# ---------------------------------------------------------------- hand-computed values
+def test_identical_routing():
+    a = _routing([[0, 1], [2, 3]])
+    rows = pair_rows(a, a)
+    assert torch.allclose(rows["tv_topk"], torch.zeros(2))
+    assert torch.allclose(rows["jaccard_topk"], torch.ones(2))
+    assert torch.allclose(rows["intersection_topk"], torch.full((2,), 2.0))
+    assert torch.allclose(rows["js"], torch.zeros(2), atol=1e-6)
+
+
+def test_disjoint_routing():
+    rows = pair_rows(_routing([[0, 1]]), _routing([[2, 3]]))
+    assert rows["tv_topk"].item() == pytest.approx(1.0)
+    assert rows["jaccard_topk"].item() == 0.0 and rows["intersection_topk"].item() == 0.0
+    assert rows["js"].item() == pytest.approx(np.log(2), abs=1e-6)
+
+
+def test_partial_overlap_tv():
+    # weights a: {0: .75, 1: .25}, b: {1: .5, 2: .5}: TV = (.75 + .25 + .5) / 2 = .75; J = 1/3; I = 1
+    a = Routing(torch.tensor([[0.6, 0.2, 0.1, 0.1]]), torch.tensor([[0, 1]]), torch.tensor([[0.75, 0.25]]))
+    b = Routing(torch.tensor([[0.1, 0.4, 0.4, 0.1]]), torch.tensor([[1, 2]]), torch.tensor([[0.5, 0.5]]))
+    rows = pair_rows(a, b)
+    assert rows["tv_topk"].item() == pytest.approx(0.75)
+    assert rows["jaccard_topk"].item() == pytest.approx(1 / 3)
+    assert rows["intersection_topk"].item() == 1.0
+
+
+def test_benjamini_hochberg_known_example():
+    q = benjamini_hochberg(torch.tensor([0.01, 0.04, 0.03, 0.005]))
+    assert q.tolist() == pytest.approx([0.02, 0.04, 0.04, 0.02])
+
+
+def test_two_proportion_z():
+    # 50/100 vs 50/100: p = 1; 10/100 vs 50/100: z = 0.4 / sqrt(.3 * .7 * .02) = 6.17 -> p ~ 6.7e-10
+    p = two_proportion_p(torch.tensor([50.0, 10.0]), torch.tensor([100.0, 100.0]), torch.tensor([50.0, 50.0]),
+                         torch.tensor([100.0, 100.0]))
+    assert p[0].item() == pytest.approx(1.0)
+    assert p[1].item() == pytest.approx(6.7e-10, rel=0.05)
+
+
+def test_thresholded_map():
+    diff = torch.zeros(2, 100)
+    diff[0, 0], diff[1, 1], diff[1, 2] = 0.3, -0.2, 0.004
+    sign, thr = thresholded(diff)
+    assert thr >= 0.005
+    assert sign[0, 0] == 1 and sign[1, 1] == -1 and sign[1, 2] == 0
+
+
+# ---------------------------------------------------------------- the organism (one shared run)
+def _run_dir(out: str) -> Path:
+    return Path(out.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def organism_run(tmp_path_factory):
+    from typer.testing import CliRunner
+
+    from modeldiff_cli.cli import app
+
+    root = tmp_path_factory.mktemp("routing")
+    args = ["routing", "--out", str(root), "--sweep", "1", *FAST]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    return root, args, result.stdout, _run_dir(result.stdout)
+
+
+def test_organism_planted_expert_found(organism_run):
+    _, _, stdout, run = organism_run
+    points = json.loads((run / "points_ft_minus_base.json").read_text())
+    assert (points[0]["layer"], points[0]["router"]) == PLANTED and points[0]["q"] < 0.01
+    assert set(points[0]) == {"layer", "router", "diff", "a", "b", "q"}
+    assert [p["diff"] for p in points] == sorted((p["diff"] for p in points), reverse=True)
+    reverse = json.loads((run / "points_base_minus_ft.json").read_text())
+    assert (reverse[-1]["layer"], reverse[-1]["router"]) == PLANTED
+    mats = np.load(run / "routing_matrices.npz")
+    layers = mats["layers"].tolist()
+    li = layers.index(PLANTED[0])
+    assert mats["thresholded"][0, li, PLANTED[1]] == 1  # view "all"
+    assert mats["tv_topk"][0, li] == max(mats["tv_topk"][0])
+    assert np.allclose(mats["usage_a_weight"].sum(-1), 1, atol=1e-4)
+    assert "layer   1 expert    5" in stdout.splitlines()[1]
+
+
+def test_organism_sweep_undoes_gain(organism_run):
+    import csv
+
+    _, _, _, run = organism_run
+    rows = list(csv.DictReader((run / "mask_sweep.csv").open()))
+    assert {"n_masked", "mode", "control", "gain_undone", "gap_closed", "nll_base", "nll_ft"} <= set(rows[0])
+    assert all(int(r["masked_in_topk"]) == 0 for r in rows)
+    top = {r["mode"]: float(r["gain_undone"]) for r in rows if r["control"] == "top"}
+    for mode, value in top.items():
+        rnd = next(r for r in rows if r["control"] == "random_mean" and r["mode"] == mode)
+        assert int(rnd["draw"]) >= 8
+        assert value > float(rnd["gain_undone"]) + 2 * float(rnd["gain_undone_std"])
+    assert top["keep-topk"] != pytest.approx(top["replace-topk"])
+    zero = next(r for r in rows if r["control"] == "none")
+    assert float(zero["gain_undone"]) == 0.0
+
+
+def test_layout_summary_and_reuse(organism_run, cli, monkeypatch):
+    root, args, stdout, run = organism_run
+    assert run.parent.parent.name == "routing" and run.parent.name == "moe-base_vs_moe-ft"
+    assert run.parent.parent.parent == root and run.name.startswith("b-")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["command"] == "routing" and summary["config"] and summary["lines"]
+    assert summary["headline"]["top_points"][0]["router"] == PLANTED[1]
+    assert summary["artifacts"] and all(a["description"] for a in summary["artifacts"])
+    names = {a["path"] for a in summary["artifacts"]}
+    assert {"routing_layer_metrics.csv", "routing_matrices.npz", "routing_summary.json", "mask_sweep.csv",
+            "heatmap_thresholded_all.png", "curve_tv_topk.png"} <= names
+
+    import modeldiff_cli.core.models as models
+
+    def boom(*a, **k):
+        raise AssertionError("a reused run must not load a model")
+
+    monkeypatch.setattr(models, "load_model", boom)
+    code, out, err = cli(*args)
+    assert code == 0, err
+    assert _run_dir(out) == run
+    assert [x for x in out.splitlines() if x.startswith("  layer")] == [x for x in stdout.splitlines() if x.startswith("  layer")]
+
+
+def test_two_data_mode(cli, tmp_path):
+    from modeldiff_cli.core.sources import organism_data
+
+    a, b = organism_data("moe", "a"), organism_data("moe", "b")
+    code, out, err = cli("routing", "--model", "organism:moe:ft", "--data-a", a, "--data-b", b, "--label-a", "everyday",
+                         "--label-b", "numeric", "--out", tmp_path, "--max-samples", "32", "--bootstrap", "20")
+    assert code == 0, err
+    run = _run_dir(out)
+    assert run.parent.name == "moe-ft" and run.name.startswith("everyday+numeric-")
+    points = json.loads((run / "points_b_minus_a.json").read_text())
+    assert (points[0]["layer"], points[0]["router"]) == PLANTED  # ft sends the numeric data to the planted expert
+    assert (run / "points_a_minus_b.json").is_file()
+
+
+def test_pairs_mode(cli, tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"id": str(i), "a_ids": "the cat sat on the mat", "b_ids": "total = 12 + 3 * 4",
+                                         "a_positions": [1, 2, 3], "b_positions": [1, 2, 3]}) + "\n" for i in range(6)))
+    code, out, err = cli("routing", "--model", "organism:moe:ft", "--pairs", pairs, "--out", tmp_path / "runs",
+                         "--bootstrap", "20", "--sweep", "1", "--sweep-mode", "deactivate")
+    assert code == 0, err
+    run = _run_dir(out)
+    metrics = (run / "routing_layer_metrics.csv").read_text().splitlines()
+    assert metrics[0].startswith("layer,tv_topk,jaccard_topk,intersection_topk")
+    assert "specificity" in (run / "mask_sweep.csv").read_text().splitlines()[0]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("--base", "organism:moe:base", "--ft", "organism:moe:ft"), "--data"),
+    (("--model", "organism:moe:ft"), "--data-a"),
+    (("--model", "organism:moe:ft", "--data-a", "x.txt"), "--data-b"),
+    (("--sweep", "1,x"), "--sweep"),
+    (("--sweep", "1", "--sweep-mode", "bogus"), "--sweep-mode"),
+])
+def test_usage_errors_exit_2(cli, tmp_path, args, needle):
+    code, out, err = cli("routing", *args, "--out", tmp_path)
+    assert code == 2
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0]
+
+
+def test_dense_model_exit_2(cli, tmp_path, tiny_model_dir):
+    d = tiny_model_dir("llama")
+    data = tmp_path / "d.txt"
+    data.write_text("the cat sat on the mat\n")
+    code, out, err = cli("routing", "--base", d, "--ft", d, "--data", data, "--out", tmp_path)
+    assert code == 2
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert len(lines) == 1 and "llama" in lines[0] and "qwen3_moe" in lines[0]
+
+
+def test_mask_leaving_fewer_than_k_exits_2(cli, tmp_path):
+    mask = tmp_path / "mask.json"
+    mask.write_text(json.dumps([{"layer": 1, "router": e} for e in range(7)]))
+    code, out, err = cli("routing", "--sweep", "7", "--mask", mask, "--out", tmp_path, *FAST)
+    assert code == 2 and "fewer than the 2" in err
