@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .arch import cache_kwarg, resolve_layer
+from .arch import cache_kwarg, forward_accepts, resolve_layer
 from .errors import UserError
 from .hooks import patch_layers
 
@@ -58,7 +58,8 @@ def _prefix_cache(loaded, ident: IdentityPrompt):
     if cached is None:
         ids = torch.tensor([ident.prefix_ids], dtype=torch.long, device=loaded.device)
         with torch.inference_mode():
-            out = loaded.model(input_ids=ids, use_cache=True, logits_to_keep=1)
+            keep = {"logits_to_keep": 1} if forward_accepts(loaded.model, "logits_to_keep") else {}
+            out = loaded.model(input_ids=ids, use_cache=True, **keep)
         cached = out.past_key_values
         loaded.info[key] = cached
     return cached

@@ -7,14 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ...core import artifacts
-
-
-def _layer_axis(ax, layers: list[int], axis: str = "x") -> None:
-    ticks = list(range(len(layers))) if axis == "y" else layers
-    step = max(1, len(layers) // 24)
-    (ax.set_yticks if axis == "y" else ax.set_xticks)(ticks[::step])
-    if axis == "y":
-        ax.set_yticklabels([str(v) for v in layers[::step]])
+from ...core.plots import layer_axis, layer_curves
 
 
 def heatmap(path: Path, matrix: np.ndarray, layers: list[int], title: str, diverging: bool = False) -> Path:
@@ -27,7 +20,7 @@ def heatmap(path: Path, matrix: np.ndarray, layers: list[int], title: str, diver
     else:
         im = ax.imshow(matrix, aspect="auto", cmap="viridis", interpolation="nearest")
     fig.colorbar(im, ax=ax)
-    _layer_axis(ax, layers, "y")
+    layer_axis(ax, layers, "y")
     ax.set_xlabel("expert")
     ax.set_ylabel("layer")
     ax.set_title(title)
@@ -35,18 +28,7 @@ def heatmap(path: Path, matrix: np.ndarray, layers: list[int], title: str, diver
 
 
 def curve(path: Path, layers: list[int], series: dict[str, np.ndarray], ylabel: str, title: str) -> Path:
-    plt = artifacts.pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    for label, values in series.items():
-        ax.plot(layers, values, marker="o", label=label)
-    _layer_axis(ax, layers)
-    ax.set_xlabel("layer")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    if len(series) > 1:
-        ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    return artifacts.save_figure(path, fig)
+    return layer_curves(path, layers, series, ylabel, title)
 
 
 def sweep_curve(path: Path, rows: list[dict], metric: str) -> Path:
