@@ -49,8 +49,10 @@ def child(positions: int, chunk: int, device: str) -> dict:
 
     import torch
 
+    from modeldiff_cli.commands.lens.command import Lens
     from modeldiff_cli.commands.lens.pipeline import accumulate
     from modeldiff_cli.core.data import Dataset, Sample
+    from modeldiff_cli.core.ingredients import Data, Readout
     from modeldiff_cli.core.models import ModelPair, PairReport
 
     torch.set_grad_enabled(False)
@@ -63,8 +65,8 @@ def child(positions: int, chunk: int, device: str) -> dict:
     if positions:
         ids = torch.randint(0, SMOLLM["vocab_size"], (positions,), generator=torch.Generator().manual_seed(0)).tolist()
         data = Dataset("bench", Path("bench"), [Sample(0, ids, [True] * positions)], "bench")
-        opts = types.SimpleNamespace(batch_size=1, chunk_size=chunk, positions="all", method="logit-lens", prompt=None)
-        acc = accumulate(pair, data, list(range(SMOLLM["num_hidden_layers"])), opts)
+        cmd = Lens(data=Data(data=("bench",), batch_size=1), readout=Readout(readout="logit-lens", chunk_size=chunk))
+        acc = accumulate(pair, data, list(range(SMOLLM["num_hidden_layers"])), cmd)
         assert int(acc.count[0]) == positions
     out = {"positions": positions, "chunk_size": chunk, "params": n_params, "seconds": time.perf_counter() - t0,
            "rss_after_load_mb": rss_loaded, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
