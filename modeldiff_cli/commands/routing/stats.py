@@ -164,15 +164,11 @@ def two_proportion_p(x_a: Tensor, n_a: Tensor, x_b: Tensor, n_b: Tensor) -> Tens
 
 
 def benjamini_hochberg(p: Tensor) -> Tensor:
-    """Benjamini-Hochberg q-values (same shape as ``p``): q_(i) = min_{j >= i} p_(j) m / j, capped at 1."""
-    flat = p.flatten().double()
-    m = flat.numel()
-    order = flat.argsort()
-    ranked = flat[order] * m / torch.arange(1, m + 1, dtype=torch.float64)
-    q_sorted = ranked.flip(0).cummin(0).values.flip(0).clamp_max(1.0)
-    q = torch.empty_like(flat)
-    q[order] = q_sorted
-    return q.reshape(p.shape)
+    """Benjamini-Hochberg q-values (same shape as ``p``), by ``scipy.stats.false_discovery_control``."""
+    from scipy.stats import false_discovery_control
+
+    q = false_discovery_control(p.flatten().double().numpy(), method="bh")
+    return torch.from_numpy(q).reshape(p.shape)
 
 
 def thresholded(diff: Tensor, floor: float = 0.005, quantile: float = 0.99) -> tuple[Tensor, float]:
