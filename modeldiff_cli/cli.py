@@ -38,8 +38,15 @@ COMMAND_MODULES = (
 )
 
 
-def _fail(message: str, code: int) -> None:
-    typer.echo(f"error: {message}", err=True)
+def _fail(message: str, code: int, *, user: bool = False) -> None:
+    from .core.console import quiet
+
+    # data-parallel runs: every rank reads the same input, so a bad input is reported once (rank 0) and every
+    # rank exits 2; other failures are reported by the rank they happen on
+    if user and quiet():
+        sys.exit(code)
+    rank = os.environ.get("RANK") if quiet() else None
+    typer.echo(f"error: {f'rank {rank}: ' if rank else ''}{message}", err=True)
     sys.exit(code)
 
 
@@ -50,9 +57,9 @@ class ModeldiffGroup(TyperGroup):
         try:
             rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
         except UserError as exc:
-            _fail(str(exc), 2)
+            _fail(str(exc), 2, user=True)
         except click_exc.ClickException as exc:
-            _fail(" ".join(exc.format_message().split()), exc.exit_code)
+            _fail(" ".join(exc.format_message().split()), exc.exit_code, user=True)
         except _ABORT:
             _fail("aborted", 130)
         except _EXIT as exc:

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any, ClassVar
 
 from . import console
 from .errors import UserError
-from .rundir import Run, config_hash, run_directory, slug
+from .rundir import Run, config_hash, prepare_run, run_directory, slug
 from .spec import Param, command_params, is_ingredient, typer_callback
 
 SUMMARY = "summary.json"
@@ -161,22 +162,78 @@ def _settings(obj) -> dict:
 
 
 def launch(cmd: Command) -> Path:
-    """Run a command through the spine (see the module docstring); returns the run directory."""
+    """Run a command through the spine (see the module docstring); returns the run directory.
+
+    Under a launcher (``WORLD_SIZE`` > 1, see ``core.distributed``) rank 0 alone prepares, writes and prints the
+    run directory; every rank runs ``execute`` on its shard. ``--checkpoint-every`` (a command's
+    ``checkpoint_every`` option) makes the partial directory resumable (``core.checkpoint``)."""
+    from . import checkpoint, distributed
+
     config = cmd.config()
     run_opts = cmd.run  # type: ignore[attr-defined]
-    with run_directory(run_opts.out, cmd.parts(config), config, command=cmd.name, overwrite=run_opts.overwrite) as run:
+    resumable = bool(getattr(cmd, "checkpoint_every", 0))
+    distributed.init()
+    if distributed.active() and not distributed.is_main():
+        return _launch_worker(cmd, config)
+    prepared = None
+    if distributed.active():  # rank 0 decides (reuse, refusal) for every rank
+        box: list[Run] = []
+
+        def _prepare() -> tuple[bool, str]:
+            box.append(prepare_run(run_opts.out, cmd.parts(config), config, run_opts.overwrite, resumable))
+            return box[0].reused, str(box[0].work)
+
+        distributed.agree(_prepare)
+        prepared = box[0]
+    with run_directory(run_opts.out, cmd.parts(config), config, command=cmd.name, overwrite=run_opts.overwrite,
+                       resumable=resumable, prepared=prepared) as run:
         if run.reused:
             summary = read_summary(run.path)
             console.info(f"reusing the complete run in {run.path} (pass --overwrite to recompute)")
         else:
             if getattr(run_opts, "seed", None) is not None:
                 _seed(run_opts.seed)
-            result = cmd.execute(run)
+            checkpoint.activate(run.work if resumable else None)
+            try:
+                result = cmd.execute(run)
+            finally:
+                checkpoint.activate(None)
+            if resumable:
+                shutil.rmtree(run.work / checkpoint.FOLDER, ignore_errors=True)
+            run.metadata.update(distributed.run_facts())
             summary = write_summary(run, cmd.name, config, result)
     for line in summary.get("lines", []):
         console.result(line)
     console.done(run.path)
     return run.path
+
+
+def _launch_worker(cmd: Command, config: dict) -> Path:
+    """A non-zero rank: rank 0's decision (reuse / refusal / its partial directory), then this rank's shard.
+    Its ``work`` is a private scratch directory (a command that does not shard writes there, thrown away)."""
+    import tempfile
+
+    from . import checkpoint, distributed
+
+    run_opts = cmd.run  # type: ignore[attr-defined]
+    reused, shared = distributed.agree(lambda: None)
+    final = Path(run_opts.out).expanduser().joinpath(*cmd.parts(config))
+    if reused:
+        return final
+    scratch = Path(tempfile.mkdtemp(prefix=f"modeldiff-rank{distributed.rank()}-"))
+    run = Run(path=final, work=scratch, config=config, shared=Path(shared),
+              resumable=bool(getattr(cmd, "checkpoint_every", 0)))
+    try:
+        if getattr(run_opts, "seed", None) is not None:
+            _seed(run_opts.seed)
+        checkpoint.activate(run.shared if run.resumable else None)
+        cmd.execute(run)
+    except distributed.WorkerDone:
+        pass
+    finally:
+        checkpoint.activate(None)
+        shutil.rmtree(scratch, ignore_errors=True)
+    return final
 
 
 def _seed(seed: int) -> None:

@@ -6,6 +6,7 @@ capture it with ``$(modeldiff ... | tail -n 1)``.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -27,8 +28,17 @@ out = Console(highlight=False, soft_wrap=True, emoji=False)
 T = TypeVar("T")
 
 
+def quiet() -> bool:
+    """A non-zero rank of a data-parallel run (``core.distributed``): it prints nothing but errors."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0
+    except ValueError:
+        return False
+
+
 def info(message: str) -> None:
-    err.print(message, markup=False)
+    if not quiet():
+        err.print(message, markup=False)
 
 
 @contextmanager
@@ -42,7 +52,7 @@ def progress_bar() -> Iterator[Progress]:
         TimeRemainingColumn(),
         console=err,
         transient=False,
-        disable=not sys.stderr.isatty(),
+        disable=not sys.stderr.isatty() or quiet(),
     )
     with bar:
         yield bar
@@ -66,9 +76,13 @@ def _len(items) -> int | None:
 
 def result(message: str) -> None:
     """A line of the command's result on stdout (tables and headlines)."""
+    if quiet():
+        return
     out.print(message, markup=False)
 
 
 def done(path) -> None:
     """The last line of normal output: where the command wrote."""
+    if quiet():
+        return
     print(str(path), flush=True)

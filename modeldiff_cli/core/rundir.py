@@ -49,6 +49,10 @@ class Run:
     metadata: dict = field(default_factory=dict)  # extra fields for run_metadata.json
 
     descriptions: dict = field(default_factory=dict)  # file name or glob pattern -> (kind, description)
+    # the directory every rank of a data-parallel run (and a resumed run) keeps its checkpoints in: rank 0's
+    # partial directory (a non-zero rank's ``work`` is a private scratch directory that is thrown away)
+    shared: Path | None = None
+    resumable: bool = False  # --checkpoint-every: a deterministic partial directory, kept when the run fails
 
     def file(self, *parts: str) -> Path:
         """Path of an output inside the directory being written."""
@@ -78,8 +82,12 @@ def _config_diff(old: dict, new: dict) -> list[str]:
     return [k for k in keys if old.get(k) != new.get(k)]
 
 
-def prepare_run(out_root: str | Path, parts: list[str], config: dict, overwrite: bool = False) -> Run:
-    """Decide where a run writes: reuse a complete identical run, refuse a conflicting one, or start a partial."""
+def prepare_run(out_root: str | Path, parts: list[str], config: dict, overwrite: bool = False,
+                resumable: bool = False) -> Run:
+    """Decide where a run writes: reuse a complete identical run, refuse a conflicting one, or start a partial.
+
+    ``resumable`` (``--checkpoint-every``): the partial directory is ``.{name}.partial`` (no process id) and an
+    existing one is kept, so that a re-run finds the checkpoints an interrupted run left in it."""
     final = Path(out_root).expanduser().joinpath(*parts)
     config = _canonical(config)
     meta_path = final / METADATA
@@ -94,14 +102,14 @@ def prepare_run(out_root: str | Path, parts: list[str], config: dict, overwrite:
                 "or --out for another root"
             )
         return Run(path=final, work=final, config=config, reused=True)
-    work = final.parent / f".{final.name}.partial-{os.getpid()}"
+    work = final.parent / (f".{final.name}.partial" if resumable else f".{final.name}.partial-{os.getpid()}")
     try:
-        if work.exists():
+        if work.exists() and not resumable:
             shutil.rmtree(work)
-        work.mkdir(parents=True)
+        work.mkdir(parents=True, exist_ok=resumable)
     except OSError as err:
         raise UserError(f"--out {out_root}: cannot create {work}: {err.strerror or err}") from None
-    return Run(path=final, work=work, config=config)
+    return Run(path=final, work=work, config=config, shared=work, resumable=resumable)
 
 
 def finalize_run(run: Run, command: str) -> Path:
@@ -126,12 +134,14 @@ def finalize_run(run: Run, command: str) -> Path:
 
 
 @contextmanager
-def run_directory(out_root: str | Path, parts: list[str], config: dict, *, command: str, overwrite: bool = False) -> Iterator[Run]:
-    """Context manager around :func:`prepare_run` / :func:`finalize_run`; on any failure the partial is removed.
+def run_directory(out_root: str | Path, parts: list[str], config: dict, *, command: str, overwrite: bool = False,
+                  resumable: bool = False, prepared: Run | None = None) -> Iterator[Run]:
+    """Context manager around :func:`prepare_run` / :func:`finalize_run`; on any failure the partial is removed
+    (kept when ``resumable``: its checkpoints let a re-run resume). ``prepared``: a run already prepared.
 
     A reused run is yielded with ``reused=True``: the body should skip the work (nothing is rewritten).
     """
-    run = prepare_run(out_root, parts, config, overwrite)
+    run = prepared if prepared is not None else prepare_run(out_root, parts, config, overwrite, resumable)
     if run.reused:
         yield run
         return
@@ -139,5 +149,6 @@ def run_directory(out_root: str | Path, parts: list[str], config: dict, *, comma
         yield run
         finalize_run(run, command)
     except BaseException:
-        shutil.rmtree(run.work, ignore_errors=True)
+        if not run.resumable:
+            shutil.rmtree(run.work, ignore_errors=True)
         raise

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ...core import console
+from ...core import distributed as dist
 from ...core.data import Dataset, Sample, iter_batches
 from ...core.errors import UserError
 from ...core.forward import forward, hidden_rows
@@ -45,7 +46,9 @@ def accumulate(pair: ModelPair, data: Dataset, layers: list[int], cmd) -> LensAc
     final_b, final_f = make_reader(pair.base, "logits"), make_reader(pair.ft, "logits")
     last = pair.base.adapter.n_layers - 1
     pad = pair.tokenizer.pad_token_id or 0
-    batches = list(iter_batches(data.samples, cmd.data.batch_size, pad))
+    # this rank's contiguous block of the one-process run's batches (all of them with one process)
+    batches = dist.shard(list(iter_batches(data.samples, cmd.data.batch_size, pad)))
+    dist.count_samples(sum(len(b.sample_index) for b in batches))
     for batch in console.track(batches, "lens: both models, all layers"):
         if cmd.positions == "last" and not record:
             batch.position_mask = last_position_mask(batch.position_mask)
@@ -69,8 +72,23 @@ def accumulate(pair: ModelPair, data: Dataset, layers: list[int], cmd) -> LensAc
                 lf = ff if same else log_probs(read_f(layer, hf[layer][rows]), V)
                 acc.update(li, lb, lf, fb, ff, idx, rows if record else None)
         del cb, cf, hb, hf
+    reduce_ranks(acc)
     if acc.count.max() == 0:
         raise UserError("no positions to analyse in the data (empty position masks)")
+    dist.handoff()  # a non-zero rank's share ends here: rank 0 orders and writes
+    return acc
+
+
+def reduce_ranks(acc: LensAccumulator) -> LensAccumulator:
+    """Sum every rank's running sums (float64 all-reduce; a sample's rows are all on one rank, so the
+    per-sample sums and the prompt tables of the other ranks are zeros and the sums are exact there)."""
+    if not dist.active():
+        return acc
+    dist.all_sum(acc.count, acc.sample_count, acc.diff_sum, *acc.sums.values(), *acc.sample_sums.values())
+    for name, table in acc.tables.items():
+        wide = table.double() if table.is_floating_point() else table.long()
+        dist.all_sum(wide)
+        acc.tables[name] = wide.to(table.dtype)
     return acc
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -60,12 +60,18 @@ def accumulate(
     collect_records: bool = False,
     likelihood: bool = False,
     base_rows: Iterator[Tensor] | None = None,
+    start: Accumulated | None = None,
+    after_batch: Callable[[Accumulated], None] | None = None,
 ) -> Accumulated:
     """Stream ``batches`` through both extractors. ``base_rows`` (two-pass mode) replaces the base model's
-    forward by its stored hidden rows, in batch order. Never holds more than ``chunk_size x vocab`` logits."""
-    acc = Accumulated(TokenStats(vocab, top_k, position_bin_width(max_len)))
-    acc.records = TopKRecords() if collect_records else None
-    if likelihood:
+    forward by its stored hidden rows, in batch order. Never holds more than ``chunk_size x vocab`` logits.
+    ``start``: the accumulators to continue (a resumed checkpoint); ``after_batch(acc)`` runs after each batch."""
+    if start is not None:
+        acc = start
+    else:
+        acc = Accumulated(TokenStats(vocab, top_k, position_bin_width(max_len)))
+        acc.records = TopKRecords() if collect_records else None
+    if likelihood and start is None:
         acc.seq_logp_base = torch.zeros(n_samples, dtype=torch.float64)
         acc.seq_logp_ft = torch.zeros(n_samples, dtype=torch.float64)
         acc.seq_tokens = torch.zeros(n_samples, dtype=torch.int64)
@@ -85,6 +91,26 @@ def accumulate(
                 del lb
                 update(acc.stats, diff, pos[sl], acc.records)
                 del lf, diff
+            if after_batch is not None:
+                after_batch(acc)
+    return acc
+
+
+def reduce_ranks(acc: Accumulated) -> Accumulated:
+    """Sum a rank's accumulators over every rank of a data-parallel run (``core.distributed``): counts and
+    float64 sums all-reduced, NMF records gathered in rank order (= sample order); with one process, ``acc``."""
+    from ...core import distributed as dist
+
+    if not dist.active():
+        return acc
+    s = acc.stats
+    dist.all_sum(s.sum_diff, s.count_positive, s.count_topk_pos, s.count_topk_neg, s.position_hist)
+    s.total_positions = dist.sum_int(s.total_positions)
+    if acc.records is not None:
+        ids, values = acc.records.stacked()
+        acc.records = TopKRecords([dist.gather_rows(ids)], [dist.gather_rows(values)])
+    if acc.seq_logp_base is not None:
+        dist.all_sum(acc.seq_logp_base, acc.seq_logp_ft, acc.seq_tokens)
     return acc
 
 

@@ -54,6 +54,7 @@ class Mine(Command):
     likelihood_ratios: bool = option(False, "--likelihood-ratios", "Also write per-sequence log-likelihood ratios log p_ft - log p_base.")
     two_pass: bool = option(False, "--two-pass", "Load one model at a time: keep the base model's hidden states, recompute its logits (same results).", result=False)
     plots: bool = option(True, "--plots/--no-plots", "Write the PNG plots.")
+    checkpoint_every: int = option(0, "--checkpoint-every", "Save the accumulators every N batches into the partial run directory; re-running the same command after an interruption resumes there (0 = off).", min=0, result=False)
 
     def __post_init__(self):
         parse_orderings(self.orderings)

@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ...core import console
+from ...core import checkpoint, console
+from ...core import distributed as dist
 from ...core.data import Dataset, iter_batches
 from ...core.errors import UserError
 from ...core.models import LoadedModel, PairReport
 from ...core.nmf import DENSE_BUDGET, Topics, choose_backend, fit_topics, sparse_matrix
 from ...core.token_views import TokenView, view_of
-from .accumulate import Accumulated, accumulate, collect_base_rows
+from .accumulate import Accumulated, accumulate, collect_base_rows, reduce_ranks
 from .extract import Extractor, detached, make_extractor
 from .orderings import make_ordering, nmf_ordering
 
@@ -76,23 +77,58 @@ def _extractor(cmd, loaded: LoadedModel, layer: int | None) -> Extractor:
 
 
 def _batches(cmd, inputs: Inputs, ds: Dataset) -> list:
-    return list(iter_batches(ds.samples, cmd.data.batch_size, inputs.tokenizer.pad_token_id))
+    """This rank's batches of ``ds``: a contiguous block of the one-process run's batches (all of them with one
+    process), so every forward is the one-process run's."""
+    return dist.shard(list(iter_batches(ds.samples, cmd.data.batch_size, inputs.tokenizer.pad_token_id)))
 
 
 def accumulate_all(cmd, inputs: Inputs) -> list[Accumulated]:
-    """Every dataset streamed through both models. --two-pass: pass 1 runs the base model alone (keeping its
-    hidden rows and a copy of its final norm / lm_head), frees it, then pass 2 loads and runs the ft model."""
+    """Every dataset streamed through both models (this rank's shard), then summed over ranks; a non-zero rank
+    stops there (``dist.handoff``). --two-pass: pass 1 runs the base model alone (keeping its hidden rows and a
+    copy of its final norm / lm_head), frees it, then pass 2 loads and runs the ft model."""
+    accs = [reduce_ranks(acc) for acc in _accumulate_shard(cmd, inputs)]
+    dist.handoff()
+    return accs
+
+
+def _accumulate_shard(cmd, inputs: Inputs) -> list[Accumulated]:
     kw = dict(vocab=inputs.shared_vocab, top_k=cmd.top_k, chunk_size=cmd.readout.chunk_size,
               collect_records="nmf" in cmd.ordering_list, likelihood=cmd.likelihood_ratios)
     sizes = [(max(s.index for s in d.samples) + 1, max(len(s.ids) for s in d.samples)) for d in inputs.datasets]
+    shards = [_batches(cmd, inputs, d) for d in inputs.datasets]
+    for shard in shards:
+        dist.count_samples(sum(len(b.sample_index) for b in shard))
+    every = getattr(cmd, "checkpoint_every", 0)
     if not cmd.two_pass:
         base, ft = _extractor(cmd, inputs.base, inputs.layer), _extractor(cmd, inputs.ft, inputs.layer)
-        return [accumulate(console.track(_batches(cmd, inputs, d), f"mine {d.name}"), base, ft, n_samples=n,
-                           max_len=t, **kw)
-                for d, (n, t) in zip(inputs.datasets, sizes, strict=True)]
+        store = checkpoint.store(every, {"command": "mine", "batches": [len(s) for s in shards]})
+        state = store.load() if store is not None else None
+        accs: list[Accumulated] = list(state["accs"]) if state else []
+        first, skip = state["position"] if state else (0, 0)
+        step = sum(len(s) for s in shards[:first]) + skip
+        for di in range(first, len(inputs.datasets)):
+            d, (n, t), shard = inputs.datasets[di], sizes[di], shards[di]
+            done = skip if di == first else 0
+            resumed = accs.pop() if di == first and skip > 0 else None
+
+            at = [done]  # batches of this dataset's shard done
+
+            def after(acc: Accumulated, di: int = di, at: list[int] = at) -> None:
+                nonlocal step
+                step, at[0] = step + 1, at[0] + 1
+                if store is not None and store.due(step):
+                    store.save(step, {"accs": [*accs, acc], "position": (di, at[0])})
+
+            accs.append(accumulate(console.track(shard[done:], f"mine {d.name}"), base, ft, n_samples=n,
+                                   max_len=t, start=resumed, after_batch=after, **kw))
+        if store is not None:
+            store.save(step, {"accs": accs, "position": (len(inputs.datasets), 0)})
+        return accs
+    if every:
+        console.info("warning: --checkpoint-every: not with --two-pass (the run is not checkpointed)")
     base = _extractor(cmd, inputs.base, inputs.layer)
-    stored = [collect_base_rows(console.track(_batches(cmd, inputs, d), f"base {d.name}"), base)
-              for d in inputs.datasets]
+    stored = [collect_base_rows(console.track(shard, f"base {d.name}"), base)
+              for d, shard in zip(inputs.datasets, shards, strict=True)]
     base = detached(base, inputs.base)
     inputs.base = None
     gc.collect()
@@ -100,9 +136,9 @@ def accumulate_all(cmd, inputs: Inputs) -> list[Accumulated]:
         torch.cuda.empty_cache()
     inputs.ft = cmd.pair.load_one("ft")
     ft = _extractor(cmd, inputs.ft, inputs.layer)
-    return [accumulate(console.track(_batches(cmd, inputs, d), f"ft {d.name}"), base, ft, n_samples=n, max_len=t,
+    return [accumulate(console.track(shard, f"ft {d.name}"), base, ft, n_samples=n, max_len=t,
                        base_rows=iter(rows), **kw)
-            for d, rows, (n, t) in zip(inputs.datasets, stored, sizes, strict=True)]
+            for d, shard, rows, (n, t) in zip(inputs.datasets, shards, stored, sizes, strict=True)]
 
 
 def order(cmd, inputs: Inputs, accs: list[Accumulated]) -> Results:

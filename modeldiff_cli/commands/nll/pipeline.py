@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from ...core import console
+from ...core import distributed as dist
 from ...core.pairs import ConditionItems, items_from_data, items_from_pairs
 from ...core.readout import make_reader
 from .extract import HIDDEN_DIR, forward_layers, load_item_states, prediction_rows, rows_of, save_item_states
@@ -77,8 +78,9 @@ def _batch_states(setup: Setup, items, cmd, n_layers: int, run):
     full_a = forward_layers(setup.model_a, seqs_a, pad)
     full_b = forward_layers(setup.model_b, seqs_b, pad)
     if cmd.save_hidden_states:
+        folder = (run.shared or run.work) / HIDDEN_DIR  # every rank writes its items into rank 0's directory
         for row, it in enumerate(items):
-            save_item_states(run.file(HIDDEN_DIR), it.id, full_a[:, row, : len(it.a_ids)], full_b[:, row, : len(it.b_ids)])
+            save_item_states(folder, it.id, full_a[:, row, : len(it.a_ids)], full_b[:, row, : len(it.b_ids)])
     return (prediction_rows(full_a, [it.a_positions for it in items]),
             prediction_rows(full_b, [it.b_positions for it in items]))
 
@@ -92,7 +94,11 @@ def score_all(setup: Setup, cond: ConditionItems, cmd, run) -> dict:
     pooled_n = {m: torch.zeros(n_layers, dtype=torch.float64) for m in METRICS}
     read_a, read_b = make_reader(setup.model_a, "logit-lens"), make_reader(setup.model_b, "logit-lens")
     size = cmd.data.batch_size
-    batches = [list(range(s, min(s + size, n_items))) for s in range(0, n_items, size)]
+    # this rank's contiguous block of the one-process run's batches: its items are [lo, hi)
+    batches = dist.shard([list(range(s, min(s + size, n_items))) for s in range(0, n_items, size)])
+    lo = batches[0][0] if batches else 0
+    hi = batches[-1][-1] + 1 if batches else 0
+    dist.count_samples(hi - lo)
     for idx in console.track(batches, f"nll: {setup.labels[0]} vs {setup.labels[1]}, all layers"):
         items = [cond.items[i] for i in idx]
         ha, hb = _batch_states(setup, items, cmd, n_layers, run)
@@ -114,6 +120,11 @@ def score_all(setup: Setup, cond: ConditionItems, cmd, run) -> dict:
             pooled[m] += sums.sum(0)
             pooled_n[m] += cnt.sum(0)
         del ha, hb
+    if dist.active():  # per-item rows gathered in item order, pooled sums added in float64
+        for key in list(mats):
+            mats[key] = dist.gather_rows(mats[key][lo:hi])
+        dist.all_sum(*pooled.values(), *pooled_n.values())
+    dist.handoff()  # a non-zero rank's share ends here: rank 0 writes
     mats["pooled"] = {m: (pooled[m] / pooled_n[m]).float() for m in METRICS}
     mats["n_positions"] = torch.tensor([len(it.a_positions) for it in cond.items])
     return mats

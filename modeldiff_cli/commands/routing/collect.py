@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from ...core import console
+from ...core import distributed as dist
 from ...core.errors import UserError
 from ...core.forward import forward
 from ...core.routers import RouterSpec, Routing, capture_routing, router_specs, selection_scores
@@ -69,8 +70,12 @@ def collect(models: Models, inputs: Inputs, cmd) -> Stats:
     a, b = SideStats(V, L, E, k, R), SideStats(V, L, E, k, R)
     pair = PairStats(V, L) if inputs.paired else None
     seed = cmd.run.seed
+    # each rank: a contiguous block of the one-process run's batches, with their global indices (the bootstrap
+    # seeds); the sums are added over ranks below
     if inputs.paired:
-        for i, (ba, bb) in enumerate(console.track(list(zip(inputs.a, inputs.b, strict=True)), "routing: both sides")):
+        pairs = dist.shard_indexed(list(zip(inputs.a, inputs.b, strict=True)))
+        dist.count_samples(sum(len(torch.unique(ba.sample)) for _, (ba, _) in pairs))
+        for i, (ba, bb) in console.track(pairs, "routing: both sides"):
             ra, rb = route(models.a, ba, specs_a, k), route(models.b, bb, specs_b, k)
             w = poisson(seed, 0, i, ba, R)  # paired: the same resampling of samples on both sides
             a.add(ra, ba.views, ba.sample, w)
@@ -79,8 +84,23 @@ def collect(models: Models, inputs: Inputs, cmd) -> Stats:
     else:
         for side, (acc, batches, loaded, specs) in enumerate(((a, inputs.a, models.a, specs_a),
                                                                (b, inputs.b, models.b, specs_b))):
-            for i, batch in enumerate(console.track(batches, f"routing: side {cmd.sides[side]}")):
+            mine = dist.shard_indexed(batches)
+            dist.count_samples(sum(len(torch.unique(b.sample)) for _, b in mine))
+            for i, batch in console.track(mine, f"routing: side {cmd.sides[side]}"):
                 acc.add(route(loaded, batch, specs, k), batch.views, batch.sample, poisson(seed, side + 1, i, batch, R))
+    reduce_ranks(a, b, pair)
     if a.tokens[0] == 0 or b.tokens[0] == 0:
         raise UserError("no positions to analyse in the data")
+    dist.handoff()  # a non-zero rank's share ends here: rank 0 orders and writes
     return Stats(layers, E, k, model_k, a, b, pair, inputs.views, specs_a)
+
+
+def reduce_ranks(a: SideStats, b: SideStats, pair: PairStats | None) -> None:
+    """Every accumulator summed over the ranks of a data-parallel run (float64 all-reduce; nothing with one)."""
+    if not dist.active():
+        return
+    for side in (a, b):
+        dist.all_sum(side.weight, side.slots, side.prob, side.entropy, side.tokens, side.boot_weight, side.boot_tokens)
+        side.samples = dist.sum_int(side.samples)
+    if pair is not None:
+        dist.all_sum(*pair.sample_sums.values(), pair.sample_counts, *pair.token_sums.values(), pair.tokens)
