@@ -163,6 +163,12 @@ for args in json.loads(os.environ["RUNS"]):
 
 @pytest.fixture(scope="module")
 def parallel(tmp_path_factory):
+    from modeldiff_cli.organisms import get_organism
+
+    # built here, once: the sequence below runs several commands in one process per rank, and a build inside a
+    # process whose torch.distributed group is already up lets transformers save on the main rank only
+    for name in ("cake", "moe"):
+        get_organism(name)
     root = tmp_path_factory.mktemp("parallel")
     script = root / "sequence.py"
     script.write_text(SEQUENCE)
