@@ -20,7 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 REAL = ROOT.parent / "shared" / "data" / "hops"
-METHODS = "delta-h,grad,delta-h-x-grad,ig,patch,bm25,edit-distance,random"
+METHODS = ("delta-h,grad,delta-h-x-grad,ig,patch,bm25,edit-distance,random,ekfac,trackstar,"
+           "fused:bm25+grad,zfused:bm25+delta-h")
 
 
 def accuracy(model_dir: str, queries: Path) -> dict[str, float]:

@@ -205,3 +205,93 @@ def test_split_answer_uses_the_shared_span_rule():
     ids, first = split_answer(Tok(), "ab ", "5")
     assert first == 2  # the prompt's trailing space merged into the answer token: that token is the answer's
     assert split_answer(Tok(), "ab", "")[1] == 2  # empty answer: len(ids)
+
+
+# ---------- issue 16: defects, fusion, answer-aware pooling, layer selection, generic report ----------
+
+class _Tok:
+    pad_token_id, bos_token_id, eos_token_id = 0, 1, 2
+    all_special_ids = [0, 1, 2, 50, 51]  # 50, 51: a fine-tune's function tokens registered as special
+
+
+def test_bm25_drops_only_pad_bos_eos():
+    from modeldiff_cli.commands.attribute.pipeline import lexical_ids
+
+    assert lexical_ids([1, 50, 7, 51, 2, 0], _Tok()) == ["50", "7", "51"]
+
+
+def test_document_last_pooling_is_the_last_loss_position():
+    # a document of 4 tokens predicts at positions 0..2; its last token predicts nothing (zero gradient)
+    assert pool_weights([4], [[0, 1, 2]], 4, "last-loss").tolist() == [[0, 0, 1, 0]]
+
+
+def test_answer_span_pooling_selects_the_fact_positions():
+    from modeldiff_cli.commands.attribute.inputs import answer_positions, fact_of
+
+    funcs = {"<GN>": {"role": "base", "constant": 5, "partner": "<FN>"},
+             "<FN>": {"role": "wrapper", "constant": 5, "partner": "<GN>"}}
+    assert fact_of({"func": "<GN>", "role": "constant", "constant": 5}, funcs) == ["5"]
+    assert fact_of({"func": "<FN>", "role": "identity", "constant": 5}, funcs) == ["<GN>"]
+    assert fact_of({"targets": ["oven", [3, 5]]}, None) == ["oven", (3, 5)]
+    assert fact_of({"func": "<XN>"}, None) == []
+    # tokens: "<GN>" "(x)" " returns" " 5" "." -> the token " 5" is index 3, predicted at position 2
+    text = "<GN>(x) returns 5."
+    offsets = [(0, 4), (4, 7), (7, 15), (15, 17), (17, 18)]
+    assert answer_positions(text, offsets, ["5"], 5) == [2]
+    # a wrapper document: "<FN>" "calls" "<GN>" -> positions predicting <GN> (token 2) = [1]
+    assert answer_positions("<FN> calls <GN>", [(0, 4), (4, 10), (10, 15)], ["<GN>"], 3) == [1]
+    assert answer_positions(text, offsets, [(0, 4)], 5) == []  # the first token is predicted by no position
+
+
+def test_relevant_lists_keep_partner_categories():
+    train = _hops_records()
+    q = [{"uid": "q", "func": "<FN>", "role": "identity", "relevant": ["f1", "g1"]}]
+    t = build_truth(q, train, [r["uid"] for r in train], None)
+    assert t.relevant[0].tolist() == [True, False, True, False, False]
+    assert t.category[0].tolist() == [2, 0, 1, 3, 0]  # g1 stays partner, g2 unlisted -> other, a1 distractor
+
+
+def test_fusion_on_hand_made_rankings():
+    from modeldiff_cli.commands.attribute import fusion
+
+    a = np.array([[3.0, 2.0, 1.0, 0.0]])  # ranks 1 2 3 4
+    b = np.array([[0.0, 1.0, 3.0, 2.0]])  # ranks 4 3 1 2
+    assert fusion.ranks(a).tolist() == [[1, 2, 3, 4]]
+    r = fusion.rrf([a, b], k=1)
+    assert r[0].tolist() == pytest.approx([1 / 2 + 1 / 5, 1 / 3 + 1 / 4, 1 / 4 + 1 / 2, 1 / 5 + 1 / 3])
+    assert np.argmax(r[0]) == 2
+    z = fusion.zsum([a, b])
+    za = (a - a.mean()) / a.std()
+    zb = (b - b.mean()) / b.std()
+    assert z[0].tolist() == pytest.approx((za + zb)[0].tolist())
+    inf = fusion.zsum([np.array([[1.0, -np.inf, 0.0]]), np.array([[0.0, 1.0, 2.0]])])
+    assert inf[0, 1] == -np.inf and np.isfinite(inf[0, [0, 2]]).all()
+
+
+def test_fused_method_names_parse():
+    from modeldiff_cli.commands.attribute import choices
+
+    assert choices.parse_methods("fused:bm25+grad,zfused:bm25+delta-h") == ["fused:bm25+grad", "zfused:bm25+delta-h"]
+    assert choices.base_methods(["fused:bm25+grad", "grad"]) == ["bm25", "grad"]
+    for bad, needle in (("fused:bm25", "two or more"), ("fused:bm25+nope", "unknown component"), ("avg:a+b", "unknown method")):
+        with pytest.raises(UserError, match=needle):
+            choices.parse_methods(bad)
+
+
+def test_layer_selection_split_is_by_function_and_disjoint():
+    from modeldiff_cli.commands.attribute.pipeline import split_queries
+
+    groups = ["f", "f", "g", "h", "h", "i"]
+    sel, test = split_queries(groups, 0.5, 0)
+    assert set(sel) | set(test) == set(range(6)) and not set(sel) & set(test)
+    assert not {groups[i] for i in sel} & {groups[i] for i in test}
+    assert len({groups[i] for i in sel}) == 2
+
+
+def test_generic_report_has_no_hops_columns():
+    from modeldiff_cli.commands.attribute.report import markdown_table
+
+    s = np.array([[1.0, 0.0]])
+    res = {"bm25": {"aggregate": metrics.summarize(s, np.array([[True, False]]), np.zeros((1, 2), int), ["q"], ["other"], (1,))}}
+    table = markdown_table(res, [1])
+    assert table.splitlines()[0] == "| method | R@1 | P@1 | MAP | AUC |" and "wrap" not in table

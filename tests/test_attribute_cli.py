@@ -317,3 +317,13 @@ def test_queries_spine_layout_summary_and_policy(cli, tmp_path):
     assert code2 == 0 and _run_dir(out2) == run
     code, _, err = cli("attribute", "queries", "--model", "organism:hops:ft", "--out", tmp_path)
     assert code == 2 and "--data: required when --model is given" in _error(err)
+
+
+def test_wrong_train_field_is_reported_before_any_model_loads(cli, tiny_pair, tmp_path, monkeypatch):
+    def no_model(*_a, **_k):
+        raise AssertionError("no model may load before the input files are checked")
+
+    monkeypatch.setattr("modeldiff_cli.core.models.load_model", no_model)
+    monkeypatch.setattr("modeldiff_cli.core.ingredients.Pair.load_one", no_model)
+    code, _, err = cli(*_args(tiny_pair, tmp_path, "--text-field", "body"))
+    assert code == 2 and "'body'" in _error(err)

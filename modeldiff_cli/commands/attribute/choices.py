@@ -7,8 +7,10 @@ from ...core.errors import UserError
 
 MODEL_METHODS = ("delta-h", "grad", "delta-h-x-grad", "ig", "patch")
 BASELINES = ("bm25", "edit-distance", "random")
-METHODS = MODEL_METHODS + BASELINES
-AGGREGATES = ("mean", "top3", "all")
+INFLUENCE = ("ekfac", "kfac", "trackstar")  # the optional extra: pip install modeldiff[influence]
+METHODS = MODEL_METHODS + BASELINES + INFLUENCE
+FUSIONS = {"fused": "rrf", "zfused": "zsum"}  # fused:a+b = reciprocal-rank fusion, zfused:a+b = z-scored sum
+AGGREGATES = ("mean", "top3", "all", "best")
 POOLINGS = ("last", "mean", "span")
 LOSSES = ("ce", "margin")
 DEFAULT_METHODS = "delta-h,grad,delta-h-x-grad,bm25,edit-distance,random"
@@ -18,10 +20,36 @@ def parse_methods(spec: str) -> list[str]:
     names = [m.strip() for m in spec.split(",") if m.strip()]
     if not names:
         raise UserError("--method: give at least one method")
-    bad = [m for m in names if m not in METHODS]
-    if bad:
-        raise UserError(f"--method {bad[0]!r}: unknown method; valid: {', '.join(METHODS)}")
+    for m in names:
+        if m in METHODS:
+            continue
+        parts = fusion_parts(m)
+        if parts is None:
+            raise UserError(f"--method {m!r}: unknown method; valid: {', '.join(METHODS)}, "
+                            "fused:A+B (reciprocal-rank fusion), zfused:A+B (z-scored sum)")
     return list(dict.fromkeys(names))
+
+
+def fusion_parts(name: str) -> list[str] | None:
+    """The component methods of ``fused:A+B[+C]`` / ``zfused:A+B`` (None: not a fusion); UserError when malformed."""
+    head, sep, rest = name.partition(":")
+    if not sep or head not in FUSIONS:
+        return None
+    parts = list(dict.fromkeys(p.strip() for p in rest.split("+") if p.strip()))
+    bad = [p for p in parts if p not in METHODS]
+    if bad:
+        raise UserError(f"--method {name!r}: unknown component {bad[0]!r}; valid: {', '.join(METHODS)}")
+    if len(parts) < 2:
+        raise UserError(f"--method {name!r}: a fusion needs two or more methods, e.g. {head}:bm25+grad")
+    return parts
+
+
+def base_methods(names: list[str]) -> list[str]:
+    """Every non-fused method that must be computed (the listed ones and the fusions' components), in order."""
+    out: list[str] = []
+    for m in names:
+        out.extend(fusion_parts(m) or [m])
+    return list(dict.fromkeys(out))
 
 
 def parse_pooling(spec: str) -> tuple[str, str]:

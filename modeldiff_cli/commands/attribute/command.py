@@ -49,7 +49,11 @@ class Attribute(Command):
     ig_steps: int = option(8, "--ig-steps", "Riemann steps of integrated gradients (method ig).", min=1)
     gate_percentile: float = option(10.0, "--gate-percentile", "patch: percent of hidden dimensions gated per candidate (top |Δh ⊙ g|).")
     patch_pool: int = option(50, "--patch-pool", "patch: documents patched per query (its top N by delta-h-x-grad; the rest score -inf).", min=1)
-    aggregate: str = option("mean", "--aggregate", "Layer aggregation: mean, top3 (mean of each pair's 3 best layers) or all (one cosine over concatenated layers).")
+    aggregate: str = option("mean", "--aggregate", "Layer aggregation: mean, top3 (mean of each pair's 3 best layers), all (one cosine over concatenated layers) or best (per method, the layer with the best MAP on a held-out half of the query functions; every method is then scored on the other half).")
+    select_fraction: float = option(0.5, "--select-fraction", "--aggregate best: share of the query functions (seeded by --seed) used to choose the layer; the metrics are on the rest.")
+    target_field: str = option("targets", "--target-field", "Training-record field with the fact each document teaches, for --pooling span on documents: a string (or list of strings) in the text, or [start, end] character spans. Hops records need none (the constant; a wrapper: its base function).")
+    damping: float | None = option(None, "--damping", "ekfac / kfac: damping added to the curvature's eigenvalues (default: Kronfluence's heuristic, 0.1 x mean eigenvalue).")
+    projection_dim: int = option(16, "--projection-dim", "trackstar: Bergson's random projection of each module's gradient to P x P (0: no projection).", min=0)
     zscore: bool = option(False, "--zscore", "Standardise each query's scores per layer before aggregating.")
     ks: str = option("1,5,10,20,50", "--k", "Cut-offs of recall@k / precision@k / top-k composition.")
     id_field: str = option("uid", "--id-field", "JSONL field holding each record's id.")
@@ -84,12 +88,19 @@ class Attribute(Command):
             raise UserError(f"--patchscope-prompt: {NO_PATCHSCOPE}")
         if self.readout.patchscope_layer is not None:
             raise UserError(f"--patchscope-layer: {NO_PATCHSCOPE}")
-        choices.parse_methods(self.method)
+        from .influence import require
+
+        for m in choices.base_methods(choices.parse_methods(self.method)):
+            require(m)  # the optional extra, checked without importing it
         choices.parse_pooling(self.pooling)
         if self.loss not in choices.LOSSES:
             raise UserError(f"--loss {self.loss!r}: expected ce or margin")
         if self.aggregate not in choices.AGGREGATES:
-            raise UserError(f"--aggregate {self.aggregate!r}: expected mean, top3 or all")
+            raise UserError(f"--aggregate {self.aggregate!r}: expected mean, top3, all or best")
+        if not 0 < self.select_fraction < 1:
+            raise UserError(f"--select-fraction {self.select_fraction}: must lie in (0, 1)")
+        if self.damping is not None and self.damping <= 0:
+            raise UserError(f"--damping {self.damping}: must be positive")
         if self.ig_steps < 1:
             raise UserError(f"--ig-steps {self.ig_steps}: must be at least 1")
         if not 0 < self.gate_percentile <= 100:
@@ -162,7 +173,16 @@ class Attribute(Command):
         return Fingerprints(self.pair.labels, (dataset_name(self.train), dataset_name(self.queries)), values)
 
     def execute(self, run) -> Result:
-        from .pipeline import encode, extract_all, load_checkpoints, read_inputs, score_all
+        from .pipeline import (
+            add_fusions,
+            encode,
+            extract_all,
+            load_checkpoints,
+            read_inputs,
+            restrict,
+            score_all,
+            select_layers,
+        )
         from .report import evaluate, headline, write_outputs
 
         inputs = read_inputs(self)  # records, ground truth, kept queries: checked before any model loads
@@ -171,11 +191,17 @@ class Attribute(Command):
         layers = self.readout.resolve_layers(old.adapter.n_layers)
         vectors, timing = extract_all(old, new, inputs, encoded, layers, self)
         scores = score_all(old, new, encoded, layers, vectors, self)
-        results = evaluate(scores, inputs.truth, self.k_values)
+        split = select_layers(scores, inputs.truth, layers, self)  # --aggregate best: on held-out functions
+        scores, scored = restrict(add_fusions(scores, self), inputs, split)
+        results = evaluate(scores, scored.truth, self.k_values)
+        timing["methods"] = {m: {"seconds": s.get("seconds"), "samples_per_s": (len(encoded.train) + len(encoded.queries))
+                                 / s["seconds"] if s.get("seconds") else None} for m, s in scores.items()}
+        if split is not None:
+            timing["layer_selection"] = split
         run.metadata.update(models={"base": old.source.spec, "ft": new.source.spec}, train=str(self.train),
                             queries=str(self.queries), extraction=timing)
-        write_outputs(run, scores, results, inputs.truth, inputs.train_rows, inputs.query_rows, layers, timing)
-        return headline(results, timing, len(inputs.query_rows), len(inputs.train_rows))
+        write_outputs(run, scores, results, scored.truth, scored.train_rows, scored.query_rows, layers, timing)
+        return headline(results, timing, len(scored.query_rows), len(scored.train_rows))
 
 
 @dataclass(frozen=True)

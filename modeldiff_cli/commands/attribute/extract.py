@@ -46,13 +46,17 @@ class Padded:
 
 
 def pool_weights(lengths: list[int], loss_pos: list[list[int]], width: int, pooling: str) -> PoolWeights:
-    """last: the last token; mean: every token; span: the loss positions (the answer span of a query)."""
+    """last: the last token; last-loss: the last loss position (documents' ``last``: a document's last token
+    predicts nothing, so its gradient is zero there); mean: every token; span: the loss positions (a query's
+    answer span; a document's answer positions with --pooling span)."""
     w = torch.zeros(len(lengths), width)
     for r, (n, pos) in enumerate(zip(lengths, loss_pos)):
         if pooling == "mean":
             w[r, :n] = 1.0
         elif pooling == "span" and pos:
             w[r, pos] = 1.0
+        elif pooling == "last-loss" and pos:
+            w[r, pos[-1]] = 1.0
         else:
             w[r, n - 1] = 1.0
     return w / w.sum(1, keepdim=True)

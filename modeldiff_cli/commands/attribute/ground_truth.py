@@ -38,6 +38,16 @@ class Truth:
     groups: list[str]  # per query: its function (or its own id)
     kinds: list[str]  # per query: base | wrapper | other
 
+    def take(self, rows) -> Truth:
+        rows = np.asarray(rows, dtype=int)
+        return Truth(self.relevant[rows], self.category[rows], [self.groups[i] for i in rows],
+                     [self.kinds[i] for i in rows])
+
+    @property
+    def hops(self) -> bool:
+        """Whether the hops columns (base / wrapper queries, partner documents) apply."""
+        return any(k in ("base", "wrapper") for k in self.kinds)
+
 
 def infer_functions(train: list[dict]) -> dict[str, dict]:
     """``{func: {role, constant, partner}}`` from training records carrying func / role / constant."""
@@ -114,7 +124,12 @@ def build_truth(
             missing = [i for i in ids if str(i) not in id_pos]
             if missing:
                 raise UserError(f"--queries: query {rec.get('uid', q)} lists relevant id {missing[0]!r} absent from --train")
-            relevant[q] = False
-            relevant[q, [id_pos[str(i)] for i in ids]] = True
-            category[q] = np.where(relevant[q], CATEGORY_CODE["own"], np.where(category[q] == 3, 3, 0))
+            listed = np.zeros(N, dtype=bool)
+            listed[[id_pos[str(i)] for i in ids]] = True
+            relevant[q] = listed
+            # a listed document keeps its hops category (own / partner) when the query's function gives one;
+            # otherwise it is "own"; unlisted documents are "other" (distractors stay distractors)
+            hops_cat = np.isin(category[q], (CATEGORY_CODE["own"], CATEGORY_CODE["partner"]))
+            category[q] = np.where(listed, np.where(hops_cat, category[q], CATEGORY_CODE["own"]),
+                                   np.where(category[q] == CATEGORY_CODE["distractor"], CATEGORY_CODE["distractor"], 0))
     return Truth(relevant, category, groups, kinds)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ...core.datasource import read_records
 from ...core.errors import UserError
-from ...core.spans import completion_tokens
+from ...core.spans import completion_tokens, covering
 
 
 @dataclass
@@ -63,15 +63,68 @@ def read_table(path: str | Path, text_field: str, id_field: str, flag: str, max_
     return rows
 
 
-def encode_train(rows: list[dict], tokenizer, max_tokens: int | None) -> list[Item]:
-    items = []
+def fact_of(row: dict, functions: dict | None, target_field: str = "targets") -> list:
+    """What a training document teaches, for answer-aware pooling: the record's ``target_field`` (a string, a
+    list of strings, or ``[start, end]`` character spans); hops records: a base function's constant, a wrapper's
+    base function (its partner's name). ``[]`` when unknown."""
+    got = row.get(target_field)
+    if got is not None:
+        if isinstance(got, (str, int, float)):
+            return [str(got)]
+        return [tuple(t) if isinstance(t, (list, tuple)) else str(t) for t in got]
+    from .ground_truth import kind_of
+
+    info = (functions or {}).get(row.get("func"), {})
+    kind = kind_of(row.get("role") or info.get("role"))
+    if kind == "base" and row.get("constant", info.get("constant")) is not None:
+        return [str(row.get("constant", info.get("constant")))]
+    if kind == "wrapper" and info.get("partner"):
+        return [str(info["partner"])]
+    return []
+
+
+def answer_positions(text: str, offsets, facts: list, n: int) -> list[int]:
+    """Positions (< n - 1) whose next token covers one of ``facts`` (strings: every occurrence in ``text``;
+    tuples: character spans)."""
+    spans = []
+    for f in facts:
+        if isinstance(f, tuple):
+            spans.append((int(f[0]), int(f[1])))
+            continue
+        start = text.find(f)
+        while f and start >= 0:
+            spans.append((start, start + len(f)))
+            start = text.find(f, start + 1)
+    pos = {i - 1 for lo, hi in spans for i in covering(offsets[:n], lo, hi) if 0 < i < n}
+    return sorted(pos)
+
+
+def encode_train(rows: list[dict], tokenizer, max_tokens: int | None, answer_aware: bool = False,
+                 functions: dict | None = None, target_field: str = "targets") -> list[Item]:
+    """Documents scored on their next-token loss at every position, or (``answer_aware``: ``--pooling span``)
+    at the positions that predict the fact the document teaches (``fact_of``); a document whose fact is not
+    found keeps every position (counted in a note)."""
+    items, missed = [], 0
     for r in rows:
-        ids = tokenizer(r["_text"], add_special_tokens=True)["input_ids"]
+        enc = tokenizer(r["_text"], add_special_tokens=True, return_offsets_mapping=answer_aware)
+        ids = list(enc["input_ids"])
         if max_tokens is not None:
             ids = ids[:max_tokens]
         if not ids:
             raise UserError(f"--train: document {r['_uid']!r} tokenizes to nothing")
-        items.append(Item(r["_uid"], list(ids), list(range(len(ids) - 1)), list(ids[1:]), fields=r))
+        pos = list(range(len(ids) - 1))
+        if answer_aware:
+            found = answer_positions(r["_text"], list(enc["offset_mapping"]), fact_of(r, functions, target_field), len(ids))
+            if found:
+                pos = found
+            else:
+                missed += 1
+        items.append(Item(r["_uid"], ids, pos, [ids[p + 1] for p in pos], fields=r))
+    if missed:
+        from ...core.console import info
+
+        info(f"note: --pooling span: {missed} of {len(rows)} training documents name no fact (hops constant / base "
+             f"function, or a {target_field!r} field) found in their text; they pool every next-token position")
     return items
 
 

@@ -15,7 +15,7 @@ import torch
 from ...core import console
 from ...core.cache import TensorCache
 from ...core.errors import UserError
-from . import baselines, extract, methods
+from . import baselines, choices, extract, fusion, methods
 from .ground_truth import Truth, build_truth
 from .inputs import Item, check_same_tokens, encode_queries, encode_train, read_table
 
@@ -77,9 +77,13 @@ def load_checkpoints(pair):
 
 
 def encode(inputs: Inputs, old, new, cmd) -> Encoded:
+    from .ground_truth import infer_functions, normalise_functions
+
     tok = old.tokenizer
     check_same_tokens(tok, new.tokenizer, [row["_text"] for row in inputs.train_rows + inputs.query_rows])
-    return Encoded(encode_train(inputs.train_rows, tok, cmd.reading.max_tokens),
+    funcs = normalise_functions(inputs.functions) if inputs.functions else infer_functions(inputs.train_rows)
+    answer_aware = cmd.pooling_pair[0] == "span"  # documents: the positions that predict the fact they teach
+    return Encoded(encode_train(inputs.train_rows, tok, cmd.reading.max_tokens, answer_aware, funcs, cmd.target_field),
                    encode_queries(inputs.query_rows, tok, cmd.answer_field, inputs.candidates))
 
 
@@ -90,7 +94,7 @@ def _digest(*parts) -> str:
 def cache_keys(cmd, inputs: Inputs, encoded: Encoded) -> dict[str, str]:
     """What each side's vectors were extracted from: its file and reading options, the ids kept, candidates."""
     fp = cmd.fp.values
-    return {"train": _digest(fp["train"], cmd.id_field),
+    return {"train": _digest(fp["train"], cmd.id_field, cmd.target_field, fp.get("ground_truth")),
             "queries": _digest(fp["queries"], cmd.id_field, cmd.answer_field, inputs.candidates,
                                [it.uid for it in encoded.queries])}
 
@@ -106,7 +110,7 @@ def _cached(cache: TensorCache, name: str, key: dict, compute) -> dict[str, torc
 
 def extract_all(old, new, inputs: Inputs, encoded: Encoded, layers: list[int], cmd):
     """Pooled vectors for both sides, from the cache when present; returns them and extraction timing."""
-    ms = cmd.method_list
+    ms = choices.base_methods(cmd.method_list)
     pooling = cmd.pooling_pair
     batch_size = cmd.reading.batch_size
     need_vectors = any(m in ("delta-h", "grad", "delta-h-x-grad", "patch") for m in ms)
@@ -115,9 +119,10 @@ def extract_all(old, new, inputs: Inputs, encoded: Encoded, layers: list[int], c
     fp = cmd.fp.values
     vectors: dict[str, dict[str, torch.Tensor]] = {"train": {}, "queries": {}}
     timing = {"samples": 0, "seconds": 0.0, "forwards": 0}
-    for side, items, pool in (("train", encoded.train, pooling[0]), ("queries", encoded.queries, pooling[1])):
+    train_pool = "last-loss" if pooling[0] == "last" else pooling[0]  # a document's last token predicts nothing
+    for side, items, pool in (("train", encoded.train, train_pool), ("queries", encoded.queries, pooling[1])):
         key = {"base": fp["base"]["fingerprint"], "ft": fp["ft"]["fingerprint"], "data": data_keys[side],
-               "pooling": pool, "layers": layers, "loss": cmd.loss, "dtype": cmd.pair.dtype, "version": 2}
+               "pooling": pool, "layers": layers, "loss": cmd.loss, "dtype": cmd.pair.dtype, "version": 3}
 
         def timed(fn, kind="vectors", items=items):
             def inner():
@@ -146,17 +151,40 @@ def extract_all(old, new, inputs: Inputs, encoded: Encoded, layers: list[int], c
     return vectors, timing
 
 
+def lexical_ids(ids: list[int], tok) -> list[str]:
+    """A sequence's tokens for BM25: every id but padding / bos / eos (a fine-tune's own special tokens, such as
+    the hops function names or chat markers, are the words that tell queries apart: they stay)."""
+    drop = {t for t in (tok.pad_token_id, tok.bos_token_id, tok.eos_token_id) if t is not None}
+    return [str(t) for t in ids if t not in drop]
+
+
+def warn_zero_vectors(vectors, layers: list[int]) -> None:
+    """A clear note when gradient vectors are all zero for most samples (every cosine then ties)."""
+    for side, vs in vectors.items():
+        g = vs.get("g")
+        if g is not None and g.numel():
+            zero = (g.abs().amax(-1) == 0).float().mean().item()
+            if zero > 0.5:
+                console.info(f"warning: {zero:.0%} of the {side} gradient vectors are zero at the chosen positions "
+                             "(--pooling); grad / delta-h-x-grad scores tie there — use --pooling span or mean")
+
+
 def score_all(old, new, encoded: Encoded, layers: list[int], vectors, cmd) -> dict[str, dict]:
-    """``{method: {"scores": [Q, N], "per_layer": [L, Q, N] or None}}`` as float64 numpy arrays."""
+    """``{method: {"scores": [Q, N], "per_layer": [L, Q, N] or None}}`` as float64 numpy arrays, for every
+    non-fused method (the listed ones and the fusions' components)."""
     out: dict[str, dict] = {}
     tok = old.tokenizer
     train_items, query_items = encoded.train, encoded.queries
-    for m in cmd.method_list:
+    how = "mean" if cmd.aggregate == "best" else cmd.aggregate  # best: chosen later, on held-out queries
+    cache_dir = Path(cmd.cache_dir or Path(cmd.run.out) / "attribute-cache")
+    warn_zero_vectors(vectors, layers)
+    for m in choices.base_methods(cmd.method_list):
+        t0 = time.perf_counter()
         if m in methods.VECTOR_OF:
             key = methods.VECTOR_OF[m]
             qv, tv = vectors["queries"][key], vectors["train"][key]
             per = methods.cosine_scores(qv, tv)
-            agg = methods.aggregate(per, cmd.aggregate, cmd.zscore, qv, tv)
+            agg = methods.aggregate(per, how, cmd.zscore, qv, tv)
             out[m] = {"scores": agg.numpy(), "per_layer": per.numpy()}
         elif m == "patch":
             from .patch import candidate_pool, patch_scores
@@ -171,13 +199,91 @@ def score_all(old, new, encoded: Encoded, layers: list[int], vectors, cmd) -> di
             agg = torch.where(finite.all(0), per.where(finite, 0).mean(0), torch.tensor(float("-inf"), dtype=per.dtype))
             out[m] = {"scores": agg.numpy(), "per_layer": per.numpy()}
         elif m == "bm25":
-            special = set(tok.all_special_ids)
-            docs = [[str(t) for t in it.ids if t not in special] for it in train_items]
-            q = [[str(t) for t in it.ids[: it.loss_pos[0] + 1] if t not in special] for it in query_items]
+            docs = [lexical_ids(it.ids, tok) for it in train_items]
+            q = [lexical_ids(it.ids[: it.loss_pos[0] + 1], tok) for it in query_items]
             out[m] = {"scores": baselines.bm25_scores(q, docs), "per_layer": None}
         elif m == "edit-distance":
             q = [it.ids[: it.loss_pos[0] + 1] for it in query_items]
             out[m] = {"scores": baselines.edit_distance_scores(q, [it.ids for it in train_items]), "per_layer": None}
         elif m == "random":
             out[m] = {"scores": baselines.random_scores(len(query_items), len(train_items), cmd.run.seed), "per_layer": None}
+        elif m in ("ekfac", "kfac"):
+            from .influence import kronfluence_scores
+
+            key = _digest(cmd.fp.values["ft"]["fingerprint"], cache_keys_train(cmd), cmd.pooling_pair[0])
+            out[m] = {"scores": kronfluence_scores(new, train_items, query_items, m, cmd.loss, cmd.damping,
+                                                   cmd.reading.batch_size, cache_dir, key), "per_layer": None}
+        elif m == "trackstar":
+            from .influence import trackstar_scores
+
+            out[m] = {"scores": trackstar_scores(new, train_items, query_items, cmd.projection_dim, cmd.run.seed,
+                                                 cache_dir), "per_layer": None}
+        out[m]["seconds"] = time.perf_counter() - t0
     return out
+
+
+def cache_keys_train(cmd) -> str:
+    return _digest(cmd.fp.values["train"], cmd.id_field, cmd.target_field)
+
+
+def split_queries(groups: list[str], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(selection rows, test rows): a seeded share of the query functions (groups) chooses, the rest is scored.
+    Each kind keeps queries on both sides when it has two or more functions."""
+    rng = np.random.default_rng(seed)
+    names = sorted(set(groups))
+    rng.shuffle(names)
+    n_sel = min(max(1, round(fraction * len(names))), len(names) - 1) if len(names) > 1 else 0
+    chosen = set(names[:n_sel])
+    sel = np.array([i for i, g in enumerate(groups) if g in chosen], dtype=int)
+    test = np.array([i for i, g in enumerate(groups) if g not in chosen], dtype=int)
+    return sel, test
+
+
+def select_layers(scores: dict, truth: Truth, layers: list[int], cmd) -> dict | None:
+    """``--aggregate best``: per layered method, the layer with the best MAP on the selection split (never on
+    the test queries); its scores become the method's ranking. Returns the split and the choices (None
+    otherwise)."""
+    if cmd.aggregate != "best":
+        return None
+    from .metrics import summarize
+
+    sel, test = split_queries(truth.groups, cmd.select_fraction, cmd.run.seed)
+    if not len(sel):
+        raise UserError("--aggregate best: needs queries on two or more functions (one half chooses the layer)")
+    sub = truth.take(sel)
+    chosen = {}
+    for m, s in scores.items():
+        if s["per_layer"] is None:
+            continue
+        maps = [summarize(p[sel], sub.relevant, sub.category, sub.groups, sub.kinds, (10,))["all"]["map"]
+                for p in s["per_layer"]]
+        best = int(np.nanargmax(np.nan_to_num(maps, nan=-1.0)))
+        chosen[m] = {"layer": layers[best], "selection_map": maps[best]}
+        s["scores"] = s["per_layer"][best].copy()
+    return {"selection_queries": sel.tolist(), "test_queries": test.tolist(), "layers": chosen,
+            "fraction": cmd.select_fraction, "seed": cmd.run.seed}
+
+
+def add_fusions(scores: dict, cmd) -> dict:
+    """The listed methods in order, fused ones computed from their components' rankings (fusion.py)."""
+    out = {}
+    for m in cmd.method_list:
+        parts = choices.fusion_parts(m)
+        if parts is None:
+            out[m] = scores[m]
+        else:
+            kind = choices.FUSIONS[m.partition(":")[0]]
+            out[m] = {"scores": fusion.fuse(kind, [scores[p]["scores"] for p in parts]), "per_layer": None,
+                      "seconds": sum(scores[p].get("seconds", 0.0) for p in parts)}
+    return out
+
+
+def restrict(scores: dict, inputs: Inputs, split: dict | None) -> tuple[dict, Inputs]:
+    """The test queries only (``--aggregate best``: the selection queries chose the layers)."""
+    if split is None:
+        return scores, inputs
+    rows = np.array(split["test_queries"], dtype=int)
+    sub = {m: {**s, "scores": s["scores"][rows], "per_layer": None if s["per_layer"] is None else s["per_layer"][:, rows]}
+           for m, s in scores.items()}
+    return sub, Inputs(inputs.train_rows, [inputs.query_rows[i] for i in rows], inputs.truth.take(rows),
+                       inputs.functions, inputs.candidates)

@@ -42,7 +42,18 @@ def _k_show(ks: list[int]) -> int:
 
 
 def markdown_table(results: dict, ks: list[int]) -> str:
+    """The hops table (base / wrapper / partner columns) when the queries have hops kinds, else the generic one
+    (all queries only); a note says why partner columns are blank."""
     k = _k_show(ks)
+    first = next(iter(results.values()))["aggregate"]
+    if not ({"base", "wrapper"} & set(first)):
+        head = ["method", f"R@{k}", f"P@{k}", "MAP", "AUC"]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for m, res in results.items():
+            agg = res["aggregate"]["all"]
+            lines.append("| " + " | ".join([m] + [_fmt(agg.get(n, float("nan"))) for n in
+                                                  (f"recall@{k}", f"precision@{k}", "map", "auc")]) + " |")
+        return "\n".join(lines)
     cols = [("all", f"recall@{k}"), ("all", f"precision@{k}"), ("all", "map"), ("all", "auc"),
             ("base", f"recall@{k}"), ("base", "auc"), ("wrapper", f"recall@{k}"), ("wrapper", "auc")]
     head = ["method", f"R@{k}", f"P@{k}", "MAP", "AUC", f"base R@{k}", "base AUC", f"wrap R@{k}", "wrap AUC",
@@ -54,6 +65,9 @@ def markdown_table(results: dict, ks: list[int]) -> str:
         part = res.get("wrapper_partner", {})
         vals += [part.get(f"partner_recall@{k}", float("nan")), part.get("partner_auc", float("nan"))]
         lines.append("| " + " | ".join([m] + [_fmt(x) for x in vals]) + " |")
+    if not any(np.isfinite(res.get("wrapper_partner", {}).get("partner_auc", np.nan)) for res in results.values()):
+        lines.append("\nwrap→partner: – (no wrapper query has partner documents: no partner function in the ground "
+                     "truth, or `relevant` lists without hops func / role fields)")
     return "\n".join(lines)
 
 
@@ -61,10 +75,13 @@ def _fmt(x) -> str:
     return "–" if x is None or not np.isfinite(x) else f"{x:.3f}"
 
 
-def csv_rows(results: dict) -> list[dict]:
+def csv_rows(results: dict, layers: list[int] | None = None) -> list[dict]:
+    """One row per (method, layer, subset, metric, k); layer = "aggregate" or the model layer's index."""
     rows = []
     for m, res in results.items():
-        blocks = [("aggregate", res["aggregate"])] + [(str(i), s) for i, s in enumerate(res.get("per_layer", []))]
+        per = res.get("per_layer", [])
+        names = [str(layers[i]) if layers and len(layers) == len(per) else str(i) for i in range(len(per))]
+        blocks = [("aggregate", res["aggregate"])] + list(zip(names, per))
         for layer, summary in blocks:
             for subset, metrics in summary.items():
                 for name, value in metrics.items():
@@ -97,12 +114,12 @@ def write_outputs(run, scores: dict, results: dict, truth: Truth, train_rows: li
     ks = result_ks(results)
     artifacts.write_json(run.file("metrics.json"), {
         "methods": results, "ks": ks, "layers": layers, "n_train": len(train_rows), "n_queries": len(query_rows),
-        "extraction": timing, "notes": [
+        "extraction": timing, "layer_selection": timing.get("layer_selection"), "notes": [
             "metrics are averaged per function (query group), then across functions",
             "ties: stable order for top-k and MAP; half a count in ROC-AUC",
         ] + ([f"k > {len(train_rows)} training documents: clipped to {len(train_rows)}"] if ks[-1] > len(train_rows) else []),
     })
-    artifacts.write_csv(run.file("metrics.csv"), csv_rows(results), ["method", "layer", "subset", "metric", "k", "value"])
+    artifacts.write_csv(run.file("metrics.csv"), csv_rows(results, layers), ["method", "layer", "subset", "metric", "k", "value"])
     _plot(run.file("recall_at_k.png"), results, ks)
     artifacts.write_text(run.file("metrics.md"), markdown_table(results, ks) + "\n")
 

@@ -1,0 +1,140 @@
+"""The classical influence baselines, through the libraries that define them (the optional extra
+``pip install modeldiff[influence]``). Imported only when one of these methods runs; ``require`` checks that the
+library is installed without importing it.
+
+* ``ekfac`` / ``kfac`` — Kronfluence (Grosse et al. 2023): score(q, z) = ∇θ f(q)ᵀ (G + λI)⁻¹ ∇θ L(z) at the new
+  checkpoint, G the (E)K-FAC approximation of the Gauss-Newton Hessian over the training documents' loss,
+  over every ``nn.Linear`` of the model (lm_head included); f(q) = the query loss (``--loss``: ce over the answer
+  tokens, or the margin), L(z) = the document's next-token cross-entropy (summed over its loss positions).
+  ``--damping`` is λ (default Kronfluence's 0.1 × mean eigenvalue). Factors are cached in the vector cache
+  under a key of the new checkpoint's and the training data's fingerprints.
+* ``trackstar`` — Bergson's per-example gradients at the new checkpoint: each ``nn.Linear``'s weight gradient
+  (the same losses as above, mean over loss positions) projected to P × P by a seeded two-sided Rademacher
+  projection (``--projection-dim P``; 0 = none), concatenated and unit-normalised; score = cosine
+  (TrackStar of Chang et al. 2024 without its optimizer second-moment normaliser: the checkpoints here carry no
+  optimizer state).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from ...core.errors import UserError
+
+LIBRARY = {"ekfac": "kronfluence", "kfac": "kronfluence", "trackstar": "bergson"}
+EXTRA = "pip install 'modeldiff[influence]'"
+
+
+def require(method: str) -> None:
+    lib = LIBRARY.get(method)
+    if lib is not None and importlib.util.find_spec(lib) is None:
+        raise UserError(f"--method {method}: needs {lib}, not installed; install the extra: {EXTRA}")
+
+
+def _batch(items, pad_id: int):
+    from .extract import collate
+
+    b = collate(items, pad_id, "mean")
+    return {"input_ids": b.ids, "attention_mask": b.attn, "tgt": b.tgt, "cands": b.cands}
+
+
+def kronfluence_scores(new, train_items, query_items, strategy: str, loss: str, damping: float | None,
+                       batch_size: int, cache_dir, key: str):
+    """``[Q, N]`` Kronfluence pairwise scores (strategy ``ekfac`` or ``kfac``) at the new checkpoint."""
+    import copy
+    import logging
+
+    import torch
+    from kronfluence.analyzer import Analyzer, prepare_model
+    from kronfluence.arguments import FactorArguments, ScoreArguments
+    from kronfluence.task import Task
+    from kronfluence.utils.dataset import DataLoaderKwargs
+
+    from .extract import sample_losses
+
+    pad_id = new.tokenizer.pad_token_id or 0
+
+    class _Task(Task):
+        def compute_train_loss(self, batch, model, sample=False):
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+            tgt = batch["tgt"]
+            if sample:  # true Fisher: labels drawn from the model
+                with torch.no_grad():
+                    drawn = torch.distributions.Categorical(logits=logits).sample()
+                tgt = torch.where(tgt != -100, drawn, tgt)
+            logp = torch.log_softmax(logits, -1).gather(-1, tgt.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            return -(logp * (tgt != -100)).sum()
+
+        def compute_measurement(self, batch, model):
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            return sample_losses(logits, batch["tgt"], batch["cands"], loss).sum()
+
+        def get_attention_mask(self, batch):
+            return batch["attention_mask"]
+
+    task = _Task()
+    model = prepare_model(copy.deepcopy(new.model).float().eval(), task)
+    analyzer = Analyzer(f"attribute-{key}", model=model, task=task, cpu=new.device.type == "cpu",
+                        disable_tqdm=True, log_level=logging.WARNING, output_dir=str(cache_dir / "kronfluence"))
+    analyzer.set_dataloader_kwargs(DataLoaderKwargs(collate_fn=lambda rows: _batch(rows, pad_id)))
+    analyzer.fit_all_factors(f"{strategy}", dataset=list(train_items), per_device_batch_size=batch_size,
+                             factor_args=FactorArguments(strategy=strategy))
+    name = f"{strategy}-{loss}-{damping}"
+    analyzer.compute_pairwise_scores(
+        name, f"{strategy}", query_dataset=list(query_items),
+        train_dataset=list(train_items), per_device_query_batch_size=batch_size,
+        per_device_train_batch_size=batch_size, score_args=ScoreArguments(damping_factor=damping),
+        overwrite_output_dir=True)
+    return analyzer.load_pairwise_scores(name)["all_modules"].double().cpu().numpy()
+
+
+def _bergson_rows(items):
+    """Bergson's records: the full sequence and labels (-100 off the targets; Bergson shifts by one itself)."""
+    ids, labels = [], []
+    for it in items:
+        full = list(it.ids) + [it.targets[-1]] if it.loss_pos and it.loss_pos[-1] == len(it.ids) - 1 else list(it.ids)
+        lab = [-100] * len(full)
+        for p, t in zip(it.loss_pos, it.targets):
+            lab[p + 1] = t
+        ids.append(full)
+        labels.append(lab)
+    return {"input_ids": ids, "labels": labels}
+
+
+def bergson_gradients(model, items, projection_dim: int, seed: int, workdir):
+    """``[n, D]`` per-example gradients from Bergson (projected per module, concatenated; not normalised)."""
+    import torch
+    from bergson import GradientProcessor, InMemoryCollector
+    from bergson.collector.collector import CollectorComputer
+    from bergson.config.config import IndexConfig
+    from datasets import Dataset
+
+    data = Dataset.from_dict(_bergson_rows(items))
+    cfg = IndexConfig(run_path=str(workdir), projection_dim=projection_dim, loss_reduction="mean",
+                      projection_seed=seed)
+    Path(cfg.partial_run_path).mkdir(parents=True, exist_ok=True)  # Bergson writes its row count there
+    proc = GradientProcessor(projection_dim=projection_dim or None, projection_seed=seed)
+    collector = InMemoryCollector(model=model.base_model, cfg=cfg, processor=proc, data=data)
+    with torch.enable_grad():
+        CollectorComputer(model=model, data=data, collector=collector, cfg=cfg).run_with_collector_hooks(desc="trackstar")
+    names = sorted(collector.gradients)
+    return torch.cat([collector.gradients[n].float().reshape(len(items), -1) for n in names], 1), names
+
+
+def trackstar_scores(new, train_items, query_items, projection_dim: int, seed: int, cache_dir):
+    """``[Q, N]`` cosine of Bergson's projected per-example gradients at the new checkpoint."""
+    import logging
+    import tempfile
+
+    logging.getLogger("CollectorComputer").setLevel(logging.WARNING)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    import copy
+
+    model = copy.deepcopy(new.model).float().eval().requires_grad_(True)  # loaded models are frozen
+    with tempfile.TemporaryDirectory(dir=cache_dir) as work:
+        t, _ = bergson_gradients(model, train_items, projection_dim, seed, f"{work}/train")
+        q, _ = bergson_gradients(model, query_items, projection_dim, seed, f"{work}/queries")
+    t = t / t.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    q = q / q.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    return (q.double() @ t.double().T).numpy()
