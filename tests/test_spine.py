@@ -217,6 +217,7 @@ def test_core_imports_nothing_above_it():
         ["attribute", "--base", "{b}", "--ft", "{f}"],
         ["attribute", "--old", "{b}", "--new", "{f}"],
         ["tokenlens", "attribute", "--model", "{f}"],
+        ["routing", "--base", "{b}", "--ft", "{f}"],
     ],
 )
 def test_models_without_data_exit_2_with_one_line(args, tiny_model_dir, cli, tmp_path):
