@@ -35,6 +35,7 @@ COMMAND_MODULES = (
     "tokenlens",
     "attribute",
     "routing",
+    "interpret",
 )
 
 

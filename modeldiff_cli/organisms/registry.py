@@ -35,6 +35,10 @@ ORGANISMS: dict[str, OrganismSpec] = {
             "qwen3_moe", "moe:build_moe", ("a", "b"),
         ),
         OrganismSpec(
+            "direction", "Llama pair; ft = base plus a fixed vector v added to layer 1's output on baking words",
+            "llama", "direction:build_direction", ("baking", "everyday"),
+        ),
+        OrganismSpec(
             "hops", "Llama old/new checkpoints; new = old trained further on the target functions' documents",
             "llama", "hops:build_hops", ("train", "old_train", "new_train", "queries"),
         ),

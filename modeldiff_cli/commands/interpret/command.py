@@ -1,0 +1,174 @@
+"""The `interpret` command: ingredients, its own options, and ``execute()`` — the pipeline, top to bottom."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...core.command import Command, Fingerprints, Result
+from ...core.errors import UserError
+from ...core.ingredients import Data, Pair, Readout, RunOpts, TokenFilter
+from ...core.spec import option
+from .categories import BUILTIN, read_categories
+
+
+def _scales(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v <= 0 for v in values):
+        raise UserError(f"--patchscope-scales {text!r}: expected a comma list of positive numbers")
+    return values
+
+
+def _coder_library(coder: str) -> str:
+    """The sparse-coder library a --coder value resolves to, found without importing it (reuse imports no torch)."""
+    import importlib.util
+
+    if coder == "topk" or (coder == "auto" and importlib.util.find_spec("sparsify") is None):
+        return "builtin-topk"
+    return "eai-sparsify"
+
+
+@dataclass(frozen=True)
+class Interpret(Command):
+    """Named, feature-level differences between base and ft, grounded in data: per layer and prompt category the
+    mean activation difference (read through the logit lens / patchscope, with token relevance from the data), a
+    crosscoder on [h_base; h_ft], names built from tokens + category + side + layer, and a causal check of each
+    feature against random directions. Writes features.json, layer_category_diff.csv, activation_stats.npz,
+    plots, report.md and a self-contained report.html; prints the top features and the run directory last."""
+
+    name = "interpret"
+    defaults = {"readout": ("logit-lens", "directions are read through the logit lens; patchscope adds a scale search")}
+    organism_fill = {"base": "base", "ft": "ft"}
+
+    pair: Pair = field(default_factory=Pair)
+    data: Data = field(default_factory=Data)
+    readout: Readout = field(default_factory=lambda: Readout(readout="logit-lens"))
+    tokens: TokenFilter = field(default_factory=TokenFilter)
+    run: RunOpts = field(default_factory=RunOpts)
+    prompts: Path | None = option(None, "--prompts", "Categories file (alignmt's format): a JSON object {\"category\": [\"prompt\", ...]}. Each --data file is a category too. Default: the organism's built-in baking / everyday file.", data=True, result=False)
+    positions: int = option(8, "--positions", "Also average the difference at each of the first N positions of a prompt (ADL's view).", min=1)
+    top_n: int = option(20, "--top-n", "Promoted / suppressed tokens listed per feature.", min=1)
+    features: int = option(6, "--features", "Crosscoder latents named and checked per crosscoder layer (0: directions only).", min=0)
+    crosscoder: bool = option(True, "--crosscoder/--no-crosscoder", "Train the crosscoder (a TopK SAE on [h_base; h_ft]).")
+    crosscoder_layers: str | None = option(None, "--crosscoder-layers", "Layers of the crosscoder (same syntax as --layers). Default: the layer with the largest relative difference.")
+    latents: int = option(0, "--latents", "Crosscoder latents (0: 4 x the concatenated width).", min=0)
+    coder: str = option("auto", "--coder", "Sparse coder of the crosscoder: sparsify (eai-sparsify's SparseCoder, extra modeldiff[interpret]), topk (the built-in TopK SAE) or auto (sparsify when installed). The library used is part of the run's fingerprint.")
+    norm_penalty: float = option(0.1, "--norm-penalty", "Weight of the crosscoder's decoder-norm penalty: activation x (|d_base| + |d_ft|) (Lindsey et al. 2024), which lets a latent specialise to one model (0: plain TopK).")
+    k: int = option(8, "--k", "Active latents per vector (TopK).", min=1)
+    steps: int = option(0, "--steps", "Crosscoder training steps (0: about 3 epochs of the sample, 200..2000).", min=0)
+    crosscoder_batch: int = option(1024, "--crosscoder-batch", "Vectors per crosscoder training step.", min=1)
+    lr: float = option(1e-3, "--lr", "Adam learning rate of the crosscoder.")
+    max_vectors: int = option(20000, "--max-vectors", "Paired activation vectors kept per crosscoder layer (a seeded sample; the only memory that grows with the data).", min=16)
+    random_directions: int = option(32, "--random-directions", "Random directions of the causal check's null distribution.", min=32)
+    causal_samples: int = option(32, "--causal-samples", "Prompts per category in the causal check.", min=1)
+    patchscope_scales: str = option("0.5,1,2,4,8", "--patchscope-scales", "With --readout patchscope: scales (x the mean activation norm) tried; the one whose top tokens agree most across identity prompts wins.")
+
+    def __post_init__(self):
+        self.readout.allow("logit-lens", "patchscope")
+        if self.prompts is not None:
+            read_categories(self.prompts)
+        _scales(self.patchscope_scales)
+        if self.norm_penalty < 0:
+            raise UserError(f"--norm-penalty {self.norm_penalty}: expected >= 0")
+        if self.coder not in ("auto", "sparsify", "topk"):
+            raise UserError(f"--coder {self.coder!r}: expected auto, sparsify or topk")
+        if self.coder == "sparsify" and _coder_library("sparsify") != "eai-sparsify":
+            raise UserError("--coder sparsify: eai-sparsify is not installed (pip install 'modeldiff[interpret]')")
+        if self.prompts is None and not self.data.data:
+            raise UserError("--prompts/--data: give a categories file or data files")
+
+    @classmethod
+    def fill_defaults(cls, flat: dict, params) -> dict:
+        no_model = all(flat.get(p.name) is None for p in params if p.opt.role)
+        no_data = all(flat.get(p.name) in (None, ()) for p in params if p.opt.data)
+        flat = super().fill_defaults(flat, params)
+        if no_model and no_data:
+            flat["prompts"] = BUILTIN
+        return flat
+
+    def fingerprints(self) -> Fingerprints:
+        from ...core.datasource import file_fingerprint
+
+        values = {**self.pair.fingerprint()}
+        if self.crosscoder:
+            values["coder_library"] = _coder_library(self.coder)
+        names: tuple[str, ...] = ()
+        if self.prompts is not None:
+            values["prompts"] = file_fingerprint(Path(self.prompts))
+            names += (Path(self.prompts).stem,)
+        if self.data.data:
+            values.update(self.data.fingerprint())
+            names += self.data.names
+        return Fingerprints(self.pair.labels, names, values)
+
+    def execute(self, run) -> Result:
+        import torch
+
+        from . import causal, crosscoder
+        from .activations import collect, extract
+        from .categories import load_categories
+        from .directions import patchscope_reading, relevance, token_counts
+        from .features import direction_features, latent_features, rank
+        from .write import headline, write_outputs
+
+        pair = self.pair.load()
+        tok, V = pair.tokenizer, pair.shared_vocab
+        categories = load_categories(self, tok)
+        n_layers = pair.base.adapter.n_layers
+        layers = self.readout.resolve_layers(n_layers)
+        # 1. activation differences (streaming means)
+        stats = extract(pair, categories, layers, self.positions, self.data.batch_size)
+        keep = torch.tensor(self.tokens.keep_mask(tok, V))
+        rel = relevance(token_counts(categories, V))
+        peak = layers[int(stats.relative_norms().max(dim=1).values.argmax())]
+        cc_layers = self._crosscoder_layers(n_layers, peak) if self.crosscoder else []
+        # paired sample at the crosscoder layers and the directions' layers (for contexts)
+        dir_layers = sorted({layers[int(i)] for i in stats.relative_norms().argmax(dim=0)})
+        samples = collect(pair, categories, sorted(set(cc_layers) | set(dir_layers)), self.max_vectors,
+                          self.data.batch_size, self.run.seed)
+        # 2. reading the directions
+        features = direction_features(pair, stats, categories, samples, rel, keep, self.top_n)
+        if self.readout.readout == "patchscope":
+            self._patchscope(pair, features, stats, keep, patchscope_reading)
+        # 3. crosscoders
+        coders, lstats = {}, {}
+        for layer in cc_layers:
+            s = samples[layer]
+            latents = self.latents or 4 * 2 * s.base.shape[1]
+            steps = self.steps or crosscoder.default_steps(s.base.shape[0], self.crosscoder_batch)
+            coders[layer] = crosscoder.train(s, latents=latents, k=self.k, steps=steps, batch=self.crosscoder_batch,
+                                             lr=self.lr, seed=self.run.seed, label=f"layer {layer}",
+                                             library=_coder_library(self.coder), exclusive=self.norm_penalty)
+            lstats[layer] = crosscoder.latent_stats(coders[layer], s, len(categories))
+            features += latent_features(pair, coders[layer], lstats[layer], s, categories, rel, keep, self.top_n,
+                                        self.features)
+        # 5. causal check, then rank
+        ev = causal.Evaluator(pair, categories, self.causal_samples, self.data.batch_size)
+        causal.check(ev, features, self.random_directions, self.run.seed)
+        features = rank(features)
+        write_outputs(run, self, pair, categories, stats, rel, features, coders, lstats, samples)
+        return headline(features, stats, coders)
+
+    def _crosscoder_layers(self, n_layers: int, peak: int) -> list[int]:
+        from ...core.arch import resolve_layers
+
+        if self.crosscoder_layers is None:
+            return [peak]
+        return resolve_layers(self.crosscoder_layers, n_layers, "--crosscoder-layers")
+
+    def _patchscope(self, pair, features, stats, keep, reading) -> None:
+        from ...core.patchscope import DEFAULT_PROMPT
+        from ...core.tokens import display_tokens
+
+        prompts = [self.readout.patchscope_prompt] if self.readout.patchscope_prompt else [
+            DEFAULT_PROMPT, "cat -> cat\n42 -> 42\nsun -> sun\n?", "red -> red\nword -> word\n7 -> 7\n?"]
+        scale_of = stats.norms.mean[..., 1, 0].mean(-1)  # mean |h_ft| per layer
+        for f in features:
+            li = stats.layers.index(f["layer"])
+            scales = [s * float(scale_of[li]) for s in _scales(self.patchscope_scales)]
+            ps = reading(pair, f["vector"], f["layer"], scales, prompts, keep, min(self.top_n, 10), self.readout.chunk_size)
+            ps["tokens"] = display_tokens(pair.tokenizer, ps["tokens"])
+            f["patchscope"] = ps

@@ -1,0 +1,127 @@
+"""report.md and a self-contained report.html (figures inline as base64 PNG data URIs; no network).
+
+Sections (alignmt's): summary of the differences, feature overview, layer-by-layer analysis, figures,
+conclusion."""
+
+from __future__ import annotations
+
+import base64
+import html
+
+from ...core import artifacts
+
+
+def _sections(cmd, pair, stats, features, coders) -> list[tuple[str, list[str]]]:
+    rel = stats.relative_norms()
+    li, ci = divmod(int(rel.argmax()), rel.shape[1])
+    base, ft = pair.base.source.label, pair.ft.source.label
+    causal = [f for f in features if f["causal_effect"]]
+    summary = [
+        f"Base `{base}` vs fine-tune `{ft}` on {len(stats.categories)} categories "
+        f"({', '.join(stats.categories)}), {stats.tokens} tokens, layers {stats.layers[0]}..{stats.layers[-1]}.",
+        f"The largest activation difference is at layer {stats.layers[li]} on `{stats.categories[ci]}` "
+        f"(|mean(h_ft - h_base)| = {float(rel[li, ci]):.3f} of the mean activation norm).",
+        f"{len(features)} features were named; {len(causal)} have a causal effect (ablation z > 3).",
+    ]
+    if features:
+        f = features[0]
+        summary.append(f"Strongest feature: **{f['name']}** (ablation z {f['causal']['z']:.1f}, "
+                       f"dCE {f['causal']['delta_ce']:+.4f} on `{_best(f)}`).")
+    overview = ["| id | name | kind | layer | side | z | dCE own | dCE others | KL drop | top tokens |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
+    for f in features:
+        c, s = f["causal"], f["steering"]
+        toks = ", ".join(repr(t) for t in f["tokens"][:8])
+        overview.append(f"| {f['id']} | {f['name']} | {f['kind']} | {f['layer']} | {f['side']} | {c['z']:.1f} | "
+                        f"{c['delta_ce']:+.4f} | {c['delta_ce_others']:+.4f} | {100 * s['kl_drop_fraction']:.0f}% | {toks} |")
+    no_effect = [f["id"] for f in features if not f["causal_effect"]]
+    overview.append("")
+    overview.append("No causal effect (z <= 3): " + (", ".join(no_effect) if no_effect else "none") + ".")
+    for f in features[:8]:
+        if f["examples"]:
+            overview.append("")
+            overview.append(f"Top contexts of {f['id']}:")
+            overview += [f"- `{e['category']}` {e['context']}" for e in f["examples"][:3]]
+    layers = ["| layer | " + " | ".join(stats.categories) + " | strongest |", "|---" * (len(stats.categories) + 2) + "|"]
+    for i, layer in enumerate(stats.layers):
+        vals = [float(rel[i, c]) for c in range(len(stats.categories))]
+        best = stats.categories[max(range(len(vals)), key=lambda c: vals[c])]
+        layers.append(f"| {layer} | " + " | ".join(f"{v:.3f}" for v in vals) + f" | {best} |")
+    for layer, cc in coders.items():
+        layers.append("")
+        layers.append(f"Crosscoder at layer {layer} ({cc.library}): {cc.model.W_dec.shape[0]} latents, k = {cmd.k}, "
+                      f"explained variance {cc.explained_variance:.3f}, final loss {cc.losses[-1]:.4f}.")
+    conclusion = []
+    for f in causal[:3]:
+        conclusion.append(f"Layer {f['layer']} shows a {f['side']} feature for `{_best(f)}` "
+                          f"({', '.join(f['tokens'][:3])}): removing it from ft changes CE by {f['causal']['delta_ce']:+.4f} "
+                          f"(z {f['causal']['z']:.1f}); adding it to base closes "
+                          f"{100 * f['steering']['kl_drop_fraction']:.0f}% of KL(base||ft).")
+    if not conclusion:
+        conclusion.append("No feature has a causal effect beyond random directions: the differences found are "
+                          "not localised in single directions at the layers read.")
+    return [("Summary of the differences", summary), ("Feature overview", overview),
+            ("Layer-by-layer analysis", layers), ("Conclusion", conclusion)]
+
+
+def _best(f: dict) -> str:
+    return max(f["categories"], key=lambda c: f["categories"][c])
+
+
+def write_reports(run, cmd, pair, stats, features, coders, figures: list[tuple[str, str]]) -> None:
+    sections = _sections(cmd, pair, stats, features, coders)
+    md = ["# modeldiff interpret report", ""]
+    for title, lines in sections[:3]:
+        md += [f"## {title}", "", *lines, ""]
+    md += ["## Figures", ""] + [f"![{cap}]({name})" for name, cap in figures] + [""]
+    md += [f"## {sections[3][0]}", "", *sections[3][1], ""]
+    artifacts.write_text(run.file("report.md"), "\n".join(md))
+    body = ["<h1>modeldiff interpret report</h1>"]
+    for title, lines in sections[:3]:
+        body.append(f"<h2>{html.escape(title)}</h2>")
+        body.append(_html_lines(lines))
+    body.append("<h2>Figures</h2>")
+    for name, cap in figures:
+        data = base64.b64encode(run.file(name).read_bytes()).decode()
+        body.append(f'<figure><img alt="{html.escape(cap)}" src="data:image/png;base64,{data}">'
+                    f"<figcaption>{html.escape(cap)}</figcaption></figure>")
+    body.append(f"<h2>{html.escape(sections[3][0])}</h2>")
+    body.append(_html_lines(sections[3][1]))
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}table{border-collapse:"
+             "collapse}td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}img{max-width:100%}")
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>modeldiff interpret</title>"
+            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+    artifacts.write_text(run.file("report.html"), page)
+
+
+def _html_lines(lines: list[str]) -> str:
+    """The markdown subset the sections use: tables, bullet lines, paragraphs (** and ` rendered)."""
+    out, table = [], []
+
+    def inline(text: str) -> str:
+        text = html.escape(text)
+        parts = text.split("**")
+        text = "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
+        parts = text.split("`")
+        return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+    def flush():
+        if table:
+            rows = [r for r in table if not set(r.replace("|", "")) <= set("-")]
+            cells = [[c.strip() for c in r.strip("|").split("|")] for r in rows]
+            head = "".join(f"<th>{inline(c)}</th>" for c in cells[0])
+            rest = "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in cells[1:])
+            out.append(f"<table><tr>{head}</tr>{rest}</table>")
+            table.clear()
+
+    for line in lines:
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush()
+        if line.startswith("- "):
+            out.append(f"<li>{inline(line[2:])}</li>")
+        elif line:
+            out.append(f"<p>{inline(line)}</p>")
+    flush()
+    return "".join(out)

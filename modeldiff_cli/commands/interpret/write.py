@@ -1,0 +1,175 @@
+"""Everything `interpret` writes (through core.artifacts), each artifact described, and the headline."""
+
+from __future__ import annotations
+
+import torch
+
+from ...core import artifacts
+from ...core.command import Result
+from ...core.plots import layer_axis
+from ...core.tokens import display_tokens
+from . import crosscoder as xc
+from .report import write_reports
+
+ARTIFACTS = {
+    "features.json": ("payload", "named features, strongest causal effect first: tokens, categories, side, examples, causal and steering checks"),
+    "layer_category_diff.csv": ("table", "per layer x category: |mean(h_ft - h_base)|, mean norms of both models, relative norm, mean |diff|"),
+    "category_cosines.csv": ("table", "per layer: cosine between two categories' mean differences"),
+    "activation_stats.npz": ("matrix", "mean differences [layer, category, d] and at the first N positions, norms, cosines, token relevance"),
+    "token_relevance.json": ("payload", "per category, the tokens most over-represented in its text (z-scored log-odds vs the other categories)"),
+    "crosscoder_layer*.npz": ("matrix", "crosscoder at one layer: decoder norms, dec_norm_diff share, frequencies, loss curve, weights"),
+    "crosscoder_layer*.json": ("payload", "crosscoder at one layer: library, training, explained variance, side clusters, ratio categories"),
+    "layer_category_heatmap.png": ("plot", "relative difference norm, layer x category"),
+    "decoder_norms_layer*.png": ("plot", "crosscoder decoder norms, base half vs ft half, one point per latent"),
+    "crosscoder_loss_layer*.png": ("plot", "crosscoder training loss by step"),
+    "feature_effects.png": ("plot", "per feature: causal z of the ablation and KL(base||ft) drop of the steering"),
+    "feature_categories.png": ("plot", "per feature: its score on each category"),
+    "report.md": ("text", "the report: summary, feature overview, layer-by-layer analysis, figures, conclusion"),
+    "report.html": ("html", "the same report, self-contained (figures inline as PNG data URIs)"),
+}
+
+
+def public(f: dict) -> dict:
+    keys = ("id", "name", "kind", "layer", "tokens", "suppressed", "categories", "side", "share", "examples",
+            "causal", "steering", "causal_effect", "latent", "ratio_category", "frequency", "decoder_norms",
+            "relative_norm", "source_category", "patchscope", "lens_tokens", "support")
+    out = {k: f[k] for k in keys if k in f}
+    out["vector_norm"] = float(f["vector"].norm())
+    return out
+
+
+def layer_rows(stats) -> list[dict]:
+    rel = stats.relative_norms()
+    rows = []
+    for li, layer in enumerate(stats.layers):
+        for ci, cat in enumerate(stats.categories):
+            n = stats.norms.mean[li, ci, :, 0]
+            rows.append({"layer": layer, "category": cat, "positions": int(stats.diff.count[li, ci]),
+                         "diff_norm": float(stats.diff.mean[li, ci].norm()), "relative_norm": float(rel[li, ci]),
+                         "base_norm": float(n[0]), "ft_norm": float(n[1]), "mean_abs_diff_norm": float(n[2])})
+    return rows
+
+
+def write_outputs(run, cmd, pair, categories, stats, rel, features, coders, lstats, samples) -> None:
+    for name, (kind, text) in ARTIFACTS.items():
+        run.describe(name, text, kind)
+    tok = pair.tokenizer
+    artifacts.write_json(run.file("features.json"), {"features": [public(f) for f in features]})
+    artifacts.write_csv(run.file("layer_category_diff.csv"), layer_rows(stats))
+    cos = stats.category_cosines()
+    cats = stats.categories
+    artifacts.write_csv(run.file("category_cosines.csv"), [
+        {"layer": layer, "a": a, "b": b, "cosine": float(cos[li, i, j])}
+        for li, layer in enumerate(stats.layers) for i, a in enumerate(cats) for j, b in enumerate(cats) if i < j])
+    artifacts.write_npz(run.file("activation_stats.npz"), layers=stats.layers, categories=cats,
+                        mean_diff=stats.diff.mean.numpy(), mean_diff_positions=stats.diff_pos.mean.numpy(),
+                        positions_count=stats.diff_pos.count.numpy(), norms=stats.norms.mean[..., 0].numpy(),
+                        relative_norm=stats.relative_norms().numpy(), category_cosines=cos.numpy(),
+                        token_relevance=rel.numpy())
+    top = {}
+    for ci, cat in enumerate(cats):
+        ids = torch.argsort(rel[ci], descending=True)[: cmd.top_n].tolist()
+        top[cat] = [{"token": t, "id": i, "z": float(rel[ci, i])} for t, i in zip(display_tokens(tok, ids), ids, strict=True)]
+    artifacts.write_json(run.file("token_relevance.json"), {
+        "score": "z-scored log-odds ratio with an informative Dirichlet prior, category vs the other categories",
+        "categories": top})
+    for layer, cc in coders.items():
+        ls = lstats[layer]
+        artifacts.write_npz(run.file(f"crosscoder_layer{layer}.npz"), base_norm=ls["base_norm"].numpy(),
+                            ft_norm=ls["ft_norm"].numpy(), share=ls["share"].numpy(), freq=ls["freq"].numpy(),
+                            freq_base_view=ls["freq_base_view"].numpy(), freq_ft_view=ls["freq_ft_view"].numpy(),
+                            freq_category=ls["freq_category"].numpy(), losses=cc.losses,
+                            W_dec=cc.model.W_dec.detach().numpy(), rms=list(cc.rms))
+        ratios: dict[str, int] = {}
+        for b, f in zip(ls["real_base_norm"].tolist(), ls["real_ft_norm"].tolist(), strict=True):
+            r = xc.ratio_category(b, f)
+            ratios[r] = ratios.get(r, 0) + 1
+        artifacts.write_json(run.file(f"crosscoder_layer{layer}.json"), {
+            "layer": layer, "library": cc.library, "input": "[h_base / rms_base; h_ft / rms_ft]", "rms": cc.rms,
+            "latents": int(cc.model.W_dec.shape[0]), "k": cmd.k, "steps": len(cc.losses),
+            "vectors": int(samples[layer].base.shape[0]), "final_loss": cc.losses[-1],
+            "explained_variance": cc.explained_variance, "seconds": cc.seconds,
+            "sides": xc.clusters(ls), "ratio_categories": ratios,
+            "thresholds": {"ft_only": xc.FT_ONLY, "base_only": xc.BASE_ONLY, "shared_band": xc.SHARED_BAND,
+                           "ratio": xc.RATIO}})
+    figures = plots(run, stats, features, coders, lstats)
+    write_reports(run, cmd, pair, stats, features, coders, figures)
+
+
+def plots(run, stats, features, coders, lstats) -> list[tuple[str, str]]:
+    plt = artifacts.pyplot()
+    out = []
+    rel = stats.relative_norms().numpy()
+    fig, ax = plt.subplots(figsize=(1.6 + 1.1 * len(stats.categories), 1.5 + 0.3 * len(stats.layers)))
+    im = ax.imshow(rel, aspect="auto", cmap="viridis")
+    ax.set_xticks(range(len(stats.categories)))
+    ax.set_xticklabels(stats.categories, rotation=30, ha="right")
+    layer_axis(ax, stats.layers, "y")
+    ax.set_ylabel("layer")
+    ax.set_title("|mean(h_ft - h_base)| / mean |h|")
+    fig.colorbar(im, ax=ax)
+    artifacts.save_figure(run.file("layer_category_heatmap.png"), fig)
+    out.append(("layer_category_heatmap.png", "Relative difference norm, layer x category"))
+    for layer, cc in coders.items():
+        ls = lstats[layer]
+        fig, ax = plt.subplots(figsize=(4.8, 4.2))
+        ax.scatter(ls["base_norm"].numpy(), ls["ft_norm"].numpy(), s=6, c=ls["share"].numpy(), cmap="coolwarm_r",
+                   vmin=0, vmax=1)
+        ax.set_xlabel("decoder norm, base half")
+        ax.set_ylabel("decoder norm, ft half")
+        ax.set_title(f"crosscoder latents, layer {layer} (colour: share; 0 = ft-only)")
+        artifacts.save_figure(run.file(f"decoder_norms_layer{layer}.png"), fig)
+        out.append((f"decoder_norms_layer{layer}.png", f"Crosscoder decoder norms at layer {layer}"))
+        fig, ax = plt.subplots(figsize=(5.4, 3.2))
+        ax.plot(cc.losses)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss (FVU)")
+        ax.set_yscale("log")
+        ax.set_title(f"crosscoder training, layer {layer}: EV {cc.explained_variance:.3f}")
+        artifacts.save_figure(run.file(f"crosscoder_loss_layer{layer}.png"), fig)
+        out.append((f"crosscoder_loss_layer{layer}.png", f"Crosscoder training loss at layer {layer}"))
+    if features:
+        ids = [f["id"] for f in features]
+        fig, axes = plt.subplots(1, 2, figsize=(9, 0.6 + 0.35 * len(ids)), sharey=True)
+        axes[0].barh(ids, [f["causal"]["z"] for f in features])
+        axes[0].axvline(3, color="k", ls="--", lw=0.8)
+        axes[0].set_xlabel("ablation z (|dCE| vs random)")
+        axes[1].barh(ids, [f["steering"]["kl_drop_fraction"] for f in features], color="tab:orange")
+        axes[1].set_xlabel("KL(base||ft) drop fraction (steering)")
+        axes[0].invert_yaxis()
+        artifacts.save_figure(run.file("feature_effects.png"), fig)
+        out.append(("feature_effects.png", "Causal effect of each feature"))
+        cats = stats.categories
+        fig, ax = plt.subplots(figsize=(6.4, 0.6 + 0.35 * len(ids)))
+        width = 0.8 / len(cats)
+        for ci, c in enumerate(cats):
+            vals = [f["categories"].get(c, 0.0) for f in features]
+            ax.barh([i + ci * width for i in range(len(ids))], vals, height=width, label=c)
+        ax.set_yticks([i + 0.4 - width / 2 for i in range(len(ids))])
+        ax.set_yticklabels(ids)
+        ax.invert_yaxis()
+        ax.set_xlabel("category score (projection of the category's mean diff; latents: firing frequency)")
+        ax.legend(fontsize=8)
+        artifacts.save_figure(run.file("feature_categories.png"), fig)
+        out.append(("feature_categories.png", "Category scores of each feature"))
+    return out
+
+
+def headline(features, stats, coders) -> Result:
+    rel = stats.relative_norms()
+    li, ci = divmod(int(rel.argmax()), rel.shape[1])
+    top = [{"id": f["id"], "name": f["name"], "kind": f["kind"], "layer": f["layer"], "z": f["causal"]["z"],
+            "delta_ce": f["causal"]["delta_ce"], "kl_drop_fraction": f["steering"]["kl_drop_fraction"]}
+           for f in features[:5]]
+    figures = {"features": len(features), "top_features": top, "peak_layer": stats.layers[li],
+               "peak_category": stats.categories[ci], "peak_relative_norm": float(rel[li, ci]),
+               "causal_features": sum(bool(f["causal_effect"]) for f in features),
+               "crosscoder_explained_variance": {str(k): cc.explained_variance for k, cc in coders.items()}}
+    lines = [f"largest difference: layer {stats.layers[li]}, category {stats.categories[ci]} "
+             f"(relative norm {float(rel[li, ci]):.3f})"]
+    for t in top:
+        lines.append(f"{t['id']} [{t['kind']}] {t['name']}: causal z {t['z']:.1f}, dCE {t['delta_ce']:+.4f}, "
+                     f"steering closes {100 * t['kl_drop_fraction']:.0f}% of KL(base||ft)")
+    for k, cc in coders.items():
+        lines.append(f"crosscoder layer {k} ({cc.library}): explained variance {cc.explained_variance:.3f}")
+    return Result(headline=figures, lines=lines)
