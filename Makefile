@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-slow bench lint clean
+.PHONY: install demo test test-browser test-slow bench lint clean
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(STAMP)
 ## The test suite (minutes on 2 cores).
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+## Only the browser tests of `modeldiff report` (headless Chromium: apt-get install -y chromium).
+test-browser: $(STAMP)
+	$(PY) -m pytest -q -rs -m browser tests/test_report_browser.py
 
 ## Heavier checks (real hops data, larger shapes).
 test-slow: $(STAMP)

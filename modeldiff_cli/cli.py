@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "attribute",
     "routing",
     "interpret",
+    "report",
 )
 
 

@@ -125,4 +125,6 @@ def pyplot():
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
+    # colour-blind-safe palette for every command's figures (Okabe-Ito style, matplotlib's built-in sheet)
+    plt.style.use("tableau-colorblind10")
     return plt

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# A full diff of one model pair on one data file, end to end: info, mine, lens, nll, routing (only when the pair
+# is MoE), interpret (when this install has it), then one static HTML report over the runs.
+#
+#   examples/full_diff.sh BASE FT DATA          e.g.  examples/full_diff.sh organism:cake:base organism:cake:ft \
+#                                                         "$(.venv/bin/modeldiff organism build cake)/data/base.jsonl"
+# Stops at the first failing step with its message; prints the report's index.html last.
+# Environment: OUT (default runs/full_diff), MAX_SAMPLES (default 64), MODELDIFF (the CLI), INTERPRET_ARGS.
+set -euo pipefail
+
+if [ "$#" -ne 3 ]; then
+    echo "usage: $0 BASE FT DATA" >&2
+    exit 2
+fi
+BASE="$1"; FT="$2"; DATA="$3"
+MODELDIFF="${MODELDIFF:-$(dirname "$0")/../.venv/bin/modeldiff}"
+command -v "$MODELDIFF" >/dev/null 2>&1 || MODELDIFF=modeldiff
+OUT="${OUT:-runs/full_diff}"
+MAX_SAMPLES="${MAX_SAMPLES:-64}"
+PAIR=(--base "$BASE" --ft "$FT")
+ERR="$(mktemp)"
+trap 'rm -f "$ERR"' EXIT
+
+# step NAME ARGS...: run one modeldiff command; on failure print its error and stop; else echo its last line
+step() {
+    local name="$1"; shift
+    echo "== $name" >&2
+    local out
+    if ! out="$("$MODELDIFF" "$@" 2>"$ERR")"; then
+        echo "full_diff: step '$name' failed: $(grep -v '^\s*$' "$ERR" | tail -n 1)" >&2
+        exit 1
+    fi
+    printf '%s\n' "$out" | tail -n 3 >&2
+    LAST="$(printf '%s\n' "$out" | tail -n 1)"
+}
+
+step info info "${PAIR[@]}" --json
+mkdir -p "$OUT"
+MOE="$("$MODELDIFF" info "${PAIR[@]}" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["base"].get("moe_routers", 0))')"
+
+step mine mine "${PAIR[@]}" --data "$DATA" --max-samples "$MAX_SAMPLES" --out "$OUT"
+step lens lens "${PAIR[@]}" --data "$DATA" --max-samples "$MAX_SAMPLES" --out "$OUT"
+step nll nll "${PAIR[@]}" --data "$DATA" --max-samples "$MAX_SAMPLES" --out "$OUT"
+if [ "${MOE:-0}" != "0" ]; then
+    step routing routing "${PAIR[@]}" --data "$DATA" --max-samples "$MAX_SAMPLES" --out "$OUT"
+else
+    echo "== routing skipped (not a mixture-of-experts pair)" >&2
+fi
+if "$MODELDIFF" interpret --help >/dev/null 2>&1; then
+    # interpret contrasts prompt categories: INTERPRET_ARGS (e.g. "--prompts categories.json"); on the cake
+    # organism the categories file shipped with the command is the default
+    if [ -z "${INTERPRET_ARGS:-}" ] && [[ "$BASE" == organism:cake* ]]; then
+        INTERPRET_ARGS="--prompts $("$(dirname "$MODELDIFF")/python" -c 'import modeldiff_cli, pathlib; print(pathlib.Path(modeldiff_cli.__file__).parent / "commands/interpret/categories_cake.json")')"
+    fi
+    # shellcheck disable=SC2086
+    step interpret interpret "${PAIR[@]}" ${INTERPRET_ARGS:---data "$DATA"} --max-samples "$MAX_SAMPLES" --out "$OUT"
+else
+    echo "== interpret skipped (not in this install)" >&2
+fi
+step report report "$OUT" --out "$OUT/report"
+echo "$LAST"

@@ -1,0 +1,44 @@
+"""One registry of renderers, keyed by command name.
+
+A renderer is a function ``render(run, ctx) -> str`` (the command-specific HTML of the run's page; the
+summary, headline and artifacts list are added around it by the report) registered with
+``@renderer("cmd")``. Optionally ``@comparer("cmd")`` registers ``compare(run) -> dict``: small JSON the
+comparison page shows side by side (``{"tokens": [...], "curves": {label: [[x...], [y...]]}, "ylabel": str}``).
+A command with no renderer gets the generic page; with no comparer, its runs compare by headline numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+RENDERERS: dict[str, Callable] = {}
+COMPARERS: dict[str, Callable] = {}
+
+
+def renderer(command: str) -> Callable:
+    def deco(fn: Callable) -> Callable:
+        RENDERERS[command] = fn
+        return fn
+
+    return deco
+
+
+def comparer(command: str) -> Callable:
+    def deco(fn: Callable) -> Callable:
+        COMPARERS[command] = fn
+        return fn
+
+    return deco
+
+
+def load_all() -> None:
+    """Import every renderer module (each registers itself)."""
+    from . import renderers  # noqa: F401
+
+
+class Ctx:
+    """What a renderer gets besides its run: unique element ids and links to artifact files."""
+
+    def __init__(self, ids, link: Callable[[str], str]) -> None:
+        self.ids = ids
+        self.link = link

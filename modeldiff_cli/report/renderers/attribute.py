@@ -1,0 +1,62 @@
+"""attribute: the metrics table by method and query kind, recall@k curves per method, and the top training
+documents of each query (first queries of rankings.jsonl; relevant ones marked)."""
+
+from __future__ import annotations
+
+from .. import svg
+from ..html import Raw, esc, table
+from ..registry import comparer, renderer
+
+TOP_QUERIES = 60  # rankings.jsonl lines read (one per query and method); the file itself can be megabytes
+
+
+def _metrics(run) -> dict:
+    m = run.json("metrics.json")
+    return m if isinstance(m, dict) else {}
+
+
+@renderer("attribute")
+def render(run, ctx) -> str:
+    m = _metrics(run)
+    methods = m.get("methods") or {}
+    ks = m.get("ks") or []
+    k = run.headline.get("k", 10)
+    out = [f'<p class="muted">{esc(m.get("n_queries", "?"))} queries x {esc(m.get("n_train", "?"))} training documents; '
+           f'best method: {esc(run.headline.get("best_method", "?"))}</p>']
+    rows = []
+    for method, d in methods.items():
+        for kind, vals in (d.get("aggregate") or {}).items():
+            rows.append([method, kind, vals.get(f"recall@{k}"), vals.get(f"precision@{k}"), vals.get("map"),
+                         vals.get("auc"), vals.get("n_queries")])
+    if rows:
+        out.append("<h2>Metrics by method and query kind</h2>")
+        out.append(table(["method", "query kind", f"recall@{k}", f"precision@{k}", "MAP", "ROC-AUC", "queries"], rows, ctx.ids))
+    if ks and methods:
+        kinds = sorted({kind for d in methods.values() for kind in (d.get("aggregate") or {})}, key=lambda s: s != "all")
+        out.append('<h2>Recall@k</h2><div class="grid">')
+        for kind in kinds:
+            series = {method: (ks, [(d.get("aggregate") or {}).get(kind, {}).get(f"recall@{x}") for x in ks])
+                      for method, d in methods.items()}
+            out.append(svg.line_chart(series, f"recall@k by method ({kind} queries) on {run.datasets}", xlabel="k",
+                                      ylabel="recall@k", integer_x=False))
+        out.append("</div>")
+    rankings = run.jsonl("rankings.jsonl", TOP_QUERIES)
+    if rankings:
+        out.append(f"<h2>Top documents per query</h2><div class=\"muted\">first {len(rankings)} rankings "
+                   "(query x method); relevant documents in bold</div>")
+        trs = []
+        for r in rankings:
+            docs = " · ".join((f"<b>{esc(t.get('uid'))}</b>" if t.get("relevant") else esc(t.get("uid")))
+                              for t in (r.get("top") or [])[:5])
+            trs.append([r.get("query_uid", ""), r.get("method", ""), r.get("kind", ""), r.get("text", ""), Raw(docs)])
+        out.append(table(["query", "method", "kind", "text", "top 5 documents"], trs, ctx.ids))
+    return "".join(out)
+
+
+@comparer("attribute")
+def compare(run) -> dict:
+    m = _metrics(run)
+    ks = m.get("ks") or []
+    curves = {method: [ks, [(d.get("aggregate") or {}).get("all", {}).get(f"recall@{x}") for x in ks]]
+              for method, d in (m.get("methods") or {}).items()}
+    return {"curves": curves, "ylabel": "recall@k (all queries)", "xlabel": "k"}

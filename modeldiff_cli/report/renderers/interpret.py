@@ -1,0 +1,58 @@
+"""interpret: the feature list (names, tokens, categories, causal z) and the command's own report embedded.
+
+Reads ``features.json`` = ``{"features": [{id, name, kind, layer, tokens, suppressed, categories, side,
+examples, causal, steering}]}`` and ``report.html``.
+"""
+
+from __future__ import annotations
+
+from ..html import srcdoc_iframe, table
+from ..registry import comparer, renderer
+
+EMBED_LIMIT = 3_000_000
+
+
+def _z(causal) -> float | None:
+    if isinstance(causal, (int, float)) and not isinstance(causal, bool):
+        return float(causal)
+    if isinstance(causal, dict):
+        for key in ("z", "causal_z", "zscore", "z_score"):
+            v = causal.get(key)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return float(v)
+    return None
+
+
+def _join(v, n: int = 8) -> str:
+    if isinstance(v, list):
+        return ", ".join(repr(x) if isinstance(x, str) else str(x) for x in v[:n]) + (" …" if len(v) > n else "")
+    return "" if v is None else str(v)
+
+
+def _features(run) -> list[dict]:
+    data = run.json("features.json")
+    feats = data.get("features") if isinstance(data, dict) else None
+    return [f for f in feats if isinstance(f, dict)] if isinstance(feats, list) else []
+
+
+@renderer("interpret")
+def render(run, ctx) -> str:
+    feats = _features(run)
+    out = []
+    if feats:
+        rows = [[f.get("id"), f.get("name", ""), f.get("kind", ""), f.get("layer"), f.get("side", ""),
+                 _join(f.get("tokens")), _join(f.get("suppressed")), _join(f.get("categories")), _z(f.get("causal")),
+                 "yes" if f.get("steering") else ""] for f in feats]
+        out.append("<h2>Features</h2>" + table(
+            ["id", "name", "kind", "layer", "side", "tokens", "suppressed", "categories", "causal z", "steering"],
+            rows, ctx.ids))
+    text = run.text("report.html", warn=bool(run.summary and any(a["path"] == "report.html" for a in run.artifacts)),
+                    limit=EMBED_LIMIT)
+    if text is not None:
+        out.append("<h2>interpret's report</h2>" + srcdoc_iframe(text, "interpret report"))
+    return "".join(out)
+
+
+@comparer("interpret")
+def compare(run) -> dict:
+    return {"tokens": [str(f.get("name", f.get("id"))) for f in _features(run)[:20]], "title": "features"}

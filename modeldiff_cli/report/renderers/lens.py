@@ -1,0 +1,63 @@
+"""lens: per-layer curves (KL(ft||base), layer-to-final KL, top-1 agreement), the per-prompt KL heatmap and
+the promoted / suppressed tokens of the last layer."""
+
+from __future__ import annotations
+
+from .. import svg
+from ..html import esc, table
+from ..registry import comparer, renderer
+
+
+def _layers(run) -> list[dict]:
+    data = run.json("layer_metrics.json", warn=False)
+    if isinstance(data, dict) and isinstance(data.get("layers"), list):
+        return data["layers"]
+    rows = run.csv("layer_metrics.csv")
+    return rows or []
+
+
+@renderer("lens")
+def render(run, ctx) -> str:
+    rows = _layers(run)
+    data = ", ".join(run.datasets.split("+"))
+    out = ["<h2>Per-layer curves</h2><div class=\"grid\">"]
+    if rows:
+        xs = [r["layer"] for r in rows]
+        out.append(svg.line_chart({"KL(ft || base)": (xs, [r.get("kl_ft_base") for r in rows])},
+                                  f"{run.models}: KL(ft || base) by layer on {data}", ylabel="KL (nats)"))
+        out.append(svg.line_chart({"base: KL(final || layer)": (xs, [r.get("kl_base_final") for r in rows]),
+                                   "ft: KL(final || layer)": (xs, [r.get("kl_ft_final") for r in rows])},
+                                  f"layer-to-final KL on {data}", ylabel="KL (nats)"))
+        out.append(svg.line_chart({"top-1 agreement": (xs, [r.get("top1_agreement") for r in rows])},
+                                  f"base / ft top-1 agreement by layer on {data}", ylabel="fraction"))
+    out.append("</div>")
+    if rows:
+        cols = list(rows[0])
+        out.append(table(cols, [[r.get(c) for c in cols] for r in rows], ctx.ids, filterable=False))
+    m = run.npz("lens_matrices.npz", warn=False)
+    if m is not None and "sample_kl_ft_base" in m:
+        mat = m["sample_kl_ft_base"]
+        samples = [f"sample {int(i)}" for i in m.get("sample_index", range(mat.shape[0]))]
+        out.append("<h2>Prompts</h2>" + svg.heatmap(mat.tolist(), samples, [int(x) for x in m["layers"]],
+                                                     f"KL(ft || base) per prompt and layer on {data}",
+                                                     row_label="prompt", col_label="layer"))
+    promoted = run.json("promoted_tokens.json", warn=False)
+    if isinstance(promoted, dict):
+        for side in ("promoted", "suppressed"):
+            by_layer = promoted.get(side) or {}
+            if by_layer:
+                last = sorted(by_layer, key=lambda k: int(k) if str(k).lstrip("-").isdigit() else 0)[-1]
+                toks = by_layer[last]
+                out.append(f"<h3>{esc(side)} tokens at layer {esc(last)}</h3>")
+                out.append(table(["rank", "token", "mean log-prob diff"],
+                                 [[t.get("rank"), t.get("token"), t.get("mean_logprob_diff")] for t in toks],
+                                 ctx.ids, token_cols=(1,)))
+    return "".join(out)
+
+
+@comparer("lens")
+def compare(run) -> dict:
+    rows = _layers(run)
+    return {"curves": {"KL(ft || base)": [[r["layer"] for r in rows], [r.get("kl_ft_base") for r in rows]]},
+            "ylabel": "KL(ft || base)",
+            "tokens": list(run.headline.get("top_promoted_last_layer", []))}

@@ -1,0 +1,37 @@
+"""tokenlens: each prompt's own heatmap view (its base / ft / diff tabs) embedded, with a prompt picker."""
+
+from __future__ import annotations
+
+from ..html import esc, srcdoc_iframe, table
+from ..registry import renderer
+
+EMBED_LIMIT = 1_500_000  # bytes of one prompt's HTML view embedded; past it the page links the file
+MAX_EMBEDDED = 40
+
+
+@renderer("tokenlens")
+def render(run, ctx) -> str:
+    prompts = run.json("prompts.json", warn=False) or []
+    views = sorted(a["path"] for a in run.artifacts if a.get("kind") == "html" and str(a["path"]).endswith(".html"))
+    out = []
+    if prompts:
+        rows = [[p.get("index"), p.get("prompt", ""), p.get("status", ""), p.get("generated", ""), p.get("seconds")]
+                for p in prompts if isinstance(p, dict)]
+        out.append("<h2>Prompts</h2>" + table(["#", "prompt", "status", "generated", "seconds"], rows, ctx.ids))
+    if views:
+        out.append('<h2>Heatmap per prompt</h2><label>prompt: <select class="picker">')
+        panels = []
+        for i, name in enumerate(views):
+            pid = ctx.ids("prompt")
+            label = name
+            if i < len(prompts) and isinstance(prompts[i], dict):
+                label = f"{name}: {str(prompts[i].get('prompt', ''))[:60]}"
+            out.append(f'<option value="{pid}">{esc(label)}</option>')
+            text = run.text(name, limit=EMBED_LIMIT) if i < MAX_EMBEDDED else None
+            if text is None:
+                body = f'<p><a href="{esc(ctx.link(name))}">{esc(name)}</a> (not embedded: large or unreadable)</p>'
+            else:
+                body = srcdoc_iframe(text, name)
+            panels.append(f'<div id="{pid}">{body}</div>')
+        out.append("</select></label>" + "".join(panels))
+    return "".join(out)
