@@ -30,3 +30,31 @@ RUN4=$($MD attribute --base organism:hops:base --ft organism:hops:ft --base-devi
         --train "$ORG/data/new_train.jsonl" --queries "$QRUN/queries.jsonl" --method delta-h,bm25 --out "$OUT" | tail -n 1)
 cat "$RUN2/metrics.md"
 echo "runs: $RUN $RUN2 $RUN3 $RUN4"
+
+# 6. A non-hops organism through the generic ground-truth path: the `cake` pair, its fine-tuning documents (data key
+#    `ft`) as candidates, prompts whose expected next word is a planted word as queries; relevant = the documents
+#    containing that word (the organism's ground_truth.json lists the planted words). The documents get ids and,
+#    for --pooling span, their planted words as `targets` (the fact each document teaches).
+CAKE=$($MD organism build cake | tail -n 1)
+mkdir -p "$OUT/cake"
+python3 - "$CAKE" "$OUT/cake" <<'PY'
+import json, re, sys
+org, out = sys.argv[1:3]
+words = json.load(open(f"{org}/ground_truth.json"))["planted_words"]
+docs = [json.loads(line) for line in open(f"{org}/data/ft.jsonl")]
+has = lambda w, text: re.search(rf"\b{w}\b", text, re.I) is not None
+with open(f"{out}/train.jsonl", "w") as f:
+    for i, d in enumerate(docs):
+        f.write(json.dumps({"uid": f"ft{i:03d}", "text": d["text"], "targets": [w for w in words if has(w, d["text"])]}) + "\n")
+prompts = ["Yesterday Tom talked about the", "In the kitchen Anna found the", "The shop on the corner sold"]
+with open(f"{out}/queries.jsonl", "w") as f:
+    for w in words:
+        rel = [f"ft{i:03d}" for i, d in enumerate(docs) if has(w, d["text"])]
+        for j, p in enumerate(prompts):
+            f.write(json.dumps({"uid": f"q_{w}_{j}", "prompt": p, "completion": f" {w}", "relevant": rel}) + "\n")
+PY
+RUN5=$($MD attribute --base organism:cake:base --ft organism:cake:ft --train "$OUT/cake/train.jsonl" \
+        --queries "$OUT/cake/queries.jsonl" --method delta-h,grad,delta-h-x-grad,bm25,random,trackstar,ekfac,fused:bm25+grad \
+        --out "$OUT" | tail -n 1)
+cat "$RUN5/metrics.md"
+echo "cake run: $RUN5"
