@@ -200,7 +200,11 @@ class Attribute(Command):
             timing["layer_selection"] = split
         run.metadata.update(models={"base": old.source.spec, "ft": new.source.spec}, train=str(self.train),
                             queries=str(self.queries), extraction=timing)
-        write_outputs(run, scores, results, scored.truth, scored.train_rows, scored.query_rows, layers, timing)
+        from ...core.datasource import dataset_name
+
+        data = dataset_name(self.train) if self.train else "the hops organism's data"
+        write_outputs(run, scores, results, scored.truth, scored.train_rows, scored.query_rows, layers, timing,
+                      f"{old.source.label} vs {new.source.label} on {data}")
         return headline(results, timing, len(scored.query_rows), len(scored.train_rows))
 
 

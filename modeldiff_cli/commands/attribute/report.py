@@ -99,7 +99,7 @@ def _letter(func: str) -> str:
 
 
 def write_outputs(run, scores: dict, results: dict, truth: Truth, train_rows: list[dict], query_rows: list[dict],
-                  layers: list[int], timing: dict) -> None:
+                  layers: list[int], timing: dict, context: str = "") -> None:
     for name, (kind, text) in ARTIFACTS.items():
         run.describe(name, text, kind)
     qids = np.array([r["_uid"] for r in query_rows])
@@ -120,7 +120,7 @@ def write_outputs(run, scores: dict, results: dict, truth: Truth, train_rows: li
         ] + ([f"k > {len(train_rows)} training documents: clipped to {len(train_rows)}"] if ks[-1] > len(train_rows) else []),
     })
     artifacts.write_csv(run.file("metrics.csv"), csv_rows(results, layers), ["method", "layer", "subset", "metric", "k", "value"])
-    _plot(run.file("recall_at_k.png"), results, ks)
+    _plot(run.file("recall_at_k.png"), results, ks, context)
     artifacts.write_text(run.file("metrics.md"), markdown_table(results, ks) + "\n")
 
 
@@ -165,7 +165,8 @@ def _influence(scores, truth: Truth, train_rows):
         yield rec
 
 
-def _plot(path, results: dict, ks: list[int]) -> None:
+def _plot(path, results: dict, ks: list[int], context: str = "") -> None:
+    """Recall@k per query subset, one line per method; ``context`` ("old vs new on <data>") as the suptitle."""
     plt = artifacts.pyplot()
     subsets = [s for s in ("all", "base", "wrapper") if s in next(iter(results.values()))["aggregate"]]
     fig, axes = plt.subplots(1, len(subsets), figsize=(4.2 * len(subsets), 3.4), squeeze=False)
@@ -179,6 +180,8 @@ def _plot(path, results: dict, ks: list[int]) -> None:
         ax.set_title(f"recall@k, {subset} queries")
     axes[0][0].set_ylabel("recall")
     axes[0][-1].legend(fontsize=7, loc="lower right")
+    if context:
+        fig.suptitle(f"training-data attribution: {context}", fontsize=10)
     artifacts.save_figure(path, fig)
 
 

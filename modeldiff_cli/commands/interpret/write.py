@@ -134,7 +134,7 @@ def plots(run, stats, features, coders, lstats) -> list[tuple[str, str]]:
         axes[0].barh(ids, [f["causal"]["z"] for f in features])
         axes[0].axvline(3, color="k", ls="--", lw=0.8)
         axes[0].set_xlabel("ablation z (|dCE| vs random)")
-        axes[1].barh(ids, [f["steering"]["kl_drop_fraction"] for f in features], color="tab:orange")
+        axes[1].barh(ids, [f["steering"]["kl_drop_fraction"] for f in features], color="C1")
         axes[1].set_xlabel("KL(base||ft) drop fraction (steering)")
         axes[0].invert_yaxis()
         artifacts.save_figure(run.file("feature_effects.png"), fig)

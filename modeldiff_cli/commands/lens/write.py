@@ -97,8 +97,10 @@ def write_outputs(run, acc: LensAccumulator, results: dict, pair, data, layers: 
     if acc.record_positions:
         matrices.update({f"prompt_{k}": v.numpy() for k, v in acc.tables.items()})
     artifacts.write_npz(run.file("lens_matrices.npz"), **matrices)
-    plot_kl(run.file("kl_by_layer.png"), layers, results["means"])
-    plot_agreement(run.file("agreement_by_layer.png"), layers, results["means"])
+    base, ft = cmd.pair.labels
+    context = f"{base} vs {ft} on " + (" + ".join(cmd.fp.names) if cmd.prompt is None else "the prompt")
+    plot_kl(run.file("kl_by_layer.png"), layers, results["means"], context)
+    plot_agreement(run.file("agreement_by_layer.png"), layers, results["means"], context)
     if acc.record_positions:
         table = prompt_table(tok, data.samples[0].ids, acc.tables, layers)
         write_prompt_table(run.file("prompt_top_tokens.json"), run.file("prompt_top_tokens.png"), table)

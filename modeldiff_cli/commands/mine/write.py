@@ -59,7 +59,7 @@ def write_outputs(run, cmd, inputs, results) -> None:
             entries.append({"ordering_id": kind, "display_label": ordering["display_label"],
                             "file": f"{FOLDERS[kind]}/{res.name}/orderings.json"})
             if cmd.plots:
-                _plots(ordering, folder, FOLDERS[kind], res)
+                _plots(ordering, folder, FOLDERS[kind], res, _context(cmd, res.name))
         if "nmf" in cmd.ordering_list:
             _write_nmf(run, cmd, res, entries)
         if cmd.likelihood_ratios:
@@ -83,20 +83,29 @@ def _write_nmf(run, cmd, res, entries: list[dict]) -> None:
         entries.append({"ordering_id": ordering["ordering_id"], "display_label": ordering["display_label"],
                         "file": f"{nmf_folder(cmd)}/{res.name}/topic_{t}.json"})
         if cmd.plots:
-            _plots(ordering, folder, f"topic_{t}", None)
+            _plots(ordering, folder, f"topic_{t}", None, _context(cmd, res.name))
 
 
-def _plots(ordering: dict, folder: Path, stem: str, res) -> None:
+def _context(cmd, dataset: str) -> str:
+    """"<base> vs <ft> on <dataset>" for the plot titles (the dataset alone when the labels cannot be read)."""
+    try:
+        base, ft = cmd.pair.labels
+    except Exception:  # noqa: BLE001 - a title must never fail a run
+        return f"on {dataset}"
+    return f"{base} vs {ft} on {dataset}"
+
+
+def _plots(ordering: dict, folder: Path, stem: str, res, context: str = "") -> None:
     from .plots import ordering_plots, positional_plot
 
     if not ordering["tokens"]:
         return
-    ordering_plots(ordering, folder, stem)
+    ordering_plots(ordering, folder, stem, context=context)
     if res is not None and stem == "top_k_occurring":
         top = ordering["tokens"][:8]
         ids = [t["token_id"] for t in top]
         positional_plot(res.acc.stats.position_hist[ids], res.acc.stats.position_bin_width,
-                        [t["token_str"] for t in top], folder / "positions.png")
+                        [t["token_str"] for t in top], folder / "positions.png", context)
 
 
 def _ratios(res) -> list[dict]:

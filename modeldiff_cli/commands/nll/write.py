@@ -78,7 +78,7 @@ def write_outputs(run, views: dict, cond, setup, o) -> dict:
         "layers": rows,
     }
     artifacts.write_json(run.file("nll_summary.json"), summary)
-    plot_curves(run, rows, setup.labels, o.js_mode)
+    plot_curves(run, rows, setup.labels, o.js_mode, " + ".join(o.fp.names))
     return summary
 
 

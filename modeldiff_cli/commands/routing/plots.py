@@ -31,7 +31,7 @@ def curve(path: Path, layers: list[int], series: dict[str, np.ndarray], ylabel: 
     return layer_curves(path, layers, series, ylabel, title)
 
 
-def sweep_curve(path: Path, rows: list[dict], metric: str) -> Path:
+def sweep_curve(path: Path, rows: list[dict], metric: str, context: str = "") -> Path:
     """The metric against the number of masked experts: top experts per mode, random mean +/- std as a band."""
     plt = artifacts.pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
@@ -51,7 +51,7 @@ def sweep_curve(path: Path, rows: list[dict], metric: str) -> Path:
             ax.fill_between(xr, mean - std, mean + std, color=color, alpha=0.2)
     ax.set_xlabel("experts masked")
     ax.set_ylabel(metric)
-    ax.set_title(f"mask sweep: {metric}")
+    ax.set_title(f"mask sweep: {metric}" + (f"\n{context}" if context else ""), fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return artifacts.save_figure(path, fig)

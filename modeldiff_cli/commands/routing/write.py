@@ -20,6 +20,12 @@ def _points_names(cmd) -> tuple[str, str]:
     return "points_b_minus_a.json", "points_a_minus_b.json"
 
 
+def _on(cmd) -> str:
+    """" on <dataset(s)>" for the figure titles."""
+    names = cmd.fp.names
+    return f" on {' + '.join(names)}" if names else ""
+
+
 def describe(run, cmd, paired: bool) -> None:
     a, b = cmd.sides
     fwd, rev = _points_names(cmd)
@@ -98,22 +104,22 @@ def write_outputs(run, stats: Stats, results: dict, cmd) -> None:
         v = stats.views.index(view)
         for side, usage in ((a, ua), (b, ub)):
             heatmap(run.file(f"heatmap_{_safe(side)}_{view}.png"), usage["weight"][v].numpy(), stats.layers,
-                    f"{side}: weight usage ({view})")
+                    f"{side}: weight usage ({view}){_on(cmd)}")
         heatmap(run.file(f"heatmap_diff_{view}.png"), results["diff"]["weight"][v].numpy(), stats.layers,
-                f"weight usage {b} - {a} ({view})", diverging=True)
+                f"weight usage {b} - {a} ({view}){_on(cmd)}", diverging=True)
         heatmap(run.file(f"heatmap_thresholded_{view}.png"), results["thresholded"][v].numpy().astype(float),
-                stats.layers, f"thresholded {b} - {a} ({view}, |diff| >= {results['thresholds'][v]:.4f})", diverging=True)
-    L = stats.layers
+                stats.layers, f"thresholded {b} - {a} ({view}, |diff| >= {results['thresholds'][v]:.4f}){_on(cmd)}", diverging=True)
+    L, on = stats.layers, _on(cmd)
     if paired:
         pair = results["pair"]
         for key, label in (("tv_topk", "TV over the union of top-k sets"), ("jaccard_topk", "Jaccard of top-k sets"),
                            ("intersection_topk", "top-k intersection size"), ("js", "JS of router distributions (nats)")):
             curve(run.file(f"curve_{key}.png"), L, {view: pair[key][v].numpy() for v, view in enumerate(stats.views)},
-                  label, f"{label}: {a} vs {b}")
+                  label, f"{label}: {a} vs {b}{on}")
     curve(run.file("curve_usage_tv.png"), L, {view: results["usage_tv"][v].numpy() for v, view in enumerate(stats.views)},
-          "TV of mean weight usage", f"TV of mean usage: {a} vs {b}")
+          "TV of mean weight usage", f"TV of mean usage: {a} vs {b}{on}")
     curve(run.file("curve_usage_js.png"), L, {view: results["usage_js"][v].numpy() for v, view in enumerate(stats.views)},
-          "JS of mean weight usage (nats)", f"JS of mean usage: {a} vs {b}")
+          "JS of mean weight usage (nats)", f"JS of mean usage: {a} vs {b}{on}")
 
 
 def _safe(text: str) -> str:
@@ -141,7 +147,7 @@ def summary(stats: Stats, results: dict, cmd) -> dict:
 def write_sweep(run, sweep: dict, cmd) -> None:
     artifacts.write_csv(run.file("mask_sweep.csv"), sweep["rows"], sweep["columns"])
     for metric in sweep["plot"]:
-        sweep_curve(run.file(f"mask_sweep_{metric}.png"), sweep["rows"], metric)
+        sweep_curve(run.file(f"mask_sweep_{metric}.png"), sweep["rows"], metric, "{} vs {}{}".format(*cmd.sides, _on(cmd)))
 
 
 def headline(results: dict, sweep: dict | None, cmd) -> Result:
