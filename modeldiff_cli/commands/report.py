@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
-import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, ClassVar
+from typing import ClassVar
 
 import typer
 
-from ..core.spec import option, typer_callback
+from ..core.spec import option, with_argument
 
 
 @dataclass(frozen=True)
@@ -30,23 +28,9 @@ def register(app: typer.Typer) -> None:
     app.command("report")(report_callback())
 
 
-@typing.no_type_check  # Typer's own objects come in here
 def report_callback():
-    options = typer_callback(Report, lambda opts: opts)
-    paths = inspect.Parameter(
-        "paths", inspect.Parameter.KEYWORD_ONLY,
-        annotation=Annotated[list[Path], typer.Argument(help="Run directories or folders holding them (e.g. runs/).",
-                                                        metavar="PATH...", show_default=False)],
-    )
-
-    def report(paths: list[Path], **values):
-        return run_report(paths, options(**values))
-
-    sig = inspect.signature(options)
-    report.__signature__ = sig.replace(parameters=[paths, *sig.parameters.values()])
-    report.__annotations__ = {p.name: p.annotation for p in report.__signature__.parameters.values()}
-    report.__doc__ = options.__doc__
-    return report
+    return with_argument(Report, run_report, "paths", list[Path],
+                         "Run directories or folders holding them (e.g. runs/).", "PATH...")
 
 
 def run_report(paths: list[Path], opts: Report) -> Path:

@@ -221,3 +221,24 @@ def typer_callback(cls, run: Callable[[Any], Any], *, context: bool = False) -> 
     callback.__doc__ = inspect.cleandoc(cls.__doc__ or "")
     callback.__name__ = callback.__qualname__ = cls.name.replace("-", "_")
     return callback
+
+
+@typing.no_type_check  # Typer's own objects come in here
+def with_argument(cls, run: Callable[[Any, Any], Any], name: str, tp, help: str, metavar: str) -> Callable:
+    """Like :func:`typer_callback`, with one positional argument first: calling it runs ``run(argument, options)``."""
+    import inspect as _inspect
+
+    options = typer_callback(cls, lambda opts: opts)
+    param = _inspect.Parameter(name, _inspect.Parameter.KEYWORD_ONLY,
+                               annotation=Annotated[tp, typer.Argument(help=help, metavar=metavar, show_default=False)])
+
+    def command(**values):
+        argument = values.pop(name)
+        return run(argument, options(**values))
+
+    sig = _inspect.signature(options)
+    command.__signature__ = sig.replace(parameters=[param, *sig.parameters.values()])  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in command.__signature__.parameters.values()}
+    command.__doc__ = options.__doc__
+    command.__name__ = command.__qualname__ = cls.name.replace("-", "_")
+    return command

@@ -3,14 +3,11 @@ written beside the run directory (a complete run is never modified)."""
 
 from __future__ import annotations
 
-import inspect
 import json
-import typing
 from pathlib import Path
-from typing import Annotated
 
 from ...core import console
-from ...core.spec import typer_callback
+from ...core.spec import with_argument
 from .command import Overview
 
 
@@ -32,22 +29,6 @@ def run_overview(run_dir: Path, opts: Overview) -> Path:
     return path
 
 
-@typing.no_type_check  # Typer's own objects come in here
 def overview_callback():
     """The Typer callback of `mine overview`: the RUN_DIR argument, then the options generated from Overview."""
-    import typer
-
-    options = typer_callback(Overview, lambda opts: opts)
-    run_dir = inspect.Parameter(
-        "run_dir", inspect.Parameter.KEYWORD_ONLY,
-        annotation=Annotated[Path, typer.Argument(help="A complete `modeldiff mine` run directory.", metavar="RUN_DIR", show_default=False)],
-    )
-
-    def overview(run_dir: Path, **values):
-        return run_overview(run_dir, options(**values))
-
-    sig = inspect.signature(options)
-    overview.__signature__ = sig.replace(parameters=[run_dir, *sig.parameters.values()])
-    overview.__annotations__ = {p.name: p.annotation for p in overview.__signature__.parameters.values()}
-    overview.__doc__ = options.__doc__
-    return overview
+    return with_argument(Overview, run_overview, "run_dir", Path, "A complete `modeldiff mine` run directory.", "RUN_DIR")
