@@ -62,6 +62,11 @@ class Run:
         """Say what an artifact is (``pattern`` is a path relative to the run directory, or a glob of such)."""
         self.descriptions[pattern] = (kind, description)
 
+    def describe_all(self, table: dict) -> None:
+        """Describe many artifacts at once: ``{path_or_glob: (kind, description)}``."""
+        for pattern, (kind, description) in table.items():
+            self.describe(pattern, description, kind)
+
     def description_of(self, rel: str) -> tuple[str | None, str]:
         from fnmatch import fnmatch
 

@@ -101,8 +101,7 @@ def write_queries(run, functions: dict[str, dict], queries: list[dict], correct:
     kept = [q for q in queries if q["correct"] is not False]
     counts = [{"func": f, "role": info["role"], "built": sum(q["func"] == f for q in queries),
                "kept": sum(q["func"] == f for q in kept)} for f, info in functions.items()]
-    for name, (kind, text) in ARTIFACTS.items():
-        run.describe(name, text, kind)
+    run.describe_all(ARTIFACTS)
     artifacts.write_jsonl(run.file("queries.jsonl"), kept)
     artifacts.write_jsonl(run.file("all_queries.jsonl"), queries)
     artifacts.write_csv(run.file("kept_counts.csv"), counts, ["func", "role", "built", "kept"])

@@ -100,8 +100,7 @@ def _letter(func: str) -> str:
 
 def write_outputs(run, scores: dict, results: dict, truth: Truth, train_rows: list[dict], query_rows: list[dict],
                   layers: list[int], timing: dict, context: str = "") -> None:
-    for name, (kind, text) in ARTIFACTS.items():
-        run.describe(name, text, kind)
+    run.describe_all(ARTIFACTS)
     qids = np.array([r["_uid"] for r in query_rows])
     tids = np.array([r["_uid"] for r in train_rows])
     for m, s in scores.items():

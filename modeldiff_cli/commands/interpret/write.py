@@ -51,8 +51,7 @@ def layer_rows(stats) -> list[dict]:
 
 
 def write_outputs(run, cmd, pair, categories, stats, rel, features, coders, lstats, samples) -> None:
-    for name, (kind, text) in ARTIFACTS.items():
-        run.describe(name, text, kind)
+    run.describe_all(ARTIFACTS)
     tok = pair.tokenizer
     artifacts.write_json(run.file("features.json"), {"features": [public(f) for f in features]})
     artifacts.write_csv(run.file("layer_category_diff.csv"), layer_rows(stats))

@@ -23,8 +23,7 @@ ARTIFACTS = {
 
 
 def describe(run) -> None:
-    for name, (kind, text) in ARTIFACTS.items():
-        run.describe(name, text, kind)
+    run.describe_all(ARTIFACTS)
 
 
 def headline(results: dict, layers: list[int], pair):
