@@ -3,12 +3,19 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+PIP := $(PY) -m pip install -q --disable-pip-version-check
+# what kronfluence and bergson import (their declared requirements minus torchvision, torchaudio, bitsandbytes)
+INFLUENCE_DEPS := einconv opt-einsum tqdm peft petname simple-parsing torchopt ml_dtypes natsort jinja2 pyyaml
 
 .PHONY: install demo test test-browser test-slow bench lint clean
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints-cpu.txt -e '.[dev]'
+	$(PIP) -c constraints-cpu.txt -e '.[dev,interpret]'
+	# the influence extra (Kronfluence, Bergson) without torchvision / torchaudio: their PyPI wheels are CUDA-linked
+	# and break `import transformers` beside CPU torch, and neither library imports them on the paths we use
+	$(PIP) -c constraints-cpu.txt --no-deps kronfluence bergson
+	$(PIP) -c constraints-cpu.txt $(INFLUENCE_DEPS)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -22,7 +29,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-## Only the browser tests of `modeldiff report` (headless Chromium: apt-get install -y chromium).
+## Only the browser tests of `modeldiff report` (headless Chromium and Firefox: apt-get install -y chromium firefox-esr).
 test-browser: $(STAMP)
 	$(PY) -m pytest -q -rs -m browser tests/test_report_browser.py
 
