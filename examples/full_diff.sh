@@ -5,7 +5,8 @@
 #   examples/full_diff.sh BASE FT DATA          e.g.  examples/full_diff.sh organism:cake:base organism:cake:ft \
 #                                                         "$(.venv/bin/modeldiff organism build cake)/data/base.jsonl"
 # Stops at the first failing step with its message; prints the report's index.html last.
-# Environment: OUT (default runs/full_diff), MAX_SAMPLES (default 64), MODELDIFF (the CLI), INTERPRET_ARGS.
+# Environment: OUT (default runs/full_diff), MAX_SAMPLES (default 64), MODELDIFF (the CLI), INTERPRET_ARGS,
+# SWEEP (routing's mask sweep counts, default 1,2,4; empty: no sweep).
 set -euo pipefail
 
 if [ "$#" -ne 3 ]; then
@@ -34,15 +35,17 @@ step() {
     LAST="$(printf '%s\n' "$out" | tail -n 1)"
 }
 
-step info info "${PAIR[@]}" --json
 mkdir -p "$OUT"
-MOE="$("$MODELDIFF" info "${PAIR[@]}" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["base"].get("moe_routers", 0))')"
+# info writes its run directory (info.json: the pair's facts, shown on the report's index) and prints it last
+step info info "${PAIR[@]}" --out "$OUT"
+MOE="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1] + "/info.json"))["base"].get("moe_routers", 0))' "$LAST")"
 
 step mine mine "${PAIR[@]}" --data "$DATA" --max-samples "$MAX_SAMPLES" --out "$OUT"
 step lens lens "${PAIR[@]}" --data "$DATA" --max-samples "$MAX_SAMPLES" --out "$OUT"
 step nll nll "${PAIR[@]}" --data "$DATA" --max-samples "$MAX_SAMPLES" --out "$OUT"
 if [ "${MOE:-0}" != "0" ]; then
-    step routing routing "${PAIR[@]}" --data "$DATA" --max-samples "$MAX_SAMPLES" --out "$OUT"
+    SWEEP="${SWEEP-1,2,4}"
+    step routing routing "${PAIR[@]}" --data "$DATA" --max-samples "$MAX_SAMPLES" ${SWEEP:+--sweep "$SWEEP"} --out "$OUT"
 else
     echo "== routing skipped (not a mixture-of-experts pair)" >&2
 fi

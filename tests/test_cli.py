@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -52,18 +53,54 @@ def test_user_error_is_one_line_exit_2(cli):
     assert err.strip() == "error: --base ./missing-model: no such model directory"
 
 
-def test_info_reports_pair(cli, tiny_model_dir):
+def test_info_reports_pair(cli, tiny_model_dir, tmp_path):
     a, b = tiny_model_dir("llama", 0), tiny_model_dir("llama", 1)
-    code, out, _ = cli("info", "--base", a, "--ft", b, "--json")
+    code, out, err = cli("info", "--base", a, "--ft", b, "--json", "--out", tmp_path)
     assert code == 0
-    report = json.loads(out)
+    report = json.loads(out)  # --json: stdout is the JSON document alone; the run directory goes to stderr
     assert report["compatible"] and report["tokenizer_relation"] == "identical"
     assert report["base"]["layers"] == 2 and report["base"]["hidden_size"] == 32
     assert report["base"]["parameters"] == report["ft"]["parameters"] > 0
-    code, out, _ = cli("info", "--base", a, "--ft", b)
-    assert code == 0 and "compatible: yes" in out
+    assert "run directory: " in err
+    code, out, _ = cli("info", "--base", a, "--ft", b, "--out", tmp_path)
+    assert code == 0 and "compatible: yes" in out and "tokenizers: identical" in out
+    assert "hidden_size" in out and "parameters" in out  # the side-by-side table
 
 
-def test_info_incompatible_exit_2(cli, tiny_model_dir):
-    code, _, err = cli("info", "--base", tiny_model_dir("llama"), "--ft", tiny_model_dir("gpt2"))
+def test_info_writes_a_reused_run_directory(cli, tiny_model_dir, tmp_path, monkeypatch):
+    a, b = tiny_model_dir("llama", 0), tiny_model_dir("llama", 1)
+    code, out, _ = cli("info", "--base", a, "--ft", b, "--out", tmp_path)
+    assert code == 0
+    lines = out.strip().splitlines()
+    run = Path(lines[-1])
+    from modeldiff_cli.commands.info import Info
+    from modeldiff_cli.core.rundir import slug
+
+    labels = Info.make(base=str(a), ft=str(b)).pair.labels
+    assert run.parent.parent.name == "info" and run.parent.name == "_vs_".join(slug(x) for x in labels)
+    assert run.name.startswith("info-") and run.parent.parent.parent == tmp_path
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["command"] == "info" and summary["headline"]["layers"] == 2
+    assert summary["headline"]["tokenizer_relation"] == "identical" and summary["headline"]["compatible"] is True
+    assert summary["headline"]["parameters"]["base"] == summary["headline"]["parameters"]["ft"] > 0
+    assert [x["path"] for x in summary["artifacts"]] == ["info.json"] and all(x["description"] for x in summary["artifacts"])
+    facts = json.loads((run / "info.json").read_text())
+    assert facts["base"]["hidden_size"] == 32 and facts["shared_vocab"] > 0 and facts["tokenizer_class"]["base"]
+    # the same pair again: the run is reused (no model loads) and prints the same lines, the table included
+    import modeldiff_cli.core.models as models
+
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded a model")))
+    code, again, err = cli("info", "--base", a, "--ft", b, "--out", tmp_path)
+    assert code == 0 and again.strip().splitlines() == lines and "reusing" in err
+    code, again, _ = cli("info", "--base", a, "--ft", b, "--out", tmp_path, "--json")
+    assert code == 0 and json.loads(again) == facts
+
+
+def test_info_incompatible_exit_2(cli, tiny_model_dir, tmp_path):
+    code, out, err = cli("info", "--base", tiny_model_dir("llama"), "--ft", tiny_model_dir("gpt2"), "--out", tmp_path)
     assert code == 2 and "cannot be diffed" in err and "architectures differ" in err
+    assert "model_type" in out and "compatible: yes" not in out  # the table still shows what differs
+    assert not any(tmp_path.rglob("summary.json")) and not any(tmp_path.rglob("*.partial-*"))  # no run written
+    code, out, _ = cli("info", "--base", tiny_model_dir("llama"), "--ft", tiny_model_dir("gpt2"), "--out", tmp_path,
+                       "--json")
+    assert code == 2 and json.loads(out)["compatible"] is False

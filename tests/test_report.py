@@ -53,6 +53,10 @@ def test_scan_finds_runs_and_lists_partials(tmp_path):
     assert [p.name for p in partial] == [".x-logit-lens-00000007.partial-abc"]
     assert {r.command for r in runs} == {"lens", "interpret", "newcmd", "mine", "nll"}
     assert len({r.id for r in runs}) == 6
+    # a run directory given itself keeps its pair and command (from its layout)
+    one = next(r for r in runs if r.command == "lens")
+    alone, _ = scan([one.path])
+    assert [(r.command, r.models, r.name) for r in alone] == [("lens", "b_vs_f", one.name)]
 
 
 def test_pages_of_every_kind(tmp_path):
@@ -103,3 +107,97 @@ def test_cli_report(cli, tmp_path):
     assert any("skipped partial run" in x for x in lines) and any(x.startswith("warning:") for x in lines)
     code, out, err = cli("report", tmp_path / "nothing-here", "--out", tmp_path / "rep")
     assert code == 2 and err.strip().startswith("error:")
+
+
+def _info_run(root: Path, pair: str = "b_vs_f") -> Path:
+    side = {"spec": "organism:cake:base", "architecture": "LlamaForCausalLM", "model_type": "llama", "layers": 2,
+            "hidden_size": 64, "vocab_size": 400, "tokenizer_size": 400, "parameters": 133440, "dtype": "float32",
+            "moe_routers": 0, "fingerprint": "abc"}
+    info = {"base": side, "ft": {**side, "parameters": 133441}, "tokenizer_relation": "identical", "shared_vocab": 400,
+            "tokenizer_class": {"base": "LlamaTokenizerFast", "ft": "LlamaTokenizerFast"}, "compatible": True,
+            "reasons": [], "notes": []}
+    return _run(root, "info", pair, "info-0000000a", {"architecture": "LlamaForCausalLM", "layers": 2},
+                {"info.json": json.dumps(info)})
+
+
+def test_index_shows_the_pairs_info_facts(tmp_path):
+    root = _tree(tmp_path)
+    _info_run(root)
+    _run(root, "lens", "x_vs_y", "base+logit-lens-00000009", {"layers": [0, 1]}, {"layer_metrics.csv": LENS_CSV})
+    res = build_report([root], tmp_path / "rep")
+    index = res.index.read_text()
+    b_vs_f = index.split("<h2>b_vs_f</h2>")[1].split('<section class="pair">')[0]
+    assert '<div class="pairfacts">' in b_vs_f and "LlamaForCausalLM" in b_vs_f and "LlamaTokenizerFast (400)" in b_vs_f
+    assert "133,440" in b_vs_f and '<tr class="differs"><th>parameters</th>' in b_vs_f  # the sides differ: marked
+    assert "tokenizers: <b>identical</b> (shared ids: 400)" in b_vs_f and "float32" in b_vs_f
+    # a pair without an info run has no facts table, and says how to get one
+    x_vs_y = index.split("<h2>x_vs_y</h2>")[1]
+    assert "pairfacts" not in x_vs_y.split("</section>")[0]
+    info_page = next((res.out / "runs").glob("info__*.html")).read_text()
+    assert "LlamaForCausalLM" in info_page and "fingerprint" in info_page and 'class="warn"' not in info_page
+    # a corrupt info.json: a warning on its page, the index still renders without the facts
+    next(root.glob("info/b_vs_f/*/info.json")).write_text("[1, 2]")
+    res = build_report([root], tmp_path / "rep")
+    assert "pairfacts" not in res.index.read_text().split("<h2>b_vs_f</h2>")[1].split("</section>")[0]
+    assert "info.json: expected" in next((res.out / "runs").glob("info__*.html")).read_text()
+
+
+# the layout of routing's mask_sweep.csv (a real `routing --sweep 1,2` run): one unmasked baseline row
+# (mode none, control none), per mode and count the top experts, the random draws and their mean (+ std columns)
+SWEEP_HEAD = ("n_masked,mode,control,draw,nll_base,nll_ft,nll_ft_masked,gain_undone,gap_closed,kl_ft_base,"
+              "kl_masked_base,gain_undone_std,gap_closed_std,masked_slots,masked_in_topk\n")
+
+
+def _sweep_csv() -> str:
+    rows = ["0,none,none,0,8.7,1.3,1.3,0.0,0.0,6.6,6.6,,,0,0"]
+    for mode in ("keep-topk", "replace-topk"):
+        for n in (1, 2):
+            rows.append(f"{n},{mode},top,0,8.7,1.3,2.9,{0.2 + n / 100},{0.13 + n / 100},6.6,5.7,,,92,0")
+            rows += [f"{n},{mode},random,{d},8.7,1.3,1.3,0.00{d},0.00{d},6.6,6.59,,,10,0" for d in range(3)]
+            rows.append(f"{n},{mode},random_mean,3,8.7,1.3,1.3,0.001,0.001,6.6,6.59,0.0{n},0.0{n},30,0")
+    return SWEEP_HEAD + "\n".join(rows) + "\n"
+
+
+def test_routing_mask_sweep_curves_with_random_band(tmp_path):
+    import re
+
+    root = tmp_path / "runs"
+    _run(root, "routing", "moe-base_vs_moe-ft", "b-0000000b", {"a": "base", "b": "ft"}, {"mask_sweep.csv": _sweep_csv()})
+    res = build_report([root], tmp_path / "rep")
+    page = next((res.out / "runs").glob("routing__*.html")).read_text()
+    sweep = page.split("<h2>Mask sweep</h2>")[1]
+    charts = re.findall(r'<svg class="chart".*?</svg>', sweep)
+    titles = [re.search(r"<title>(.*?)</title>", c).group(1) for c in charts]
+    # one chart per metric and mode (the baseline's mode "none" is not a mode), titled with the comparison and data
+    assert len(charts) == 6 and not any("(none)" in t for t in titles)
+    assert "mask sweep (keep-topk): gain undone, base vs ft on base" in titles
+    for chart in charts:
+        lines = re.findall(r'<polyline class="series"[^>]*points="([^"]*)"', chart)
+        assert len(lines) == 2  # top experts and the random mean, both from the unmasked baseline at 0
+        assert all(len(p.split()) == 3 for p in lines)
+        ticks = re.findall(r'text-anchor="middle" font-size="10">([^<]*)</text>', chart)
+        assert ticks[-3:] == ["0", "1", "2"]  # integer counts on the x axis
+    bands = [c for c in charts if 'class="band"' in c]
+    assert len(bands) == 4  # gain_undone and gap_closed have a std; kl_masked_base does not
+    assert all('class="legend"' in c and "random +/- std" in c for c in bands)
+
+
+def test_scatter_labels_stay_inside_and_apart():
+    import re
+
+    from modeldiff_cli.report import svg
+
+    # crowded top tokens at the plot's right edge (as mine's orderings often are)
+    pts = [(50 - i * 0.1, 0.7 - (i % 3) * 0.01, f" tok{i}") for i in range(8)] + [(x, x / 100, "t") for x in range(30, 45)]
+    chart = svg.scatter(pts, "t", "x", "y", label_top=8)
+    labels = re.findall(r'<text class="label" x="([\d.]+)" y="([\d.]+)" text-anchor="(\w+)"[^>]*>([^<]*)</text>', chart)
+    assert labels and all(text.startswith("\u2423tok") for *_, text in labels)  # leading space made visible
+    boxes = []
+    for x, y, anchor, text in labels:
+        x, y, w = float(x), float(y), 6.1 * len(text) + 2
+        left = x if anchor == "start" else x - w if anchor == "end" else x - w / 2
+        boxes.append((left, y - 9, left + w, y + 2))
+    for i, a in enumerate(boxes):
+        assert svg.ML <= a[0] and a[2] <= svg.W - svg.MR and svg.MT <= a[1] and a[3] <= svg.H - svg.MB
+        assert not any(a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3] for b in boxes[i + 1:])
+    assert svg.token_label("  a\n") == "\u2423\u2423a\\n" and svg.token_label(" ") == "\u2423"

@@ -1,70 +1,152 @@
-"""`modeldiff info`: what two models are, and whether they can be diffed."""
+"""`modeldiff info`: what two models are, and whether they can be diffed.
+
+A spine command: it writes a small run directory (``info.json`` with the pair's facts, ``summary.json``),
+reused like every run, so that ``modeldiff report`` can show the pair's facts on its index. The terminal
+output is the side-by-side table, the tokenizer relation and the verdict (``--json``: the facts as JSON only).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from dataclasses import dataclass, field
-from typing import ClassVar
+from pathlib import Path
 
 import typer
 
-from ..core.ingredients import Pair
+from ..core.command import Command, Fingerprints, Result, launch
+from ..core.ingredients import Pair, RunOpts
 from ..core.spec import option, typer_callback
+
+INFO_FILE = "info.json"
+# the facts of each side the headline keeps (the report's index shows them in the pair's header)
+HEADLINE_FACTS = ("architecture", "layers", "hidden_size", "vocab_size", "tokenizer_size", "parameters", "dtype",
+                  "moe_routers")
 
 
 @dataclass(frozen=True)
-class Info:
+class Info(Command):
     """Architecture, parameters, layers, sizes, dtype and tokenizer relation of a model pair; exit 2 if they
-    cannot be diffed (tokenizers disagree on shared ids, different layer counts or hidden sizes)."""
+    cannot be diffed (tokenizers disagree on shared ids, different layer counts or hidden sizes). Writes
+    info.json (the facts, as --json prints them) into a run directory and prints it last."""
 
-    name: ClassVar[str] = "info"
-    defaults: ClassVar[dict] = {
+    name = "info"
+    defaults = {
         "device": ("cpu", "info only reads the weights' facts"),
         "dtype": ("auto", "the checkpoint's own dtype is the one to report"),
     }
+    organism_fill = {"base": "base", "ft": "ft"}
+
     pair: Pair = field(default_factory=Pair)
-    as_json: bool = option(False, "--json", "Print the report as JSON.")
+    run: RunOpts = field(default_factory=RunOpts)
+    as_json: bool = option(False, "--json", "Print the facts as JSON only (the run directory goes to stderr).",
+                           result=False)
+
+    def fingerprints(self) -> Fingerprints:
+        return Fingerprints(self.pair.labels, (), self.pair.fingerprint())
+
+    def execute(self, run) -> Result:
+        from ..core import console
+        from ..core.artifacts import write_json
+        from ..core.errors import UserError
+
+        payload = facts(self.pair)
+        self.__dict__["_payload"] = payload  # --json prints it even when the pair cannot be diffed
+        if not payload["compatible"]:  # the table still shows what differs; no run directory is written
+            if not self.as_json:
+                for line in terminal_lines(payload):
+                    console.result(line)
+            raise UserError("the pair cannot be diffed: " + "; ".join(payload["reasons"]))
+        write_json(run.file(INFO_FILE), payload)
+        run.describe(INFO_FILE, "both models' facts (architecture, parameters, layers, sizes, dtype, tokenizer, "
+                                "fingerprint), the tokenizer relation, shared vocabulary and the verdict", "payload")
+        return Result(headline=headline(payload), lines=terminal_lines(payload),
+                      metadata={"tokenizer_relation": payload["tokenizer_relation"],
+                                "shared_vocab": payload["shared_vocab"]})
 
 
-def register(app: typer.Typer) -> None:
-    app.command("info")(typer_callback(Info, info))
-
-
-def info(cmd: Info) -> None:
-    from ..core import console
-    from ..core.errors import UserError
+def facts(pair: Pair) -> dict:
+    """Load both models (and their configs and tokenizers) and describe them: the ``info.json`` payload."""
     from ..core.models import check_pair, describe, load_config, load_tokenizer
 
-    base_src, ft_src = cmd.pair.sources
-    report = check_pair(
-        load_config(base_src, "--base"), load_config(ft_src, "--ft"),
-        load_tokenizer(base_src, "--base"), load_tokenizer(ft_src, "--ft"),
-    )
-    rows = {"base": describe(cmd.pair.load_one("base")), "ft": describe(cmd.pair.load_one("ft"))}
-    payload = {
+    base_src, ft_src = pair.sources
+    base_tok, ft_tok = load_tokenizer(base_src, "--base"), load_tokenizer(ft_src, "--ft")
+    report = check_pair(load_config(base_src, "--base"), load_config(ft_src, "--ft"), base_tok, ft_tok)
+    rows = {"base": describe(pair.load_one("base")), "ft": describe(pair.load_one("ft"))}
+    return {
         **rows,
         "tokenizer_relation": report.tokenizer_relation,
         "shared_vocab": report.shared_vocab,
+        "tokenizer_class": {"base": type(base_tok).__name__, "ft": type(ft_tok).__name__},
         "compatible": report.compatible,
         "reasons": report.reasons,
         "notes": report.notes,
     }
-    if cmd.as_json:
-        print(json.dumps(payload, indent=2))
-    else:
-        from rich.table import Table
 
-        table = Table(title="modeldiff info", show_header=True)
-        table.add_column("")
-        table.add_column("base")
-        table.add_column("ft")
-        for key in rows["base"]:
-            table.add_row(key, str(rows["base"][key]), str(rows["ft"][key]))
-        console.out.print(table)
-        console.result(f"tokenizers: {report.tokenizer_relation} (shared ids: {report.shared_vocab})")
-        for note in report.notes:
-            console.result(f"note: {note}")
-        if report.compatible:
-            console.result("compatible: yes, the pair can be diffed")
-    if not report.compatible:
-        raise UserError("the pair cannot be diffed: " + "; ".join(report.reasons))
+
+def headline(payload: dict) -> dict:
+    """Scalars first (the report's index shows the first ones), then each side's facts."""
+    base, ft = payload["base"], payload["ft"]
+    same = {k: base.get(k) for k in HEADLINE_FACTS if base.get(k) == ft.get(k)}
+    return {
+        "architecture": base.get("architecture"),
+        "layers": base.get("layers"),
+        "hidden_size": base.get("hidden_size"),
+        "tokenizer_relation": payload["tokenizer_relation"],
+        "shared_vocab": payload["shared_vocab"],
+        "parameters": {"base": base.get("parameters"), "ft": ft.get("parameters")},
+        "compatible": payload["compatible"],
+        "same": same,
+        "sides": {side: {k: payload[side].get(k) for k in HEADLINE_FACTS} for side in ("base", "ft")},
+    }
+
+
+def terminal_lines(payload: dict) -> list[str]:
+    """The side-by-side table (rendered as text at the terminal's width), the tokenizer line, notes, verdict.
+
+    They are the run's ``lines``, so a reused run prints exactly what the first one did."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..core import console
+
+    table = Table(title="modeldiff info", show_header=True)
+    table.add_column("")
+    table.add_column("base")
+    table.add_column("ft")
+    for key in payload["base"]:
+        table.add_row(key, str(payload["base"][key]), str(payload["ft"][key]))
+    buf = io.StringIO()
+    Console(file=buf, width=console.out.width, highlight=False, emoji=False, color_system=None,
+            force_terminal=False).print(table)
+    lines = [line.rstrip() for line in buf.getvalue().rstrip("\n").splitlines()]
+    lines.append(f"tokenizers: {payload['tokenizer_relation']} (shared ids: {payload['shared_vocab']})")
+    lines.extend(f"note: {note}" for note in payload["notes"])
+    if payload["compatible"]:
+        lines.append("compatible: yes, the pair can be diffed")
+    return lines
+
+
+def register(app: typer.Typer) -> None:
+    app.command("info", help=(Info.__doc__ or "").strip())(typer_callback(Info, info))
+
+
+def info(cmd: Info) -> Path:
+    """The spine's launch; with --json stdout holds the JSON document alone."""
+    from ..core import console
+    from ..core.artifacts import read_json
+    from ..core.errors import UserError
+
+    if not cmd.as_json:
+        return launch(cmd)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            path = launch(cmd)
+    except UserError:
+        if "_payload" in cmd.__dict__:
+            print(json.dumps(cmd.__dict__["_payload"], indent=2))
+        raise
+    print(json.dumps(read_json(path / INFO_FILE), indent=2))
+    console.info(f"run directory: {path}")
+    return path

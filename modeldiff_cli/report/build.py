@@ -13,6 +13,7 @@ from pathlib import Path
 from . import registry
 from .html import Ids, Raw, esc, json_script, page, table, write_if_changed
 from .renderers.generic import artifacts_section, flat_numbers, headline_items, summary_section
+from .renderers.info import pair_facts
 from .runs import Run, scan
 
 COPY_LIMIT = 1_000_000  # artifacts up to this many bytes are copied into the report; larger ones are linked
@@ -131,10 +132,18 @@ def render_index(runs: list[Run], partial: list[Path], ids: Ids) -> str:
                    + "".join(f"<li><code>{esc(p)}</code></li>" for p in partial) + "</ul></div>")
     for pair, group in by_pair.items():
         group.sort(key=lambda r: (r.command, r.datasets, r.name))
-        facts = _facts(group)
         out.append(f'<section class="pair"><h2>{esc(pair)}</h2>')
-        if facts:
-            out.append('<p class="muted">' + " · ".join(f"{esc(k)}: {esc(v)}" for k, v in facts.items()) + "</p>")
+        header = ""
+        for r in (r for r in group if r.command == "info" and r.summary is not None):
+            header = pair_facts(r, f"runs/{r.id}.html")
+            if header:
+                break
+        facts = _facts(group)
+        if header:
+            out.append(header)
+        elif facts:
+            out.append('<p class="muted">' + " · ".join(f"{esc(k)}: {esc(v)}" for k, v in facts.items())
+                       + ' · run <code>modeldiff info</code> on the pair for its architecture facts</p>')
         rows, classes = [], []
         for r in group:
             box = Raw(f'<input type="checkbox" class="pick" value="{esc(r.id)}" data-command="{esc(r.command)}" '
@@ -174,7 +183,7 @@ COMPARE_JS = r"""
 (function(){var all=JSON.parse(document.getElementById('runs-data').textContent);
 var C=['#0072B2','#E69F00','#009E73','#CC79A7','#56B4E9','#D55E00','#F0E442','#000000'],D=['','6 3','2 2','8 3 2 3'];
 function esc(s){return String(s).replace(/[&<>"]/g,function(c){return {'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c];});}
-function chart(series,title,xl,yl){var W=620,H=320,L=60,R=16,T=30,B=44,xs=[],ys=[];
+function chart(series,title,xl,yl){var n=series.length,W=620,H=320+14*n,L=60,R=16,T=34+14*n,B=44,xs=[],ys=[];
   series.forEach(function(s){s.x.forEach(function(v,i){var y=s.y[i];if(isFinite(v)&&y!==null&&isFinite(y)){xs.push(+v);ys.push(+y);}});});
   if(!xs.length)return '<p class="muted">'+esc(title)+': no values</p>';
   var x0=Math.min.apply(null,xs),x1=Math.max.apply(null,xs),y0=Math.min.apply(null,ys),y1=Math.max.apply(null,ys);
@@ -191,7 +200,7 @@ function chart(series,title,xl,yl){var W=620,H=320,L=60,R=16,T=30,B=44,xs=[],ys=
     o+='<text x="'+sx(v)+'" y="'+(T+ph+14)+'" text-anchor="middle" font-size="10">'+v+'</text>';});
   series.forEach(function(s,i){var pts=[];s.x.forEach(function(v,j){var y=s.y[j];if(y!==null&&isFinite(y))pts.push(sx(+v).toFixed(1)+','+sy(+y).toFixed(1));});
     o+='<polyline class="series" fill="none" stroke="'+C[i%8]+'" stroke-width="2" stroke-dasharray="'+D[i%4]+'" points="'+pts.join(' ')+'"><title>'+esc(s.label)+'</title></polyline>';
-    o+='<rect x="'+(L+8)+'" y="'+(T+6+i*14)+'" width="10" height="3" fill="'+C[i%8]+'"/><text x="'+(L+22)+'" y="'+(T+11+i*14)+'" font-size="10">'+esc(s.label)+'</text>';});
+    o+='<line x1="'+L+'" x2="'+(L+20)+'" y1="'+(28+i*14)+'" y2="'+(28+i*14)+'" stroke="'+C[i%8]+'" stroke-width="2" stroke-dasharray="'+D[i%4]+'"/><text x="'+(L+24)+'" y="'+(32+i*14)+'" font-size="10">'+esc(s.label)+'</text>';});
   return o+'</svg>';}
 function render(){var want=decodeURIComponent(location.hash.slice(1)).split(',').filter(Boolean);
   var runs=all.filter(function(r){return !want.length||want.indexOf(r.id)>=0;});

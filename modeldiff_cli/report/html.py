@@ -29,7 +29,16 @@ iframe.embed{width:100%;height:560px;border:1px solid #ccc;background:#fff}
 details{margin:.4em 0}pre.json{background:#fff;border:1px solid #ddd;padding:.5em;max-height:24em;overflow:auto;font-size:12px}
 .tabs button{border:1px solid #999;background:#eee;padding:.25em .8em;cursor:pointer;margin-right:.2em}
 .tabs button.on{background:#22313f;color:#fff}
+.tablewrap{max-width:100%;overflow-x:auto}.stack{display:flex;flex-direction:column;gap:10px}
+table.facts{border-collapse:collapse;font-size:12.5px;background:#fff;margin:.2em 0}
+table.facts th,table.facts td{border:1px solid #e3e3e3;padding:2px 8px;text-align:left}
+table.facts thead th{background:#eef1f4}table.facts tbody th{font-weight:500;color:#444}
+table.facts tr.differs td{background:#fff3cd}
 """
+
+# first script of every page: records script errors (a test, or a reader, can see what failed)
+ERRORS_JS = ("window.modeldiffErrors=[];window.addEventListener('error',function(e){"
+             "window.modeldiffErrors.push(String(e.message||e));});")
 
 JS = r"""
 (function(){
@@ -95,7 +104,7 @@ def table(columns: Sequence[str], rows: Sequence[Sequence], ids: Ids, *, token_c
         out.append(f'<div class="muted">{esc(caption)}</div>')
     if filterable:
         out.append(f'<input class="tfilter" data-for="{tid}" placeholder="filter rows" aria-label="filter rows">')
-    out.append(f'<table class="data" id="{tid}"><thead><tr>')
+    out.append(f'<div class="tablewrap"><table class="data" id="{tid}"><thead><tr>')
     out.extend(f"<th>{esc(c)}</th>" for c in columns)
     out.append("</tr></thead><tbody>")
     for i, row in enumerate(rows[:limit]):
@@ -111,7 +120,7 @@ def table(columns: Sequence[str], rows: Sequence[Sequence], ids: Ids, *, token_c
             else:
                 out.append(f"<td>{esc(fmt(v))}</td>")
         out.append("</tr>")
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")  # a wide table scrolls inside its box, not the page
     if len(rows) > limit:
         out.append(f'<div class="muted">first {limit} of {len(rows)} rows (the full table is in the run directory)</div>')
     return "".join(out)
@@ -128,7 +137,7 @@ def page(title: str, body: str, *, crumbs: str = "") -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
+        f"<title>{esc(title)}</title><script>{ERRORS_JS}</script><style>{CSS}</style></head><body>"
         f'<header><h1>{esc(title)}</h1>{crumbs}</header><main>{body}</main>'
         f"<script>{JS}</script></body></html>\n"
     )

@@ -47,6 +47,11 @@ class Run:
         return parts[-2] if len(parts) >= 2 else "?"
 
     @property
+    def comparison(self) -> str:
+        """The pair as figure titles name it (``base vs ft``), or the one model."""
+        return self.models.replace("_vs_", " vs ")
+
+    @property
     def name(self) -> str:
         return self.path.name
 
@@ -56,7 +61,8 @@ class Run:
         data = fps.get("data")
         if isinstance(data, dict) and data:
             return "+".join(str(k) for k in data)
-        return re.sub(r"-[0-9a-f]{8}$", "", self.name)
+        stem = re.sub(r"-[0-9a-f]{8}$", "", self.name)
+        return "-" if stem == self.command else stem  # the spine names a run without data after its command
 
     @property
     def headline(self) -> dict:
@@ -185,7 +191,9 @@ def scan(paths: list[Path]) -> tuple[list[Run], list[Path]]:
             top = root.resolve()
             if top not in seen:
                 seen.add(top)
-                runs.append(load_run(root, root.parent))
+                # a run directory given itself: its layout {command}/{pair}/{leaf} still names its pair
+                parents = top.parents
+                runs.append(load_run(top, parents[2] if len(parents) > 2 else top.parent))
             continue
         for dirpath, dirnames, filenames in os.walk(root):
             keep = []

@@ -52,22 +52,46 @@ def _ticks(lo: int | float, hi: int | float, n: int = 5) -> list:
     return out
 
 
-def _frame(title: str, xlabel: str, ylabel: str, width: int, height: int) -> list[str]:
+def _frame(title: str, xlabel: str, ylabel: str, width: int, height: int, top: int = MT) -> list[str]:
     return [
         f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
         f'height="{height}" role="img"><title>{escape(title)}</title>',
         f'<rect x="0" y="0" width="{width}" height="{height}" fill="#fff"/>',
-        f'<text x="{width / 2}" y="18" text-anchor="middle" font-size="13" font-weight="600">{escape(title)}</text>',
+        _title(title, width),
         f'<text x="{ML + (width - ML - MR) / 2}" y="{height - 6}" text-anchor="middle" font-size="11">{escape(xlabel)}</text>',
-        f'<text transform="translate(13 {MT + (height - MT - MB) / 2}) rotate(-90)" text-anchor="middle" '
+        f'<text transform="translate(13 {top + (height - top - MB) / 2}) rotate(-90)" text-anchor="middle" '
         f'font-size="11">{escape(ylabel)}</text>',
     ]
 
 
+def _title(title: str, width: int) -> str:
+    """The chart's title, smaller when long and never wider than the chart (squeezed past 10 px type)."""
+    room = width - 16
+    size = max(10.0, min(13.0, room / (0.62 * max(len(title), 1))))
+    fit = f' textLength="{room}" lengthAdjust="spacingAndGlyphs"' if 0.62 * size * len(title) > room else ""
+    return (f'<text x="{width / 2}" y="18" text-anchor="middle" font-size="{size:.1f}" font-weight="600"{fit}>'
+            f"{escape(title)}</text>")
+
+
+def _legend(labels: Sequence[str], width: int, extra: Sequence[str] = ()) -> tuple[list[tuple[str, int, int]], int]:
+    """Legend items laid out in rows between the title and the plot (never over the data): ``[(label, x, y)]``
+    and the height the rows take. ``extra`` = labels of swatches drawn after the series (e.g. a band)."""
+    items, x, row = [], ML, 0
+    for label in [*labels, *extra]:
+        w = 26 + 6 * len(label)
+        if x + w > width - MR and x > ML:
+            x, row = ML, row + 1
+        items.append((label, x, row))
+        x += w + 10
+    return items, (row + 1) * 14 if items else 0
+
+
 def line_chart(series: dict[str, tuple[Sequence, Sequence]], title: str, xlabel: str = "layer",
                ylabel: str = "", integer_x: bool = True, band: tuple[Sequence, Sequence, Sequence] | None = None,
-               width: int = W, height: int = H) -> str:
-    """One line per series (x values, y values); ``band`` = (x, low, high) drawn as a shaded range."""
+               width: int = W, height: int = H, band_label: str = "",
+               ylim: tuple[float, float] | None = None) -> str:
+    """One line per series (x values, y values); ``band`` = (x, low, high) drawn as a shaded range (in the
+    legend as ``band_label`` when given). With two or more series (or a band) the legend sits above the plot."""
     xs_all = _finite(x for xs, _ in series.values() for x in xs)
     ys_all = _finite(y for _, ys in series.values() for y in ys)
     if band is not None:
@@ -81,17 +105,24 @@ def line_chart(series: dict[str, tuple[Sequence, Sequence]], title: str, xlabel:
         y0, y1 = y0 - 0.5, y1 + 0.5
     pad = (y1 - y0) * 0.06
     y0, y1 = (y0 - pad if y0 < 0 or y0 - pad > 0 else 0.0), y1 + pad
+    if ylim is not None:  # a fixed range (fractions: 0 to 1), widened only if a value falls outside it
+        y0, y1 = min(ylim[0], y0 + pad), max(ylim[1], y1 - pad)
     if x0 == x1:
         x0, x1 = x0 - 0.5, x1 + 0.5
-    pw, ph = width - ML - MR, height - MT - MB
+    show_legend = len(series) >= 2 or (band is not None and band_label)
+    legend, legend_h = _legend(list(series), width, [band_label] if band is not None and band_label else []) \
+        if show_legend else ([], 0)
+    top = MT + legend_h + (4 if legend_h else 0)
+    height += legend_h
+    pw, ph = width - ML - MR, height - top - MB
 
     def sx(x):
         return ML + (x - x0) / (x1 - x0) * pw
 
     def sy(y):
-        return MT + ph - (y - y0) / (y1 - y0) * ph
+        return top + ph - (y - y0) / (y1 - y0) * ph
 
-    out = _frame(title, xlabel, ylabel, width, height)
+    out = _frame(title, xlabel, ylabel, width, height, top)
     for t in _ticks(y0, y1):
         out.append(f'<line x1="{ML}" x2="{ML + pw}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" stroke="#e5e5e5"/>'
                    f'<text x="{ML - 4}" y="{sy(t) + 4:.1f}" text-anchor="end" font-size="10">{_fmt(t)}</text>')
@@ -102,13 +133,14 @@ def line_chart(series: dict[str, tuple[Sequence, Sequence]], title: str, xlabel:
     else:
         xt = _ticks(x0, x1)
     for t in xt:
-        out.append(f'<text x="{sx(t):.1f}" y="{MT + ph + 14}" text-anchor="middle" font-size="10">{_fmt(t)}</text>'
-                   f'<line x1="{sx(t):.1f}" x2="{sx(t):.1f}" y1="{MT + ph}" y2="{MT + ph + 3}" stroke="#333"/>')
-    out.append(f'<rect x="{ML}" y="{MT}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>')
+        out.append(f'<text x="{sx(t):.1f}" y="{top + ph + 14}" text-anchor="middle" font-size="10">{_fmt(t)}</text>'
+                   f'<line x1="{sx(t):.1f}" x2="{sx(t):.1f}" y1="{top + ph}" y2="{top + ph + 3}" stroke="#333"/>')
+    out.append(f'<rect x="{ML}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>')
     if band is not None:
         pts = [(sx(float(x)), sy(float(lo))) for x, lo in zip(band[0], band[1])]
         pts += [(sx(float(x)), sy(float(hi))) for x, hi in reversed(list(zip(band[0], band[2])))]
-        out.append('<polygon fill="#999" fill-opacity="0.25" points="' + " ".join(f"{a:.1f},{b:.1f}" for a, b in pts) + '"/>')
+        out.append('<polygon class="band" fill="#999" fill-opacity="0.3" points="'
+                   + " ".join(f"{a:.1f},{b:.1f}" for a, b in pts) + f'"><title>{escape(band_label or "band")}</title></polygon>')
     for i, (label, (xs, ys)) in enumerate(series.items()):
         colour, dash = OKABE_ITO[i % len(OKABE_ITO)], DASHES[i % len(DASHES)]
         pts = [(sx(float(x)), sy(float(y))) for x, y in zip(xs, ys) if _finite([x]) and _finite([y])]
@@ -116,15 +148,20 @@ def line_chart(series: dict[str, tuple[Sequence, Sequence]], title: str, xlabel:
             continue
         d = " ".join(f"{a:.1f},{b:.1f}" for a, b in pts)
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
-        out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2"{dash_attr} points="{d}"><title>{escape(label)}</title></polyline>')
+        out.append(f'<polyline class="series" fill="none" stroke="{colour}" stroke-width="2"{dash_attr} points="{d}">'
+                   f'<title>{escape(label)}</title></polyline>')
         out.extend(f'<circle cx="{a:.1f}" cy="{b:.1f}" r="2.8" fill="{colour}"/>' for a, b in pts)
-    ly = MT + 6
-    for i, label in enumerate(series):
-        if len(series) < 2:
-            break
-        colour = OKABE_ITO[i % len(OKABE_ITO)]
-        out.append(f'<rect x="{ML + 8}" y="{ly + i * 14}" width="10" height="3" fill="{colour}"/>'
-                   f'<text x="{ML + 22}" y="{ly + i * 14 + 5}" font-size="10">{escape(label)}</text>')
+    names = list(series)
+    for label, x, row in legend:
+        y = MT + 5 + row * 14
+        if label in names:
+            i = names.index(label)
+            colour, dash = OKABE_ITO[i % len(OKABE_ITO)], DASHES[i % len(DASHES)]
+            dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
+            swatch = f'<line x1="{x}" x2="{x + 20}" y1="{y - 3}" y2="{y - 3}" stroke="{colour}" stroke-width="2"{dash_attr}/>'
+        else:
+            swatch = f'<rect x="{x}" y="{y - 8}" width="20" height="9" fill="#999" fill-opacity="0.3"/>'
+        out.append(f'<g class="legend">{swatch}<text x="{x + 24}" y="{y + 1}" font-size="10">{escape(label)}</text></g>')
     out.append("</svg>")
     return "".join(out)
 
@@ -150,7 +187,7 @@ def bar_chart(labels: Sequence, values: Sequence, title: str, xlabel: str = "val
         a, b = sorted((sx(0.0), sx(v)))
         colour = OKABE_ITO[0] if v >= 0 else OKABE_ITO[5]
         out.append(f'<text x="{left - 4}" y="{y + 12}" text-anchor="end" font-size="11" font-family="monospace">'
-                   f'{escape(repr(str(lab))[1:-1])}</text><rect x="{a:.1f}" y="{y + 2}" width="{max(b - a, 0.5):.1f}" '
+                   f'{escape(_clip(token_label(lab), 18))}</text><rect x="{a:.1f}" y="{y + 2}" width="{max(b - a, 0.5):.1f}" '
                    f'height="{bh - 4}" fill="{colour}"><title>{escape(str(lab))}: {v:.4g}</title></rect>'
                    f'<text x="{b + 3:.1f}" y="{y + 12}" font-size="9">{_fmt(v)}</text>')
     out.append("</svg>")
@@ -183,7 +220,8 @@ def heatmap(matrix: Sequence, rows: Sequence, cols: Sequence, title: str, row_la
     cell = max(6, min(28, (W - 80) // max(nc, 1)))
     chh = max(6, min(22, 360 // max(nr, 1)))
     left, top = 84, MT + 4
-    width, height = max(left + nc * cell + 70, 420), top + nr * chh + 40
+    width = max(left + nc * cell + 70, 420, int(7.6 * len(title)) + 24)  # room for the title
+    height = max(top + nr * chh + 40, top + 114)  # room for the colour key
     out = _frame(title, col_label, row_label, width, height)
     for i, r in enumerate(mat):
         for j, v in enumerate(r):
@@ -211,15 +249,33 @@ def heatmap(matrix: Sequence, rows: Sequence, cols: Sequence, title: str, row_la
     return "".join(out)
 
 
+def token_label(token: str) -> str:
+    """A token as a chart label: escapes for control bytes, leading / trailing spaces shown as a visible mark."""
+    text = repr(str(token))[1:-1]
+    core = text.strip(" ")
+    lead, trail = len(text) - len(text.lstrip(" ")), len(text) - len(text.rstrip(" "))
+    return "\u2423" * lead + core + "\u2423" * trail if core else "\u2423" * len(text)
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "\u2026"
+
+
+def _overlaps(a: tuple, b: tuple) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
 def scatter(points: Sequence[tuple], title: str, xlabel: str, ylabel: str, label_top: int = 8) -> str:
-    """Points (x, y, label); only the ``label_top`` points with the largest |x| are labelled, offset."""
+    """Points (x, y, label) in rank order; the first ``label_top`` are labelled, each label offset beside its
+    point (right, left, above or below: the first place inside the plot that overlaps no other label nor a
+    labelled point; a label with no free place is left to the point's tooltip)."""
     pts = [(float(x), float(y), str(t)) for x, y, t in points if _finite([x]) and _finite([y])]
     if not pts:
         return f'<p class="empty">{escape(title)}: nothing to plot</p>'
     xs, ys = [p[0] for p in pts], [p[1] for p in pts]
     x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
-    x0, x1 = (x0 - 0.5, x1 + 0.5) if x0 == x1 else (x0, x1)
-    y0, y1 = (y0 - 0.5, y1 + 0.5) if y0 == y1 else (y0, y1)
+    x0, x1 = (x0 - 0.5, x1 + 0.5) if x0 == x1 else (x0 - (x1 - x0) * 0.04, x1 + (x1 - x0) * 0.04)
+    y0, y1 = (y0 - 0.5, y1 + 0.5) if y0 == y1 else (y0 - (y1 - y0) * 0.06, y1 + (y1 - y0) * 0.06)
     pw, ph = W - ML - MR, H - MT - MB
     sx = lambda x: ML + (x - x0) / (x1 - x0) * pw  # noqa: E731
     sy = lambda y: MT + ph - (y - y0) / (y1 - y0) * ph  # noqa: E731
@@ -229,12 +285,24 @@ def scatter(points: Sequence[tuple], title: str, xlabel: str, ylabel: str, label
         out.append(f'<text x="{ML - 4}" y="{sy(t) + 4:.1f}" text-anchor="end" font-size="10">{_fmt(t)}</text>')
     for t in _ticks(x0, x1):
         out.append(f'<text x="{sx(t):.1f}" y="{MT + ph + 14}" text-anchor="middle" font-size="10">{_fmt(t)}</text>')
-    for x, y, t in pts:
-        out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{OKABE_ITO[0]}" fill-opacity="0.7">'
-                   f'<title>{escape(t)}: ({_fmt(x)}, {_fmt(y)})</title></circle>')
-    for k, (x, y, t) in enumerate(sorted(pts, key=lambda p: -abs(p[0]))[:label_top]):
-        dy = -6 if k % 2 == 0 else 12
-        out.append(f'<text x="{sx(x) + 5:.1f}" y="{sy(y) + dy:.1f}" font-size="10" font-family="monospace">'
-                   f'{escape(repr(t)[1:-1])}</text>')
+    top = pts[:label_top]
+    for k, (x, y, t) in enumerate(pts):
+        colour = OKABE_ITO[5] if k < len(top) else OKABE_ITO[0]
+        out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{colour}" fill-opacity="0.75">'
+                   f'<title>{escape(token_label(t))}: ({_fmt(x)}, {_fmt(y)})</title></circle>')
+    taken = [(sx(x) - 3, sy(y) - 3, sx(x) + 3, sy(y) + 3) for x, y, _ in top]
+    for x, y, t in top:
+        label = token_label(t)
+        w, h, px, py = 6.1 * len(label) + 2, 11, sx(x), sy(y)
+        for anchor, lx, ly in (("start", px + 5, py + 4), ("end", px - 5, py + 4), ("middle", px, py - 6),
+                               ("middle", px, py + 14)):
+            left = lx if anchor == "start" else lx - w if anchor == "end" else lx - w / 2
+            box = (left, ly - h + 2, left + w, ly + 2)
+            inside = box[0] >= ML + 1 and box[2] <= ML + pw - 1 and box[1] >= MT + 1 and box[3] <= MT + ph - 1
+            if inside and not any(_overlaps(box, o) for o in taken):
+                taken.append(box)
+                out.append(f'<text class="label" x="{lx:.1f}" y="{ly:.1f}" text-anchor="{anchor}" font-size="10" '
+                           f'font-family="monospace">{escape(label)}</text>')
+                break
     out.append("</svg>")
     return "".join(out)

@@ -1,3 +1,3 @@
 """Per-command renderers; importing this package registers them all."""
 
-from . import attribute, generic, interpret, lens, mine, nll, routing, tokenlens  # noqa: F401
+from . import attribute, generic, info, interpret, lens, mine, nll, routing, tokenlens  # noqa: F401

@@ -37,8 +37,8 @@ def render(run, ctx) -> str:
         for kind in kinds:
             series = {method: (ks, [(d.get("aggregate") or {}).get(kind, {}).get(f"recall@{x}") for x in ks])
                       for method, d in methods.items()}
-            out.append(svg.line_chart(series, f"recall@k by method ({kind} queries) on {run.datasets}", xlabel="k",
-                                      ylabel="recall@k", integer_x=False))
+            out.append(svg.line_chart(series, f"recall@k by method ({kind} queries): {run.comparison} on {run.datasets}", xlabel="k",
+                                      ylabel="recall@k", ylim=(0.0, 1.0)))  # ticks at the ks
         out.append("</div>")
     rankings = run.jsonl("rankings.jsonl", TOP_QUERIES)
     if rankings:

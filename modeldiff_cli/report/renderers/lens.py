@@ -24,12 +24,13 @@ def render(run, ctx) -> str:
     if rows:
         xs = [r["layer"] for r in rows]
         out.append(svg.line_chart({"KL(ft || base)": (xs, [r.get("kl_ft_base") for r in rows])},
-                                  f"{run.models}: KL(ft || base) by layer on {data}", ylabel="KL (nats)"))
+                                  f"KL(ft || base) by layer: {run.comparison} on {data}", ylabel="KL (nats)"))
         out.append(svg.line_chart({"base: KL(final || layer)": (xs, [r.get("kl_base_final") for r in rows]),
                                    "ft: KL(final || layer)": (xs, [r.get("kl_ft_final") for r in rows])},
-                                  f"layer-to-final KL on {data}", ylabel="KL (nats)"))
+                                  f"layer-to-final KL: {run.comparison} on {data}", ylabel="KL (nats)"))
         out.append(svg.line_chart({"top-1 agreement": (xs, [r.get("top1_agreement") for r in rows])},
-                                  f"base / ft top-1 agreement by layer on {data}", ylabel="fraction"))
+                                  f"top-1 agreement by layer: {run.comparison} on {data}", ylabel="fraction",
+                                  ylim=(0.0, 1.0)))
     out.append("</div>")
     if rows:
         cols = list(rows[0])
@@ -39,7 +40,7 @@ def render(run, ctx) -> str:
         mat = m["sample_kl_ft_base"]
         samples = [f"sample {int(i)}" for i in m.get("sample_index", range(mat.shape[0]))]
         out.append("<h2>Prompts</h2>" + svg.heatmap(mat.tolist(), samples, [int(x) for x in m["layers"]],
-                                                     f"KL(ft || base) per prompt and layer on {data}",
+                                                     f"KL(ft || base) per prompt and layer: {run.comparison} on {data}",
                                                      row_label="prompt", col_label="layer"))
     promoted = run.json("promoted_tokens.json", warn=False)
     if isinstance(promoted, dict):

@@ -43,12 +43,13 @@ def render(run, ctx) -> str:
             out.append('<div class="grid"><div>')
             out.append(table(["rank", "token", "value", "avg diff (ft - base)", "count +", "count -"], rows, ctx.ids,
                              token_cols=(1,), limit=100))
-            out.append("</div><div>")
+            out.append('</div><div class="stack">')  # the two charts one above the other, beside the table
             top = toks[:20]
             out.append(svg.bar_chart([t.get("token_str", "") for t in top], [t.get("ordering_value", 0) for t in top],
-                                     f"{oid}: top tokens on {dataset}", xlabel="ordering value"))
+                                     f"{oid}: top tokens, {run.comparison} on {dataset}", xlabel="ordering value"))
             out.append(svg.scatter([(t.get("ordering_value"), t.get("avg_logit_diff"), t.get("token_str", "")) for t in toks[:100]],
-                                   f"{oid} on {dataset}: value vs avg logit diff", "ordering value", "avg logit diff (ft - base)"))
+                                   f"{oid}, {run.comparison} on {dataset} (top 8 labelled)", "ordering value",
+                                   "avg logit diff (ft - base)"))
             out.append("</div></div>")
         if topics:
             out.append("<h3>NMF topics</h3><div class=\"side\">")

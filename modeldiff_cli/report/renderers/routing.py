@@ -7,8 +7,9 @@ from .. import svg
 from ..html import esc, table
 from ..registry import comparer, renderer
 
-CURVES = (("tv_topk", "TV of the top-k routing"), ("jaccard_topk", "Jaccard of the top-k sets"),
-          ("intersection_topk", "top-k intersection"), ("usage_js", "JS of expert usage"), ("js", "JS of router probabilities"))
+CURVES = (("tv_topk", "TV of the top-k routing", "TV"), ("jaccard_topk", "Jaccard of the top-k sets", "Jaccard"),
+          ("intersection_topk", "top-k intersection", "intersection"), ("usage_js", "JS of expert usage", "JS"),
+          ("js", "JS of router probabilities", "JS"))
 
 
 @renderer("routing")
@@ -29,22 +30,23 @@ def render(run, ctx) -> str:
             out.append(f'<button data-panel="{pid}">{esc(view)}</button>')
             maps = [svg.heatmap(m["usage_a_weight"][vi].tolist(), layers, experts, f"{a}: weight usage ({view}) on {data}", col_label="expert"),
                     svg.heatmap(m["usage_b_weight"][vi].tolist(), layers, experts, f"{b}: weight usage ({view}) on {data}", col_label="expert"),
-                    svg.heatmap(m["diff_weight"][vi].tolist(), layers, experts, f"usage {b} - {a} ({view})", col_label="expert", diverging=True)]
+                    svg.heatmap(m["diff_weight"][vi].tolist(), layers, experts, f"usage {b} - {a} ({view}) on {data}", col_label="expert", diverging=True)]
             if "thresholded" in m:
                 maps.append(svg.heatmap(m["thresholded"][vi].tolist(), layers, experts,
-                                        f"significant cells ({view}; +1 up in {b}, -1 down)", col_label="expert", diverging=True))
+                                        f"significant cells ({view}; +1 up in {b}, -1 down) on {data}", col_label="expert", diverging=True))
             panels.append(f'<div id="{pid}" class="grid">' + "".join(f"<div>{x}</div>" for x in maps) + "</div>")
         out.append("</div>" + "".join(panels))
     rows = run.csv("routing_layer_metrics.csv") or []
     if rows:
         xs = [r["layer"] for r in rows]
         out.append('<h2>Per-layer curves</h2><div class="grid">')
-        for key, what in CURVES:
+        for key, what, short in CURVES:
             if key in rows[0]:
                 series = {"all": (xs, [r.get(key) for r in rows])}
                 if f"{key}_last" in rows[0]:
                     series["last"] = (xs, [r.get(f"{key}_last") for r in rows])
-                out.append(svg.line_chart(series, f"{what}: {a} vs {b} on {data}", ylabel=key))
+                out.append(svg.line_chart(series, f"{what}: {a} vs {b} on {data}", ylabel=short,
+                                          ylim=(0.0, 1.0) if key.endswith("_topk") else None))
         out.append("</div>")
         cols = list(rows[0])
         out.append(table(cols, [[r.get(c) for c in cols] for r in rows], ctx.ids, filterable=False))
@@ -56,23 +58,46 @@ def render(run, ctx) -> str:
               ", ".join(f"{x:.3g}" for x in (p.get("ci95") or []))] for p in points], ctx.ids))
     sweep = run.csv("mask_sweep.csv", warn=False)
     if sweep:
-        metrics = [k for k in ("gap_closed", "gain_undone", "kl_masked_base") if k in sweep[0]] or \
-            [k for k in sweep[0] if k.endswith("_std")][:1]
-        out.append('<h2>Mask sweep</h2><div class="grid">')
-        for metric in metrics:
-            for mode in sorted({r["mode"] for r in sweep}):
-                top = sorted((r for r in sweep if r["mode"] == mode and r["control"] in ("top", "none")), key=lambda r: r["n_masked"])
-                rnd = sorted((r for r in sweep if r["mode"] == mode and r["control"] == "random_mean"), key=lambda r: r["n_masked"])
-                band = None
-                if rnd and f"{metric}_std" in rnd[0]:
-                    band = ([r["n_masked"] for r in rnd], [r[metric] - (r[f"{metric}_std"] or 0) for r in rnd],
-                            [r[metric] + (r[f"{metric}_std"] or 0) for r in rnd])
-                series = {"top experts masked": ([r["n_masked"] for r in top], [r.get(metric) for r in top])}
-                if rnd:
-                    series["random (mean; band +/- std)"] = ([r["n_masked"] for r in rnd], [r.get(metric) for r in rnd])
-                out.append(svg.line_chart(series, f"mask sweep ({mode}): {metric}", xlabel="experts masked",
-                                          ylabel=metric, band=band))
-        out.append("</div>")
+        out.append(sweep_section(sweep, f"{a} vs {b} on {data}"))
+    return "".join(out)
+
+
+SWEEP_METRICS = (("gain_undone", "gain undone"), ("gap_closed", "gap closed"),
+                 ("kl_masked_base", "KL(ft masked || base)"))
+
+
+def sweep_section(sweep: list[dict], context: str) -> str:
+    """One chart per metric and mask mode: the top experts masked against the random control (mean, and a
+    +/- std band when the sweep recorded it), both starting from the unmasked baseline (``n_masked`` 0)."""
+    cols = set(sweep[0])
+    metrics = [(k, what) for k, what in SWEEP_METRICS if k in cols]
+    if not metrics or not {"n_masked", "mode", "control"} <= cols:
+        return '<h2>Mask sweep</h2><p class="muted">mask_sweep.csv has none of the expected columns</p>'
+    base = [r for r in sweep if r["control"] == "none"]
+    modes = list(dict.fromkeys(r["mode"] for r in sweep if r["control"] != "none"))
+    out = ['<h2>Mask sweep</h2><div class="muted">the top experts of the ordering masked, against random experts '
+           "matched per layer (mean of the draws; shaded: +/- one standard deviation)</div><div class=\"grid\">"]
+    for metric, what in metrics:
+        for mode in modes:
+            def rows(control: str, mode: str = mode) -> list[dict]:
+                picked = [r for r in sweep if r["mode"] == mode and r["control"] == control]
+                return sorted(base[:1] + picked, key=lambda r: r["n_masked"])
+
+            top, rnd = rows("top"), rows("random_mean")
+            series = {"top experts masked": ([r["n_masked"] for r in top], [r.get(metric) for r in top])}
+            band = None
+            if len(rnd) > len(base[:1]):
+                series["random experts (mean)"] = ([r["n_masked"] for r in rnd], [r.get(metric) for r in rnd])
+                std = f"{metric}_std"
+                if std in cols:
+                    sd = [r.get(std) if isinstance(r.get(std), (int, float)) else 0.0 for r in rnd]
+                    vals = [r.get(metric) for r in rnd]
+                    if all(isinstance(v, (int, float)) for v in vals):
+                        band = ([r["n_masked"] for r in rnd], [v - e for v, e in zip(vals, sd)],
+                                [v + e for v, e in zip(vals, sd)])
+            out.append(svg.line_chart(series, f"mask sweep ({mode}): {what}, {context}", xlabel="experts masked",
+                                      ylabel=what, band=band, band_label="random +/- std" if band else ""))
+    out.append("</div>")
     return "".join(out)
 
 
