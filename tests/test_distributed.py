@@ -137,15 +137,44 @@ def test_one_process_is_the_identity():
     assert dist.shard([1, 2, 3]) == [1, 2, 3] and dist.gather_objects(5) == [5] and dist.sum_int(3) == 3
 
 
+def test_progress_saves_every_n_and_at_the_end_and_resumes_only_its_own_key(tmp_path):
+    from modeldiff_cli.core import checkpoint
+
+    assert checkpoint.progress(1, {"command": "x"}).store is None  # no resumable run: off
+    checkpoint.activate(tmp_path)
+    try:
+        prog = checkpoint.progress(2, {"command": "x", "batches": 3})
+        assert (prog.done, prog.state) == (0, None)
+        saved = []
+        for i in range(3):
+            prog.step(lambda i=i: {"i": i})
+            saved.append(prog.store.saved_at)
+        assert saved == [-1, 2, 2]  # every 2 batches
+        prog.finish(lambda: {"i": "end"})
+        again = checkpoint.progress(2, {"command": "x", "batches": 3})
+        assert (again.done, again.state) == (3, {"i": "end"})
+        assert checkpoint.progress(2, {"command": "x", "batches": 4}).state is None  # another shard: start over
+        sweep = checkpoint.progress(2, {"command": "x", "batches": 3}, part="sweep")
+        assert sweep.state is None and sweep.store.path.name == "sweep-rank0-of-1.pt"
+    finally:
+        checkpoint.activate(None)
+
+
 # ---- N ranks equal one ----------------------------------------------------------------------------------------
-# the four commands run in ONE torchrun (one process start per rank); 5 mine samples in batches of 2: batches
-# 2+2 on rank 0, 1 on rank 1 (NMF records and likelihoods gathered); lens on one sample: rank 1's shard is empty
+# the commands run in ONE torchrun (one process start per rank); 5 mine samples in batches of 2: batches
+# 2+2 on rank 0, 1 on rank 1 (NMF records and likelihoods gathered); lens on one sample: rank 1's shard is empty;
+# routing --sweep: the statistics and the mask sweep both sharded (batches 2+1); tokenlens: 4 prompts in groups
+# of 2, one group per rank, gathered in prompt order
 CASES = {
     "mine": ["mine", "--max-samples", "5", "--batch-size", "2", "--top-k", "20", "--nmf-topics", "3",
              "--likelihood-ratios", "--no-plots"],
     "lens": ["lens", "--max-samples", "1"],
     "nll": ["nll", "--max-samples", "3", "--batch-size", "1"],
     "routing": ["routing", "--max-samples", "3", "--batch-size", "1"],
+    "routing_sweep": ["routing", "--max-samples", "3", "--max-tokens", "16", "--batch-size", "1", "--bootstrap", "20",
+                      "--sweep", "1", "--sweep-mode", "keep-topk"],
+    "tokenlens": ["tokenlens", "attribute", "--max-new-tokens", "3", "--batch-size", "2"],
+    "lens_device_map": ["lens", "--max-samples", "3", "--batch-size", "1", "--device-map", "auto"],
 }
 SEQUENCE = """
 import json, os, sys
@@ -173,7 +202,7 @@ def parallel(tmp_path_factory):
     script = root / "sequence.py"
     script.write_text(SEQUENCE)
     runs = [[*args, "--out", str(root / name)] for name, args in CASES.items()]
-    code, out, err = torchrun(script=script, extra_env={"RUNS": json.dumps(runs)}, timeout=180)
+    code, out, err = torchrun(script=script, extra_env={"RUNS": json.dumps(runs)}, timeout=240)
     assert code == 0, err
     parts = re.split(r"@@END (\d+)\n", out)  # [output, code, output, code, ..., ""]
     results = {name: (int(parts[2 * i + 1]), [x for x in parts[2 * i].splitlines() if x.strip()], root / name)
@@ -184,7 +213,7 @@ def parallel(tmp_path_factory):
     return results
 
 
-def _compare(name: str, parallel, single, tmp_path) -> dict:
+def _compare(name: str, parallel, single, tmp_path, same=None) -> dict:
     code, lines, root = parallel[name]
     assert code == 0
     code, out1, err1 = single(*CASES[name], "--out", tmp_path / name)
@@ -193,7 +222,7 @@ def _compare(name: str, parallel, single, tmp_path) -> dict:
     assert two.relative_to(root) == one.relative_to(tmp_path / name)  # same run dir name
     assert lines[:-1] == out1.strip().splitlines()[:-1]  # the headline printed once (rank 0)
     assert not list(root.rglob(".*partial*"))
-    return assert_same_results(one, two)
+    return (same or assert_same_results)(one, two)
 
 
 def test_mine_two_ranks_equal_one_odd_samples(parallel, single, tmp_path):
@@ -211,6 +240,52 @@ def test_nll_two_ranks_equal_one(parallel, single, tmp_path):
 
 def test_routing_two_ranks_equal_one(parallel, single, tmp_path):
     assert _compare("routing", parallel, single, tmp_path)["world_size"] == 2
+
+
+def test_routing_sweep_sharded_equals_one(parallel, single, tmp_path):
+    meta = _compare("routing_sweep", parallel, single, tmp_path)
+    assert meta["rank_samples"] == [2, 1]
+    rows = list(csv.DictReader((Path(parallel["routing_sweep"][1][-1]) / "mask_sweep.csv").open()))
+    assert {r["control"] for r in rows} == {"none", "top", "random", "random_mean"} and len(rows) == 1 + 1 + 8 + 1
+
+
+def test_device_map_inside_each_rank_equals_one_plain_process(parallel, single, tmp_path):
+    """--device-map auto inside each rank (accelerate places each rank's models; on CPU: all on the CPU) gives
+    the one-process run without a device map (same run directory: the option is not in the configuration)."""
+    code, lines, root = parallel["lens_device_map"]
+    assert code == 0
+    plain = [a for a in CASES["lens_device_map"] if a not in ("--device-map", "auto")]
+    code, out1, err1 = single(*plain, "--out", tmp_path)
+    assert code == 0, err1
+    assert Path(lines[-1]).relative_to(root) == run_dir(out1).relative_to(tmp_path)
+    assert assert_same_results(run_dir(out1), Path(lines[-1]))["rank_samples"] == [2, 1]
+
+
+def _same_attributions(one: Path, many: Path) -> dict:
+    """tokenlens: every record and status row equal but for the time it was written / took."""
+    def load(path: Path):
+        data = json.loads(path.read_text())
+        if path.name.startswith("prompt_"):
+            data["metadata"].pop("timestamp")
+        if path.name == "prompts.json":
+            for row in data:
+                row.pop("seconds")
+        return data
+
+    names = sorted(p.name for p in one.glob("*.json"))
+    assert names == sorted(p.name for p in many.glob("*.json"))
+    assert sum(n.startswith("prompt_0") for n in names) == 4
+    for name in names:
+        if name not in ("run_metadata.json", "summary.json"):
+            _close(load(one / name), load(many / name), name)
+    _close(json.loads((one / "summary.json").read_text())["headline"],
+           json.loads((many / "summary.json").read_text())["headline"], "summary.json")
+    return json.loads((many / "run_metadata.json").read_text())
+
+
+def test_tokenlens_prompts_sharded_and_gathered_in_order(parallel, single, tmp_path):
+    meta = _compare("tokenlens", parallel, single, tmp_path, same=_same_attributions)
+    assert meta["world_size"] == 2 and meta["rank_samples"] == [2, 2]
 
 
 # ---- errors ---------------------------------------------------------------------------------------------------
@@ -280,3 +355,34 @@ def test_sigterm_then_rerun_resumes_to_the_uninterrupted_result(tmp_path, single
         if rel.name not in ("run_metadata.json", "summary.json"):
             assert path.read_bytes() == (two / rel).read_bytes(), rel
     assert_same_results(one, two)
+
+
+# ---- accelerate's launcher ------------------------------------------------------------------------------------
+ACCELERATE = Path(sys.executable).with_name("accelerate")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.skipif(not ACCELERATE.exists(), reason="accelerate not installed")
+def test_accelerate_launch_module_equals_one(tmp_path, single):
+    """`accelerate launch -m modeldiff_cli lens` with 2 CPU processes: accelerate's `--multi_gpu` launcher (its
+    torchrun path; it needs no GPU) — `--cpu` would start one process unless given an MPI hostfile."""
+    args = ["lens", "--max-samples", "3", "--batch-size", "1"]
+    cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+           "-m", "modeldiff_cli", *args, "--out", str(tmp_path / "acc")]
+    env = {**_env(), "HF_HOME": str(tmp_path / "hf")}  # no accelerate config file of the user's
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    code, out1, err1 = single(*args, "--out", tmp_path / "one")
+    assert code == 0, err1
+    lines = [x for x in res.stdout.splitlines() if x.strip()]
+    assert lines[:-1] == out1.strip().splitlines()[:-1]  # printed once
+    meta = assert_same_results(run_dir(out1), Path(lines[-1]))
+    assert meta["world_size"] == 2 and meta["rank_samples"] == [2, 1]

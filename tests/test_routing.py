@@ -204,3 +204,40 @@ def test_mask_leaving_fewer_than_k_exits_2(cli, tmp_path):
     mask.write_text(json.dumps([{"layer": 1, "router": e} for e in range(7)]))
     code, out, err = cli("routing", "--sweep", "7", "--mask", mask, "--out", tmp_path, *FAST)
     assert code == 2 and "fewer than the 2" in err
+
+
+def test_checkpointed_run_interrupted_twice_then_resumed_equals_uninterrupted(cli, tmp_path, monkeypatch, request):
+    """--checkpoint-every 1 with --sweep: interrupted in the statistics (3rd of 4 batches), re-run, interrupted
+    again in the mask sweep (2nd batch), re-run: each re-run skips what was checkpointed (the sweep's sums
+    have a checkpoint of their own) and the result is byte-identical to a run without the flag."""
+    from resume_check import Calls, assert_identical, cheap, partial_dirs, run_dir
+
+    from modeldiff_cli.commands.routing import collect, sweep
+
+    args = ["routing", "--max-samples", "4", "--max-tokens", "16", "--batch-size", "1", "--bootstrap", "20",
+            "--sweep", "1", "--sweep-mode", "keep-topk"]
+    cheap(monkeypatch, request)
+    code, out, err = cli(*args, "--out", tmp_path / "one")
+    assert code == 0, err
+    one = run_dir(out)
+    per_batch = 2 + 1 + 8  # sweep forwards per batch: base, ft, the top mask and 8 random draws
+    routes = Calls(monkeypatch, collect, "route", stop_at=5)  # two models per batch
+    logits = Calls(monkeypatch, sweep, "_logits")
+    resumed = [*args, "--checkpoint-every", "1", "--out", tmp_path / "two"]
+    code, _, err = cli(*resumed)
+    assert code == 130 and logits.count == 0, err
+    (partial,) = partial_dirs(tmp_path / "two")
+    assert sorted(p.name for p in (partial / ".checkpoint").iterdir()) == ["rank0-of-1.pt"]
+    routes.count, routes.stop_at, logits.stop_at = 0, None, per_batch + 5
+    code, _, err = cli(*resumed)
+    assert code == 130 and routes.count == 2 * 2 and "resuming" in err, err
+    assert sorted(p.name for p in (partial / ".checkpoint").iterdir()) == ["rank0-of-1.pt", "sweep-rank0-of-1.pt"]
+    routes.count, logits.count, logits.stop_at = 0, 0, None
+    code, out, err = cli(*resumed)
+    assert code == 0, err
+    assert routes.count == 0 and logits.count == 3 * per_batch  # statistics all restored; sweep batches 2-4
+    two = run_dir(out)
+    assert two.relative_to(tmp_path / "two") == one.relative_to(tmp_path / "one")
+    assert not partial.exists() and not (two / ".checkpoint").exists()
+    assert {"mask_sweep.csv", "routing_matrices.npz", "routing_summary.json", "points_ft_minus_base.json",
+            "routing_layer_metrics.csv"} <= set(assert_identical(one, two))

@@ -9,12 +9,24 @@ re-run of the same command (same configuration: same run directory) loads it and
 since the state is saved exactly (float64 sums, int64 counts, the records as they were), the result equals an
 uninterrupted run's. A checkpoint of another world size or another shard is ignored (the run starts over).
 The folder is removed before ``summary.json`` is written; without the flag nothing of this happens.
+
+Most loops need no more than :func:`progress`: a :class:`Progress` says how many of the rank's batches a saved
+checkpoint had done (0: start over) and with which state, and ``step(state)`` after each batch saves the state
+when a checkpoint is due (``state`` is a callable: nothing is built between checkpoints)::
+
+    prog = checkpoint.progress(cmd.checkpoint_every, {"command": "lens", "batches": len(batches)})
+    acc = prog.state["acc"] if prog.state else LensAccumulator(...)
+    for batch in batches[prog.done:]:
+        ...  # fold the batch into acc
+        prog.step(lambda: {"acc": acc})
+    prog.finish(lambda: {"acc": acc})  # a kill after the loop re-runs no forward
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,7 +73,8 @@ class Store:
                 console.info(f"warning: ignoring checkpoint {self.path.name} of another shard or world size")
             return None
         if distributed.is_main():
-            console.info(f"resuming from the checkpoint in {self.path.parent.parent} (step {blob['step']})")
+            part = f" ({self.key['part']})" if self.key.get("part") else ""
+            console.info(f"resuming from the checkpoint{part} in {self.path.parent.parent} (step {blob['step']})")
         return blob["state"]
 
     def due(self, step: int) -> bool:
@@ -77,12 +90,44 @@ class Store:
         self.saved_at = step
 
 
-def store(every: int, key: dict) -> Store | None:
-    """This rank's checkpoint store, or None when checkpointing is off (``every`` 0 or no resumable run)."""
+def store(every: int, key: dict, part: str = "") -> Store | None:
+    """This rank's checkpoint store, or None when checkpointing is off (``every`` 0 or no resumable run).
+    ``part`` names a second loop of the same run (e.g. routing's mask sweep): its own file beside the first."""
     if every <= 0 or not _ACTIVE:
         return None
     r, w = distributed.rank(), distributed.world_size()
-    return Store(every, _ACTIVE[0] / f"rank{r}-of-{w}.pt", {**key, "world_size": w, "rank": r})
+    name = f"{part + '-' if part else ''}rank{r}-of-{w}.pt"
+    return Store(every, _ACTIVE[0] / name, {**key, **({"part": part} if part else {}), "world_size": w, "rank": r})
 
 
-__all__ = ["FOLDER", "Store", "activate", "clear", "store"]
+@dataclass
+class Progress:
+    """One rank's resumable loop over its shard's batches: ``done`` batches and the ``state`` saved with them
+    (``done`` 0 and ``state`` None: start over, also when checkpointing is off)."""
+
+    store: Store | None
+    done: int = 0
+    state: dict[str, Any] | None = None
+
+    def step(self, state: Callable[[], dict[str, Any]]) -> None:
+        """One more batch done: save ``state()`` when a checkpoint is due (every N batches of the shard)."""
+        self.done += 1
+        if self.store is not None and self.store.due(self.done):
+            self.store.save(self.done, {"done": self.done, "state": state()})
+
+    def finish(self, state: Callable[[], dict[str, Any]]) -> None:
+        """The loop is over: save the final state (unless just saved), so a re-run skips every batch."""
+        if self.store is not None and self.store.saved_at != self.done:
+            self.store.save(self.done, {"done": self.done, "state": state()})
+
+
+def progress(every: int, key: dict, part: str = "") -> Progress:
+    """The loop's position: resumed from this rank's checkpoint when there is one of the same ``key``."""
+    st = store(every, key, part)
+    saved = st.load() if st is not None else None
+    if not saved:
+        return Progress(st)
+    return Progress(st, int(saved["done"]), saved["state"])
+
+
+__all__ = ["FOLDER", "Progress", "Store", "activate", "clear", "progress", "store"]

@@ -46,6 +46,11 @@ def chunk_size_option():
     return option(256, "--chunk-size", "Positions read out through lm_head at once (bounds peak memory at chunk x vocab floats).", min=1, result=False)
 
 
+def checkpoint_every_option():
+    """``--checkpoint-every N``: resumable long runs (``core.checkpoint``); not part of the run configuration."""
+    return option(0, "--checkpoint-every", "Save the accumulators every N batches into the partial run directory; re-running the same command after an interruption resumes there (0 = off).", min=0, result=False)
+
+
 @dataclass(frozen=True)
 class Pair(Ingredient):
     """A base and a fine-tuned model (same tokenizer and architecture)."""

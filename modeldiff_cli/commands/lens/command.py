@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from ...core.command import Command, Fingerprints, Result
 from ...core.errors import UserError
-from ...core.ingredients import Data, Pair, Readout, RunOpts, TokenFilter
+from ...core.ingredients import Data, Pair, Readout, RunOpts, TokenFilter, checkpoint_every_option
 from ...core.spec import option
 
 POSITIONS = ("all", "last")
@@ -33,6 +33,7 @@ class Lens(Command):
     prompt: str | None = option(None, "--prompt", "Single-prompt mode (instead of --data): also draw the per-position x per-layer top-token table of each model.", data=True)
     positions: str = option("all", "--positions", "Positions analysed in each sample: all (selected by the data: every token, or assistant tokens of chats) or last.")
     top_n: int = option(20, "--top-n", "Promoted / suppressed tokens listed per layer.", min=1)
+    checkpoint_every: int = checkpoint_every_option()
 
     def __post_init__(self):
         self.readout.allow("logit-lens", "patchscope")

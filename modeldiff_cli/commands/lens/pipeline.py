@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ...core import console
+from ...core import checkpoint, console
 from ...core import distributed as dist
 from ...core.data import Dataset, Sample, iter_batches
 from ...core.errors import UserError
@@ -41,7 +41,6 @@ def accumulate(pair: ModelPair, data: Dataset, layers: list[int], cmd) -> LensAc
     chunk = cmd.readout.chunk_size
     lens_mode = cmd.readout.readout == "logit-lens"
     record = len(data.samples[0].ids) if cmd.prompt is not None else 0  # prompt mode analyses every position
-    acc = LensAccumulator(len(layers), len(data.samples), V, record_positions=record)
     read_b, read_f = _reader(pair.base, cmd), _reader(pair.ft, cmd)
     final_b, final_f = make_reader(pair.base, "logits"), make_reader(pair.ft, "logits")
     last = pair.base.adapter.n_layers - 1
@@ -49,7 +48,10 @@ def accumulate(pair: ModelPair, data: Dataset, layers: list[int], cmd) -> LensAc
     # this rank's contiguous block of the one-process run's batches (all of them with one process)
     batches = dist.shard(list(iter_batches(data.samples, cmd.data.batch_size, pad)))
     dist.count_samples(sum(len(b.sample_index) for b in batches))
-    for batch in console.track(batches, "lens: both models, all layers"):
+    # --checkpoint-every: the float64 sums and the batches done, saved every N batches (a re-run resumes there)
+    prog = checkpoint.progress(cmd.checkpoint_every, {"command": "lens", "batches": len(batches)})
+    acc = prog.state["acc"] if prog.state else LensAccumulator(len(layers), len(data.samples), V, record_positions=record)
+    for batch in console.track(batches[prog.done:], "lens: both models, all layers"):
         if cmd.positions == "last" and not record:
             batch.position_mask = last_position_mask(batch.position_mask)
         mask = batch.position_mask
@@ -72,6 +74,8 @@ def accumulate(pair: ModelPair, data: Dataset, layers: list[int], cmd) -> LensAc
                 lf = ff if same else log_probs(read_f(layer, hf[layer][rows]), V)
                 acc.update(li, lb, lf, fb, ff, idx, rows if record else None)
         del cb, cf, hb, hf
+        prog.step(lambda: {"acc": acc})
+    prog.finish(lambda: {"acc": acc})
     reduce_ranks(acc)
     if acc.count.max() == 0:
         raise UserError("no positions to analyse in the data (empty position masks)")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from ...core.command import Command, Fingerprints, Result
 from ...core.errors import UserError
-from ...core.ingredients import Data, Pair, Readout, RunOpts, TokenFilter
+from ...core.ingredients import Data, Pair, Readout, RunOpts, TokenFilter, checkpoint_every_option
 from ...core.rundir import slug
 from ...core.spec import option
 
@@ -54,7 +54,7 @@ class Mine(Command):
     likelihood_ratios: bool = option(False, "--likelihood-ratios", "Also write per-sequence log-likelihood ratios log p_ft - log p_base.")
     two_pass: bool = option(False, "--two-pass", "Load one model at a time: keep the base model's hidden states, recompute its logits (same results).", result=False)
     plots: bool = option(True, "--plots/--no-plots", "Write the PNG plots.")
-    checkpoint_every: int = option(0, "--checkpoint-every", "Save the accumulators every N batches into the partial run directory; re-running the same command after an interruption resumes there (0 = off).", min=0, result=False)
+    checkpoint_every: int = checkpoint_every_option()
 
     def __post_init__(self):
         parse_orderings(self.orderings)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ...core.command import Command, Fingerprints, Result
 from ...core.errors import UserError
-from ...core.ingredients import Conditions, Data, Pair, RunOpts, chunk_size_option
+from ...core.ingredients import Conditions, Data, Pair, RunOpts, checkpoint_every_option, chunk_size_option
 from ...core.sources import ModelSource
 from ...core.spec import option
 
@@ -48,6 +48,7 @@ class Nll(Command):
     completion_field: str = option("completion", "--completion-field", "Two-model mode: when every record holds --prompt-field and this field, only the completion's tokens are scored.")
     chunk_size: int = chunk_size_option()
     js_mode: str = option("none", "--js-mode", "JS divergence between A and B at aligned positions: none, all (every scored position) or last (last scored position per item).")
+    checkpoint_every: int = checkpoint_every_option()
 
     @classmethod
     def fill_defaults(cls, flat: dict, params) -> dict:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ...core import console
+from ...core import checkpoint, console
 from ...core import distributed as dist
 from ...core.pairs import ConditionItems, items_from_data, items_from_pairs
 from ...core.readout import make_reader
@@ -89,9 +89,6 @@ def score_all(setup: Setup, cond: ConditionItems, cmd, run) -> dict:
     """Per item x layer matrices of every metric, ``all`` and ``last`` views, plus pooled per-layer means."""
     n_layers = setup.model_a.adapter.n_layers
     n_items = len(cond.items)
-    mats = {f"{m}_{v}": torch.full((n_items, n_layers), float("nan")) for m in METRICS for v in ("all", "last")}
-    pooled = {m: torch.zeros(n_layers, dtype=torch.float64) for m in METRICS}
-    pooled_n = {m: torch.zeros(n_layers, dtype=torch.float64) for m in METRICS}
     read_a, read_b = make_reader(setup.model_a, "logit-lens"), make_reader(setup.model_b, "logit-lens")
     size = cmd.data.batch_size
     # this rank's contiguous block of the one-process run's batches: its items are [lo, hi)
@@ -99,7 +96,19 @@ def score_all(setup: Setup, cond: ConditionItems, cmd, run) -> dict:
     lo = batches[0][0] if batches else 0
     hi = batches[-1][-1] + 1 if batches else 0
     dist.count_samples(hi - lo)
-    for idx in console.track(batches, f"nll: {setup.labels[0]} vs {setup.labels[1]}, all layers"):
+    # --checkpoint-every: the matrices, the float64 pooled sums and the batches done (a re-run resumes there)
+    prog = checkpoint.progress(cmd.checkpoint_every, {"command": "nll", "batches": len(batches), "items": n_items})
+    if prog.state:
+        mats, pooled, pooled_n = prog.state["mats"], prog.state["pooled"], prog.state["pooled_n"]
+    else:
+        mats = {f"{m}_{v}": torch.full((n_items, n_layers), float("nan")) for m in METRICS for v in ("all", "last")}
+        pooled = {m: torch.zeros(n_layers, dtype=torch.float64) for m in METRICS}
+        pooled_n = {m: torch.zeros(n_layers, dtype=torch.float64) for m in METRICS}
+
+    def state() -> dict:
+        return {"mats": mats, "pooled": pooled, "pooled_n": pooled_n}
+
+    for idx in console.track(batches[prog.done:], f"nll: {setup.labels[0]} vs {setup.labels[1]}, all layers"):
         items = [cond.items[i] for i in idx]
         ha, hb = _batch_states(setup, items, cmd, n_layers, run)
         counts = [len(it.a_positions) for it in items]
@@ -120,6 +129,8 @@ def score_all(setup: Setup, cond: ConditionItems, cmd, run) -> dict:
             pooled[m] += sums.sum(0)
             pooled_n[m] += cnt.sum(0)
         del ha, hb
+        prog.step(state)
+    prog.finish(state)
     if dist.active():  # per-item rows gathered in item order, pooled sums added in float64
         for key in list(mats):
             mats[key] = dist.gather_rows(mats[key][lo:hi])

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ...core import console
+from ...core import checkpoint, console
 from ...core import distributed as dist
 from ...core.errors import UserError
 from ...core.forward import forward
@@ -71,27 +71,42 @@ def collect(models: Models, inputs: Inputs, cmd) -> Stats:
     pair = PairStats(V, L) if inputs.paired else None
     seed = cmd.run.seed
     # each rank: a contiguous block of the one-process run's batches, with their global indices (the bootstrap
-    # seeds); the sums are added over ranks below
+    # seeds); the sums are added over ranks below. Paired: one work item per aligned batch pair; otherwise side
+    # A's batches then side B's
     if inputs.paired:
-        pairs = dist.shard_indexed(list(zip(inputs.a, inputs.b, strict=True)))
-        dist.count_samples(sum(len(torch.unique(ba.sample)) for _, (ba, _) in pairs))
-        for i, (ba, bb) in console.track(pairs, "routing: both sides"):
+        work = [(0, i, pb) for i, pb in dist.shard_indexed(list(zip(inputs.a, inputs.b, strict=True)))]
+        dist.count_samples(sum(len(torch.unique(ba.sample)) for _, _, (ba, _) in work))
+    else:
+        work = [(side, i, batch) for side, batches in enumerate((inputs.a, inputs.b))
+                for i, batch in dist.shard_indexed(batches)]
+        dist.count_samples(sum(len(torch.unique(batch.sample)) for _, _, batch in work))
+    # --checkpoint-every: the float64 sums of both sides (and the pair) and the work items done
+    prog = checkpoint.progress(cmd.checkpoint_every, {"command": "routing", "batches": len(work)})
+    if prog.state:
+        a, b, pair = prog.state["a"], prog.state["b"], prog.state["pair"]
+
+    def state() -> dict:
+        return {"a": a, "b": b, "pair": pair}
+
+    label = "routing: both sides" if inputs.paired else "routing: side A, then side B"
+    for side, i, batch in console.track(work[prog.done:], label):
+        if inputs.paired:
+            ba, bb = batch
             ra, rb = route(models.a, ba, specs_a, k), route(models.b, bb, specs_b, k)
             w = poisson(seed, 0, i, ba, R)  # paired: the same resampling of samples on both sides
             a.add(ra, ba.views, ba.sample, w)
             b.add(rb, bb.views, bb.sample, w)
             pair.add(ra, rb, ba.views, ba.sample)
-    else:
-        for side, (acc, batches, loaded, specs) in enumerate(((a, inputs.a, models.a, specs_a),
-                                                               (b, inputs.b, models.b, specs_b))):
-            mine = dist.shard_indexed(batches)
-            dist.count_samples(sum(len(torch.unique(b.sample)) for _, b in mine))
-            for i, batch in console.track(mine, f"routing: side {cmd.sides[side]}"):
-                acc.add(route(loaded, batch, specs, k), batch.views, batch.sample, poisson(seed, side + 1, i, batch, R))
+        else:
+            acc, loaded, specs = (a, models.a, specs_a) if side == 0 else (b, models.b, specs_b)
+            acc.add(route(loaded, batch, specs, k), batch.views, batch.sample, poisson(seed, side + 1, i, batch, R))
+        prog.step(state)
+    prog.finish(state)
     reduce_ranks(a, b, pair)
     if a.tokens[0] == 0 or b.tokens[0] == 0:
         raise UserError("no positions to analyse in the data")
-    dist.handoff()  # a non-zero rank's share ends here: rank 0 orders and writes
+    if not cmd.sweep:  # with --sweep every rank goes on: the sweep is sharded the same way (it hands off)
+        dist.handoff()  # a non-zero rank's share ends here: rank 0 orders and writes
     return Stats(layers, E, k, model_k, a, b, pair, inputs.views, specs_a)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ...core.command import Command, Fingerprints, Result
 from ...core.errors import UserError
-from ...core.ingredients import Conditions, Data, Pair, RunOpts
+from ...core.ingredients import Conditions, Data, Pair, RunOpts, checkpoint_every_option
 from ...core.spec import option
 
 
@@ -62,6 +62,7 @@ class Routing(Command):
     mask: Path | None = option(None, "--mask", "Points file whose order the sweep masks (default: this run's own ordering).")
     random_draws: int = option(8, "--random-draws", "Random-expert control draws per sweep point (matched per layer).", min=8)
     bootstrap: int = option(200, "--bootstrap", "Bootstrap replicates over samples for the intervals of the top points.", min=10)
+    checkpoint_every: int = checkpoint_every_option()
 
     @classmethod
     def fill_defaults(cls, flat: dict, params):
@@ -151,11 +152,10 @@ class Routing(Command):
         from .write import headline, write_outputs, write_sweep
 
         models, inputs = load_inputs(self)  # load
-        stats = collect(models, inputs, self)  # extract + accumulate (one forward per model per batch)
+        stats = collect(models, inputs, self)  # extract + accumulate (one forward per model per batch), all ranks
         results = order(stats, self)  # usage, diffs, q-values, thresholds, bootstrap intervals
-        write_outputs(run, stats, results, self)
-        sweep = None
-        if self.sweep:
-            sweep = run_sweep(models, inputs, results, self)
+        sweep = run_sweep(models, inputs, results, self) if self.sweep else None  # mask sweep over the same shards
+        write_outputs(run, stats, results, self)  # rank 0 (the others stopped after the last reduction)
+        if sweep is not None:
             write_sweep(run, sweep, self)
         return headline(results, sweep, self)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ...core import console
+from ...core import checkpoint, console
+from ...core import distributed as dist
 from ...core.artifacts import read_json
 from ...core.errors import UserError
 from ...core.forward import forward
@@ -90,48 +91,63 @@ def _logits(loaded, batch: SideBatch) -> torch.Tensor:
     return forward(loaded, batch.ids, batch.attn, logits="all").logits
 
 
+FLOAT_SUMS = ("nll_a", "nll_b", "nll_masked_a", "nll_masked_b", "kl", "kl_ref")
+INT_SUMS = ("n_a", "n_b", "violations", "masked_slots")
+
+
 def run_sweep(models: Models, inputs: Inputs, results: dict, cmd) -> dict:
+    """Every condition over this rank's block of each side's batches (the batches ``collect`` read; a
+    condition's random experts come from rank 0, drawn from ``--seed`` alone), the sums added over ranks;
+    a non-zero rank stops there (``dist.handoff``)."""
     specs = router_specs(models.b)
-    conds = conditions(ordering(results, cmd), specs, cmd)
-    sums = [dict(nll_a=0.0, nll_b=0.0, nll_masked_a=0.0, nll_masked_b=0.0, kl=0.0, kl_ref=0.0, n_a=0, n_b=0,
-                 violations=0, masked_slots=0) for _ in conds]
+    conds = dist.agree(lambda: conditions(ordering(results, cmd), specs, cmd))
     models_mode = inputs.mode == "models"
     sides = [("a", inputs.a)] if models_mode else [("a", inputs.a), ("b", inputs.b)]
-    for side, batches in sides:
-        for batch in console.track(batches, f"mask sweep ({len(conds)} conditions){'' if models_mode else ' ' + side}"):
-            if models_mode:  # a = base, b = ft (masked); the same scored tokens
-                lb, tg = _scored(_logits(models.a, batch), batch)
-                lf, _ = _scored(_logits(models.b, batch), batch)
-                lf = lf.to(lb.device)
-                nll_b, nll_f, kl_ref = _nll(lb, tg).sum(), _nll(lf, tg.to(lf.device)).sum(), _kl(lf, lb).sum()
+    work = [(side, batch) for side, batches in sides for batch in dist.shard(batches)]
+    # --checkpoint-every: the per-condition sums and the batches done, in a file of their own ("sweep")
+    prog = checkpoint.progress(cmd.checkpoint_every, {"command": "routing", "batches": len(work),
+                                                      "conditions": len(conds)}, part="sweep")
+    sums = prog.state["sums"] if prog.state else [{**dict.fromkeys(FLOAT_SUMS, 0.0), **dict.fromkeys(INT_SUMS, 0)}
+                                                  for _ in conds]
+    label = f"mask sweep ({len(conds)} conditions){'' if models_mode else ', side A then side B'}"
+    for side, batch in console.track(work[prog.done:], label):
+        if models_mode:  # a = base, b = ft (masked); the same scored tokens
+            lb, tg = _scored(_logits(models.a, batch), batch)
+            lf, _ = _scored(_logits(models.b, batch), batch)
+            lf = lf.to(lb.device)
+            nll_b, nll_f, kl_ref = _nll(lb, tg).sum(), _nll(lf, tg.to(lf.device)).sum(), _kl(lf, lb).sum()
+        else:
+            lf, tg = _scored(_logits(models.b, batch), batch)
+            nll_f = _nll(lf, tg).sum()
+        for c, s in zip(conds, sums, strict=True):
+            if c.control == "none":
+                lm = lf
             else:
-                lf, tg = _scored(_logits(models.b, batch), batch)
-                nll_f = _nll(lf, tg).sum()
-            for c, s in zip(conds, sums, strict=True):
-                if c.control == "none":
-                    lm = lf
-                else:
-                    with mask_experts(specs, c.masks, c.mode) as report:
-                        lm, _ = _scored(_logits(models.b, batch), batch)
-                    s["violations"] += report.violations
-                    s["masked_slots"] += report.masked_slots
-                lm = lm.to(lf.device)
-                nll_m = _nll(lm, tg.to(lm.device)).sum()
-                if models_mode:
-                    s["nll_a"] += float(nll_b)
-                    s["nll_b"] += float(nll_f)
-                    s["nll_masked_b"] += float(nll_m)
-                    s["kl"] += float(_kl(lm, lb.to(lm.device)).sum())
-                    s["kl_ref"] += float(kl_ref)
-                    s["n_a"] += len(tg)
-                    s["n_b"] += len(tg)
-                else:
-                    s[f"nll_{side}"] += float(nll_f)
-                    s[f"nll_masked_{side}"] += float(nll_m)
-                    s[f"n_{side}"] += len(tg)
+                with mask_experts(specs, c.masks, c.mode) as report:
+                    lm, _ = _scored(_logits(models.b, batch), batch)
+                s["violations"] += report.violations
+                s["masked_slots"] += report.masked_slots
+            lm = lm.to(lf.device)
+            nll_m = _nll(lm, tg.to(lm.device)).sum()
+            if models_mode:
+                s["nll_a"] += float(nll_b)
+                s["nll_b"] += float(nll_f)
+                s["nll_masked_b"] += float(nll_m)
+                s["kl"] += float(_kl(lm, lb.to(lm.device)).sum())
+                s["kl_ref"] += float(kl_ref)
+                s["n_a"] += len(tg)
+                s["n_b"] += len(tg)
+            else:
+                s[f"nll_{side}"] += float(nll_f)
+                s[f"nll_masked_{side}"] += float(nll_m)
+                s[f"n_{side}"] += len(tg)
+        prog.step(lambda: {"sums": sums})
+    prog.finish(lambda: {"sums": sums})
+    sums = reduce_sums(sums)
     bad = sum(s["violations"] for s in sums)
     if bad:
         raise UserError(f"mask sweep: {bad} masked expert slots still reached the experts (the mask did not act)")
+    dist.handoff()  # a non-zero rank's share ends here: rank 0 writes
     rows = [_row(c, s, models_mode) for c, s in zip(conds, sums, strict=True)]
     rows += _random_means(rows)
     metrics = ["gain_undone", "gap_closed"] if models_mode else ["delta_nll_a", "delta_nll_b", "specificity"]
@@ -142,6 +158,17 @@ def run_sweep(models: Models, inputs: Inputs, results: dict, cmd) -> dict:
         columns = [RENAMED.get(c, c) for c in columns if c != "nll_masked_a"]
         rows = [_rename(r) for r in rows]
     return {"rows": rows, "columns": columns, "plot": metrics, **_headline(rows, metrics, cmd)}
+
+
+def reduce_sums(sums: list[dict]) -> list[dict]:
+    """The per-condition sums added over ranks (float64 / int64 all-reduce; the sums themselves with one)."""
+    if not dist.active():
+        return sums
+    floats = torch.tensor([[s[k] for k in FLOAT_SUMS] for s in sums], dtype=torch.float64)
+    ints = torch.tensor([[s[k] for k in INT_SUMS] for s in sums], dtype=torch.int64)
+    dist.all_sum(floats, ints)
+    return [{**dict(zip(FLOAT_SUMS, f, strict=True)), **dict(zip(INT_SUMS, i, strict=True))}
+            for f, i in zip(floats.tolist(), ints.tolist(), strict=True)]
 
 
 RENAMED = {"nll_a": "nll_base", "nll_b": "nll_ft", "nll_masked_b": "nll_ft_masked"}

@@ -53,8 +53,12 @@ def read_prompts(cmd) -> list[str]:
 
 
 def bench(run, cmd) -> Result:
-    """Load each model once, then every method over the prompts in groups of --batch-size (default 1)."""
+    """Load each model once, then every method over the prompts in groups of --batch-size (default 1).
+    Under a data-parallel launcher rank 0 alone runs it (the timings are of one process); the others stop."""
+    from ...core import distributed as dist
     from ...core.models import load_model, resolve_device
+
+    dist.handoff()
 
     engines = {m: resolved_engine(m, cmd.engine) for m in cmd.method}
     for m in cmd.method:

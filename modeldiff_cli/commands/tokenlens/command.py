@@ -128,6 +128,7 @@ class TokenlensAttribute(Command):
         return pair.ft, pair.base
 
     def execute(self, run) -> Result:
+        from ...core import distributed as dist
         from .pipeline import (
             attribute_all,
             check_method,
@@ -142,11 +143,14 @@ class TokenlensAttribute(Command):
         r = self.reading
         items = read_items(self.prompt, self.prompts, self.target, r.text_field, r.max_samples)
         main, other = self.load()
+        # data-parallel runs: each rank generates and attributes its block of the prompt groups; every rank
+        # then holds every prompt's result (in prompt order) and rank 0 alone writes
         prepare(items, main, max_new_tokens=self.max_new_tokens, batch_size=r.batch_size, max_tokens=r.max_tokens,
-                isolate=self.prompts is not None, flag="--prompt" if self.prompts is None else "--prompts")
-        how = {"score": self.score, "ig_steps": self.ig_steps, "batch_size": r.batch_size}
+                isolate=self.prompts is not None, flag="--prompt" if self.prompts is None else "--prompts", shard=True)
+        how = {"score": self.score, "ig_steps": self.ig_steps, "batch_size": r.batch_size, "shard": True}
         results = attribute_all(items, main, self.engine, self.method, **how)
-        compared = attribute_all(items, other, self.engine, self.method, **how) if other is not None else None
+        compared = attribute_all(items, other, self.engine, self.method, **how, count=False) if other is not None else None
+        dist.handoff()  # a non-zero rank's share ends here
         describe(run)
         rows = write_records(run, items, results, compared, main, other, self)
         return headline(rows, self)
@@ -169,11 +173,13 @@ class TokenlensAttribute(Command):
 
 def run_attribute(cmd: TokenlensAttribute) -> Path:
     """``tokenlens attribute``: export paths checked, the run through the spine, then the exports copied out."""
+    from ...core import distributed
     from ...core.command import launch
 
     cmd.check_exports()
     path = launch(cmd)
-    cmd.export(path)
+    if distributed.is_main():  # a data-parallel run: rank 0 alone, once the directory is complete
+        cmd.export(path)
     return path
 
 

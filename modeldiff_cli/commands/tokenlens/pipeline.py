@@ -2,6 +2,11 @@
 
 The command (``command.TokenlensAttribute.execute``) strings them together; ``bench`` reuses ``prepare`` and
 ``attribute_all`` one prompt group at a time.
+
+Data-parallel runs (``shard=True``, ``core.distributed``): the prompts are cut into the groups of ``--batch-size``
+the one-process run forms; each rank generates / attributes a contiguous block of those groups (so every
+generation and every attribution is the one-process run's), and the continuations and the attributions are
+gathered on every rank in prompt order.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from ...core import console
+from ...core import distributed as dist
 from ...core.artifacts import write_json, write_text
 from ...core.errors import UserError
 from . import engine
@@ -52,11 +58,23 @@ def read_items(prompt: str | None, prompts: str | None, target: str | None, text
     return [Item(i, r.text or "", r.fields.get("target", target), r.line) for i, r in enumerate(recs)]
 
 
+def groups_of(items: list, size: int) -> list[list]:
+    """``items`` in consecutive groups of ``size`` (the last may be shorter)."""
+    return [items[lo:lo + size] for lo in range(0, len(items), size)]
+
+
+def _my_groups(items: list, size: int, shard: bool) -> list:
+    """This rank's items: a contiguous block of the groups of ``size`` (every item without ``shard``)."""
+    groups = groups_of(items, size)
+    return [x for g in (dist.shard(groups) if shard else groups) for x in g]
+
+
 def prepare(items: list[Item], lm, *, max_new_tokens: int, batch_size: int, max_tokens: int | None = None,
-            isolate: bool = True, flag: str = "--prompts") -> None:
+            isolate: bool = True, flag: str = "--prompts", shard: bool = False) -> None:
     """Continuation of each prompt: its target (teacher forcing) or a greedy generation by ``lm``.
 
     ``isolate``: a prompt that cannot be prepared fails alone (``item.error``); otherwise its UserError stops the run.
+    ``shard``: every rank checks every prompt, generates its block of the groups, and gets every continuation.
     """
     tok = lm.tokenizer
     to_generate = []
@@ -76,10 +94,16 @@ def prepare(items: list[Item], lm, *, max_new_tokens: int, batch_size: int, max_
             if not isolate:
                 raise
             it.error = str(err)
-    if to_generate:
-        seqs = greedy(lm.model, tok, [ids for _, ids in to_generate], max_new_tokens, batch_size)
-        for (it, _), seq in zip(to_generate, seqs):
+    mine = _my_groups(to_generate, batch_size, shard)
+    if mine:
+        seqs = greedy(lm.model, tok, [ids for _, ids in mine], max_new_tokens, batch_size)
+        for (it, _), seq in zip(mine, seqs):
             it.seq = seq
+    if shard and dist.active():  # every rank's continuations, on every rank
+        by_index = {it.index: it for it in items}
+        for part in dist.gather_objects({it.index: it.seq for it, _ in mine}):
+            for index, seq in part.items():
+                by_index[index].seq = seq
 
 
 def _failure(err: BaseException, prefix: str = "") -> str:
@@ -88,9 +112,33 @@ def _failure(err: BaseException, prefix: str = "") -> str:
 
 
 def attribute_all(items: list[Item], lm, eng: str, method: str, *, score: str, ig_steps: int,
-                  batch_size: int) -> dict[int, Attribution]:
-    """Attribute every prepared item with one model; a failing batch is retried prompt by prompt."""
+                  batch_size: int, shard: bool = False, count: bool = True) -> dict[int, Attribution]:
+    """Attribute every prepared item with one model; a failing batch is retried prompt by prompt.
+
+    ``shard``: this rank attributes its block of the groups of ``batch_size`` (the inseq engine: of single
+    prompts); every rank gets every attribution and failure (``count``: tally the rank's prompts as its samples)."""
     todo = [it for it in items if it.error is None]
+    if not shard:
+        return _attribute(todo, lm, eng, method, score=score, ig_steps=ig_steps, batch_size=batch_size)
+    mine = _my_groups(todo, batch_size if eng == "native" else 1, True)
+    if count:
+        dist.count_samples(len(mine))
+    out = _attribute(mine, lm, eng, method, score=score, ig_steps=ig_steps, batch_size=batch_size)
+    if not dist.active():
+        return out
+    for a in out.values():
+        a.matrix = a.matrix.cpu()
+    by_index = {it.index: it for it in items}
+    merged: dict[int, Attribution] = {}
+    for part, failed in dist.gather_objects((out, {it.index: it.error for it in mine if it.error is not None})):
+        merged.update(part)
+        for index, error in failed.items():
+            by_index[index].error = error
+    return {i: merged[i] for i in sorted(merged)}
+
+
+def _attribute(todo: list[Item], lm, eng: str, method: str, *, score: str, ig_steps: int,
+               batch_size: int) -> dict[int, Attribution]:
     out: dict[int, Attribution] = {}
     if eng == "native":
         def one_batch(group: list[Item]) -> None:

@@ -1,0 +1,83 @@
+"""Helpers of the resumable-run tests (lens, nll, routing): interrupt a run at a chosen call, compare two runs.
+
+An interruption is a ``KeyboardInterrupt`` raised from inside the run (what Ctrl-C does): the CLI exits 130 and
+the checkpointed partial directory stays behind, as after a SIGTERM (tests/test_distributed.py kills a real
+2-rank run with SIGTERM).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+class Calls:
+    """Wraps ``module.name``: counts its calls and raises ``KeyboardInterrupt`` at call number ``stop_at``."""
+
+    def __init__(self, monkeypatch, module, name: str, stop_at: int | None = None):
+        self.real, self.count, self.stop_at = getattr(module, name), 0, stop_at
+        monkeypatch.setattr(module, name, self)
+
+    def __call__(self, *args, **kwargs):
+        self.count += 1
+        if self.stop_at is not None and self.count == self.stop_at:
+            raise KeyboardInterrupt
+        return self.real(*args, **kwargs)
+
+
+def cheap(monkeypatch, request) -> None:
+    """One torch thread for the test (these tiny models run several times faster so on a loaded machine) and
+    figures left unrendered; both restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
+    skip_png_rendering(monkeypatch)
+
+
+def skip_png_rendering(monkeypatch) -> None:
+    """Figures closed unrendered and written as empty files (the slow part of these small runs; the PNGs are
+    not what the resume tests compare)."""
+    from modeldiff_cli.core import artifacts
+
+    def save_figure(path, fig, dpi: int = 120) -> Path:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+        Path(path).write_bytes(b"")
+        return Path(path)
+
+    monkeypatch.setattr(artifacts, "save_figure", save_figure)
+
+
+def run_dir(stdout: str) -> Path:
+    return Path(stdout.strip().splitlines()[-1])
+
+
+def partial_dirs(root: Path) -> list[Path]:
+    return [p for p in root.rglob(".*.partial") if p.is_dir()]
+
+
+def assert_identical(one: Path, two: Path) -> list[str]:
+    """Every json / csv file of two runs byte for byte (but run_metadata.json: its time), every npz array
+    exactly (the zip members carry their write time); the same file list. Returns the files compared."""
+    files = sorted(p.relative_to(one).as_posix() for p in one.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(two).as_posix() for p in two.rglob("*") if p.is_file())
+    compared = []
+    for rel in files:
+        a, b = one / rel, two / rel
+        if rel.endswith((".json", ".csv", ".jsonl")) and rel != "run_metadata.json":
+            assert a.read_bytes() == b.read_bytes(), rel
+            compared.append(rel)
+        elif rel.endswith(".npz"):
+            za, zb = np.load(a), np.load(b)
+            assert sorted(za.files) == sorted(zb.files), rel
+            for k in za.files:
+                assert za[k].dtype == zb[k].dtype and np.array_equal(za[k], zb[k], equal_nan=za[k].dtype.kind == "f"), (rel, k)
+            compared.append(rel)
+    meta_a, meta_b = (json.loads((d / "run_metadata.json").read_text()) for d in (one, two))
+    assert meta_a["config"] == meta_b["config"]
+    return compared
