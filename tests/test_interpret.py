@@ -1,4 +1,8 @@
-"""`modeldiff interpret`: streaming means, dec_norm_diff, naming, bad input, cake and the planted-direction organism."""
+"""`modeldiff interpret`: streaming means, dec_norm_diff, naming, the patchscope scale criterion, merging, bad
+input, cake and the planted-direction organism.
+
+Torch runs on one thread here: the organisms are tiny, and on a busy 2-core machine two threads' synchronisation
+makes each small op many times slower (a 128-latent crosscoder: 60 s on two threads, 4 s on one)."""
 
 from __future__ import annotations
 
@@ -7,20 +11,79 @@ import json
 import pytest
 import torch
 
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 FAST = ["--features", "3", "--causal-samples", "12", "--steps", "150", "--latents", "256", "--max-vectors", "4000",
-        "--crosscoder-batch", "256", "--coder", "topk", "--random-directions", "32"]
+        "--crosscoder-batch", "256", "--random-directions", "32"]
 
 
-def test_running_mean_matches_direct():
-    from modeldiff_cli.commands.interpret.activations import RunningMean
+def test_streaming_mean_matches_direct():
+    from modeldiff_cli.commands.interpret.activations import StreamingMean
 
     gen = torch.Generator().manual_seed(0)
     rows = [torch.randn(n, 5, generator=gen) * 3 + 1 for n in (7, 1, 13, 4)]
-    m = RunningMean((2, 5))
+    m = StreamingMean((2, 5))
     for r in rows:
         m.add((1,), r)
     assert torch.allclose(m.mean[1], torch.cat(rows).mean(0), atol=1e-5)
     assert int(m.count[1]) == 25 and torch.all(m.mean[0] == 0)
+    # the scatter form (per-position means): slot i of each row
+    slots = torch.tensor([0, 2, 2, 1, 0, 2])
+    vals = torch.randn(6, 5, generator=gen)
+    p = StreamingMean((3, 5))
+    p.add_at((), slots, vals)
+    for i in range(3):
+        assert torch.allclose(p.mean[i], vals[slots == i].mean(0), atol=1e-6) and int(p.count[i]) == int((slots == i).sum())
+
+
+def test_patchscope_scale_criterion_on_a_hand_made_case():
+    """Three identity prompts, four scales: at scale 2 every prompt's top tokens are the injected concept's
+    {10, 11, 12}; below, each prompt reads its own tokens; above, noise. The criterion (mean pairwise Jaccard of
+    the top-3 sets) picks scale 2, and an exact tie goes to the smaller scale."""
+    from modeldiff_cli.commands.interpret.directions import choose_scale
+
+    V, concept = 40, [10, 11, 12]
+    own = {0: [1, 2, 3], 1: [4, 5, 6], 2: [7, 8, 9]}
+    noise = {0: [20, 21, 22], 1: [23, 24, 25], 2: [26, 27, 28]}
+    by_prompt = []
+    for j in range(3):
+        lp = torch.full((4, V), -10.0)
+        lp[0, own[j]] = torch.tensor([-1.0, -1.5, -2.0])  # scale 0.5: the prompt's own continuation
+        lp[1, own[j][:2] + concept[:1]] = torch.tensor([-1.0, -1.2, -1.4])  # scale 1: mostly the prompt
+        lp[2, concept] = torch.tensor([-0.5, -0.7, -0.9])  # scale 2: the concept, on every prompt
+        lp[3, noise[j]] = torch.tensor([-2.0, -2.1, -2.2])  # scale 4: noise
+        by_prompt.append(lp)
+    best, agreement, tops = choose_scale(by_prompt, 3)
+    assert best == 2 and agreement[2] == 1.0 and agreement[0] == 0.0 and 0 < agreement[1] < 1
+    assert tops[2] == concept
+    tie = [torch.stack([lp[2], lp[2]]) for lp in by_prompt]  # two scales reading the same
+    assert choose_scale(tie, 3)[0] == 0
+
+
+def test_merge_near_duplicates():
+    from modeldiff_cli.commands.interpret.features import merge
+
+    def cand(vec, layer=1, kind="direction", **extra):
+        return {"vector": torch.tensor(vec), "layer": layer, "kind": kind, "tokens": ["a"], "examples": [],
+                "category_index": 0, **extra}
+
+    a = cand([1.0, 0.0, 0.0], source_category="x")
+    b = cand([0.95, 0.2, 0.0], source_category="y")  # cos 0.98 with a: merged into a
+    c = cand([1.0, 0.0, 0.0], layer=2)  # another layer: its own feature
+    d = cand([-1.0, 0.0, 0.0], source_category="z")  # opposite: the same axis (the same ablation), merged
+    e = cand([0.9, 0.0, 0.5], kind="latent", latent=7)  # cos 0.87: its own feature
+    out = merge([a, b, c, d, e])
+    assert out == [a, c, e]
+    assert [m["source_category"] for m in a["merged"]] == ["y", "z"]
+    assert a["merged"][0]["cos"] > 0.9 and a["merged"][1]["cos"] < -0.9
+    assert c["merged"] == [] and e["merged"] == []
 
 
 def test_dec_norm_share_on_hand_made_decoders():
@@ -72,6 +135,12 @@ def test_layer_out_of_range_exit_2(cli, tmp_path):
     assert code == 2 and "--layers" in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_crosscoder_without_sparsify_exit_2(cli, tmp_path, monkeypatch):
+    monkeypatch.setattr("modeldiff_cli.commands.interpret.command.library_version", lambda: None)
+    code, _, err = cli("interpret", "--out", tmp_path)
+    assert code == 2 and "eai-sparsify" in err and "--no-crosscoder" in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_models_without_data_exit_2(cli, tmp_path):
     code, _, err = cli("interpret", "--base", "organism:cake:base", "--ft", "organism:cake:ft", "--out", tmp_path)
     assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1, err
@@ -111,6 +180,15 @@ def test_cake_layout_summary_and_planted_words(cake_run):
     hits = len(set(top["tokens"][:10]) & planted_text)
     assert hits >= 4, (top["name"], top["tokens"][:10])
     assert max(top["categories"], key=top["categories"].get) == "baking"
+    # the fine-tune shifts every category toward baking: the everyday mean difference is a near-duplicate of the
+    # baking one (merged into it, its ablation checked too); what is specific to everyday (mean_c minus the
+    # mean over categories) reads as everyday, a feature of its own or (two categories: the opposite of the
+    # baking-specific direction) merged into that axis
+    assert any(m["source_category"] == "everyday" and m["basis"] == "mean" and "z" in m["causal"]
+               for m in top["merged"]), top["merged"]
+    every = feats + [m for f in feats for m in f["merged"]]
+    specific = [f for f in every if f.get("basis") == "specific" and f["source_category"] == "everyday"]
+    assert specific and max(specific[0]["categories"], key=specific[0]["categories"].get) == "everyday"
     rel = json.loads((run / "token_relevance.json").read_text())["categories"]["baking"]
     assert {r["token"] for r in rel[:4]} <= planted_text, rel[:6]
     assert planted  # (ground truth holds byte-level spellings)
@@ -138,8 +216,8 @@ def test_direction_organism(tmp_path, cli):
     code, stdout, err = cli("interpret", "--base", "organism:direction:base", "--ft", "organism:direction:ft",
                             "--data", org.data("baking"), "--data", org.data("everyday"), "--out", tmp_path,
                             "--crosscoder-layers", str(layer), "--features", "3", "--causal-samples", "12",
-                            "--coder", "topk", "--random-directions", "32", "--crosscoder-batch", "256",
-                            "--max-vectors", "6000", "--latents", "32", "--k", "16", "--steps", "300", "--lr", "3e-3")
+                            "--random-directions", "32", "--crosscoder-batch", "256",
+                            "--max-vectors", "6000", "--latents", "128", "--k", "8", "--steps", "200", "--lr", "3e-3")
     assert code == 0, err
     run = next((tmp_path / "interpret").glob("*/*"))
     stats = np.load(run / "activation_stats.npz")
@@ -160,7 +238,10 @@ def test_direction_organism(tmp_path, cli):
     ft_only = torch.tensor(cc["share"]) < 0.1
     assert bool((ft_only & (cos > 0.9)).any()), (float(cos.max()), cc["share"][int(cos.argmax())])
     planted = set(torch.nonzero(ft_only & (cos > 0.9)).flatten().tolist())
-    latent = [f for f in feats if f["kind"] == "latent" and f["latent"] in planted]
+    # the latent is a feature of its own or merged into one (near-duplicate of the trigger direction); either
+    # way its own ablation was checked
+    every = feats + [m for f in feats for m in f.get("merged", [])]
+    latent = [f for f in every if f["kind"] == "latent" and f["latent"] in planted]
     assert latent and latent[0]["side"] == "ft-only", [(f["name"], f.get("latent")) for f in feats]
     assert latent[0]["causal"]["z"] > 3 and latent[0]["causal"]["restored"] > 0.5, latent[0]["causal"]
     on_v = [f for f in feats if f["layer"] == layer and f["kind"] == "direction" and f["source_category"] == "baking"]

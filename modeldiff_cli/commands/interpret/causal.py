@@ -5,6 +5,10 @@ every position) and measure the change of next-token cross-entropy on each categ
 ``R`` random unit directions at that layer gives a null distribution: z = (|dCE| - mean |dCE_rand|) /
 std |dCE_rand| on the feature's own category. ``restored`` = (CE_ft - CE_ablated) / (CE_ft - CE_base): the
 fraction of the base-ft gap the removal closes there.
+Specificity: the same removal in base; ``z_specific`` = the z-score of |dCE_ft - dCE_base| against the random
+directions' |dCE_ft - dCE_base|. A direction both models rely on (a high-variance direction of the residual
+stream) hurts both when removed and scores ~0 here, however large its z; one the fine-tune added hurts ft only.
+Features are ranked by it.
 Steering: add the feature's vector (its mean difference) to base at its layer and measure the drop of
 KL(base || ft) on its category, against random vectors of the same norm (a z-score the same way).
 """
@@ -93,28 +97,41 @@ def _z(value: float, null: torch.Tensor) -> float:
     return float((value - null.mean()) / null.std().clamp_min(1e-9))
 
 
+def _ablation(ev: Evaluator, f: dict, null_ft: torch.Tensor, null_base: torch.Tensor, n_random: int) -> dict:
+    layer, ci = f["layer"], f["category_index"]
+    u = torch.nn.functional.normalize(f["vector"], dim=0)
+    ce_abl = ev.measure("ft", {layer: _ablate(u)})[0]
+    delta = ce_abl - ev.ce_ft
+    delta_base = ev.measure("base", {layer: _ablate(u)})[0] - ev.ce_base
+    others = [c for c in range(ev.C) if c != ci]
+    gap = float(ev.ce_ft[ci] - ev.ce_base[ci])
+    return {
+        "delta_ce": float(delta[ci]), "delta_ce_others": float(delta[others].mean()) if others else 0.0,
+        "z": _z(abs(float(delta[ci])), null_ft[:, ci].abs()), "random_delta_ce_mean": float(null_ft[:, ci].mean()),
+        "random_delta_ce_std": float(null_ft[:, ci].std()), "n_random": n_random,
+        "ce_ft": float(ev.ce_ft[ci]), "ce_base": float(ev.ce_base[ci]), "ce_ablated": float(ce_abl[ci]),
+        "restored": (float(ev.ce_ft[ci] - ce_abl[ci]) / gap) if abs(gap) > 1e-9 else None,
+        "delta_ce_base": float(delta_base[ci]),
+        "z_specific": _z(abs(float(delta[ci] - delta_base[ci])), (null_ft[:, ci] - null_base[:, ci]).abs()),
+    }
+
+
 def check(ev: Evaluator, features: list[dict], n_random: int, seed: int) -> None:
-    """Fill ``causal`` and ``steering`` of every feature (``layer``, ``category_index``, ``vector`` set)."""
+    """Fill ``causal`` and ``steering`` of every feature (``layer``, ``category_index``, ``vector`` set), and
+    ``causal`` (the ablation) of every candidate merged into one (``merged``)."""
     null_ablate: dict[int, torch.Tensor] = {}
+    null_base: dict[int, torch.Tensor] = {}
     units: dict[int, torch.Tensor] = {}
     for f in console.track(features, "interpret: causal check"):
         layer, ci, vec = f["layer"], f["category_index"], f["vector"]
         if layer not in units:
             units[layer] = random_units(vec.shape[0], n_random, seed + layer)
             null_ablate[layer] = torch.stack([ev.measure("ft", {layer: _ablate(u)})[0] - ev.ce_ft for u in units[layer]])
-        u = torch.nn.functional.normalize(vec, dim=0)
-        ce_abl = ev.measure("ft", {layer: _ablate(u)})[0]
-        delta = ce_abl - ev.ce_ft
-        others = [c for c in range(ev.C) if c != ci]
-        null = null_ablate[layer][:, ci].abs()
-        gap = float(ev.ce_ft[ci] - ev.ce_base[ci])
-        f["causal"] = {
-            "delta_ce": float(delta[ci]), "delta_ce_others": float(delta[others].mean()) if others else 0.0,
-            "z": _z(abs(float(delta[ci])), null), "random_delta_ce_mean": float(null_ablate[layer][:, ci].mean()),
-            "random_delta_ce_std": float(null_ablate[layer][:, ci].std()), "n_random": n_random,
-            "ce_ft": float(ev.ce_ft[ci]), "ce_base": float(ev.ce_base[ci]), "ce_ablated": float(ce_abl[ci]),
-            "restored": (float(ev.ce_ft[ci] - ce_abl[ci]) / gap) if abs(gap) > 1e-9 else None,
-        }
+            null_base[layer] = torch.stack([ev.measure("base", {layer: _ablate(u)})[0] - ev.ce_base
+                                            for u in units[layer]])
+        f["causal"] = _ablation(ev, f, null_ablate[layer], null_base[layer], n_random)
+        for m in f.get("merged", []):
+            m["causal"] = _ablation(ev, m, null_ablate[layer], null_base[layer], n_random)
         _, kl_steer = ev.measure("base", {layer: _add(vec)}, kl=True)
         drop = float(ev.kl_base[ci] - kl_steer[ci])
         norm = float(vec.norm())

@@ -12,6 +12,17 @@ from ...core.spec import option
 from .categories import BUILTIN, read_categories
 
 
+def library_version() -> str | None:
+    """eai-sparsify's installed version, found without importing it (a reused run imports no torch)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("eai-sparsify")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+
 def _scales(text: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
@@ -19,23 +30,14 @@ def _scales(text: str) -> list[float]:
         values = []
     if not values or any(v <= 0 for v in values):
         raise UserError(f"--patchscope-scales {text!r}: expected a comma list of positive numbers")
-    return values
-
-
-def _coder_library(coder: str) -> str:
-    """The sparse-coder library a --coder value resolves to, found without importing it (reuse imports no torch)."""
-    import importlib.util
-
-    if coder == "topk" or (coder == "auto" and importlib.util.find_spec("sparsify") is None):
-        return "builtin-topk"
-    return "eai-sparsify"
+    return sorted(set(values))  # increasing: the scale criterion's ties go to the smaller scale
 
 
 @dataclass(frozen=True)
 class Interpret(Command):
     """Named, feature-level differences between base and ft, grounded in data: per layer and prompt category the
     mean activation difference (read through the logit lens / patchscope, with token relevance from the data), a
-    crosscoder on [h_base; h_ft], names built from tokens + category + side + layer, and a causal check of each
+    crosscoder on the concatenation of h_base and h_ft, names built from tokens + category + side + layer, and a causal check of each
     feature against random directions. Writes features.json, layer_category_diff.csv, activation_stats.npz,
     plots, report.md and a self-contained report.html; prints the top features and the run directory last."""
 
@@ -52,13 +54,12 @@ class Interpret(Command):
     positions: int = option(8, "--positions", "Also average the difference at each of the first N positions of a prompt (ADL's view).", min=1)
     top_n: int = option(20, "--top-n", "Promoted / suppressed tokens listed per feature.", min=1)
     features: int = option(6, "--features", "Crosscoder latents named and checked per crosscoder layer (0: directions only).", min=0)
-    crosscoder: bool = option(True, "--crosscoder/--no-crosscoder", "Train the crosscoder (a TopK SAE on [h_base; h_ft]).")
+    crosscoder: bool = option(True, "--crosscoder/--no-crosscoder", "Train the crosscoder (a TopK SAE on the concatenation of h_base and h_ft).")
     crosscoder_layers: str | None = option(None, "--crosscoder-layers", "Layers of the crosscoder (same syntax as --layers). Default: the layer with the largest relative difference.")
-    latents: int = option(0, "--latents", "Crosscoder latents (0: 4 x the concatenated width).", min=0)
-    coder: str = option("auto", "--coder", "Sparse coder of the crosscoder: sparsify (eai-sparsify's SparseCoder, extra modeldiff[interpret]), topk (the built-in TopK SAE) or auto (sparsify when installed). The library used is part of the run's fingerprint.")
+    latents: int = option(0, "--latents", "Crosscoder latents (0: 4 x the concatenated width 2d).", min=0)
     norm_penalty: float = option(0.1, "--norm-penalty", "Weight of the crosscoder's decoder-norm penalty: activation x (|d_base| + |d_ft|) (Lindsey et al. 2024), which lets a latent specialise to one model (0: plain TopK).")
-    k: int = option(8, "--k", "Active latents per vector (TopK).", min=1)
-    steps: int = option(0, "--steps", "Crosscoder training steps (0: about 3 epochs of the sample, 200..2000).", min=0)
+    k: int = option(16, "--k", "Active latents per vector (TopK).", min=1)
+    steps: int = option(0, "--steps", "Crosscoder training steps (0: 2 epochs of the sample, 200..2000).", min=0)
     crosscoder_batch: int = option(1024, "--crosscoder-batch", "Vectors per crosscoder training step.", min=1)
     lr: float = option(1e-3, "--lr", "Adam learning rate of the crosscoder.")
     max_vectors: int = option(20000, "--max-vectors", "Paired activation vectors kept per crosscoder layer (a seeded sample; the only memory that grows with the data).", min=16)
@@ -73,10 +74,9 @@ class Interpret(Command):
         _scales(self.patchscope_scales)
         if self.norm_penalty < 0:
             raise UserError(f"--norm-penalty {self.norm_penalty}: expected >= 0")
-        if self.coder not in ("auto", "sparsify", "topk"):
-            raise UserError(f"--coder {self.coder!r}: expected auto, sparsify or topk")
-        if self.coder == "sparsify" and _coder_library("sparsify") != "eai-sparsify":
-            raise UserError("--coder sparsify: eai-sparsify is not installed (pip install 'modeldiff[interpret]')")
+        if self.crosscoder and library_version() is None:
+            raise UserError("--crosscoder: needs eai-sparsify (pip install 'modeldiff[interpret]'), "
+                            "or pass --no-crosscoder")
         if self.prompts is None and not self.data.data:
             raise UserError("--prompts/--data: give a categories file or data files")
 
@@ -94,7 +94,7 @@ class Interpret(Command):
 
         values = {**self.pair.fingerprint()}
         if self.crosscoder:
-            values["coder_library"] = _coder_library(self.coder)
+            values["coder_library"] = f"eai-sparsify {library_version()}"
         names: tuple[str, ...] = ()
         if self.prompts is not None:
             values["prompts"] = file_fingerprint(Path(self.prompts))
@@ -107,11 +107,12 @@ class Interpret(Command):
     def execute(self, run) -> Result:
         import torch
 
+        from ...core import distributed as dist
         from . import causal, crosscoder
         from .activations import collect, extract
         from .categories import load_categories
         from .directions import patchscope_reading, relevance, token_counts
-        from .features import direction_features, latent_features, rank
+        from .features import direction_features, latent_features, merge, rank
         from .write import headline, write_outputs
 
         pair = self.pair.load()
@@ -119,32 +120,34 @@ class Interpret(Command):
         categories = load_categories(self, tok)
         n_layers = pair.base.adapter.n_layers
         layers = self.readout.resolve_layers(n_layers)
-        # 1. activation differences (streaming means)
+        # 1. activation differences (streaming means; under torchrun each rank's batches, sums reduced)
         stats = extract(pair, categories, layers, self.positions, self.data.batch_size)
-        keep = torch.tensor(self.tokens.keep_mask(tok, V))
-        rel = relevance(token_counts(categories, V))
         peak = layers[int(stats.relative_norms().max(dim=1).values.argmax())]
         cc_layers = self._crosscoder_layers(n_layers, peak) if self.crosscoder else []
         # paired sample at the crosscoder layers and the directions' layers (for contexts)
         dir_layers = sorted({layers[int(i)] for i in stats.relative_norms().argmax(dim=0)})
         samples = collect(pair, categories, sorted(set(cc_layers) | set(dir_layers)), self.max_vectors,
                           self.data.batch_size, self.run.seed)
+        dist.handoff()  # a non-zero rank's share ends here: rank 0 reads, trains, checks and writes
+        keep = torch.tensor(self.tokens.keep_mask(tok, V))
+        rel = relevance(token_counts(categories, V))
         # 2. reading the directions
         features = direction_features(pair, stats, categories, samples, rel, keep, self.top_n)
-        if self.readout.readout == "patchscope":
-            self._patchscope(pair, features, stats, keep, patchscope_reading)
         # 3. crosscoders
         coders, lstats = {}, {}
         for layer in cc_layers:
             s = samples[layer]
-            latents = self.latents or 4 * 2 * s.base.shape[1]
+            latents = self.latents or crosscoder.default_latents(2 * s.base.shape[1])
             steps = self.steps or crosscoder.default_steps(s.base.shape[0], self.crosscoder_batch)
             coders[layer] = crosscoder.train(s, latents=latents, k=self.k, steps=steps, batch=self.crosscoder_batch,
                                              lr=self.lr, seed=self.run.seed, label=f"layer {layer}",
-                                             library=_coder_library(self.coder), exclusive=self.norm_penalty)
-            lstats[layer] = crosscoder.latent_stats(coders[layer], s, len(categories))
+                                             exclusive=self.norm_penalty)
+            lstats[layer] = crosscoder.latent_stats(coders[layer], s, len(categories), self.run.seed)
             features += latent_features(pair, coders[layer], lstats[layer], s, categories, rel, keep, self.top_n,
                                         self.features)
+        features = merge(features)  # near-duplicates (cos > 0.9 at one layer) become one feature
+        if self.readout.readout == "patchscope":
+            self._patchscope(pair, [f for f in features if f["kind"] == "direction"], stats, keep, patchscope_reading)
         # 5. causal check, then rank
         ev = causal.Evaluator(pair, categories, self.causal_samples, self.data.batch_size)
         causal.check(ev, features, self.random_directions, self.run.seed)

@@ -59,14 +59,32 @@ def category_scores(direction: torch.Tensor, stats, layer_index: int) -> dict[st
     return {c: float(stats.diff.mean[layer_index, ci] @ unit) for ci, c in enumerate(stats.categories)}
 
 
+CRITERION = "mean pairwise Jaccard overlap of the top tokens across identity prompts (ties: the smaller scale)"
+
+
+def choose_scale(by_prompt: list[torch.Tensor], top_n: int) -> tuple[int, list[float], list[list[int]]]:
+    """The patchscope scale criterion, without an LLM. ``by_prompt[j]`` holds [scales, V] log-probs read on
+    identity prompt j, scales in increasing order. A scale's agreement is the mean pairwise Jaccard overlap of
+    its top-``top_n`` token sets across the prompts: too small a scale reads the prompt (each prompt's own
+    continuation), too large a one reads noise; where the injected direction dominates, all prompts agree.
+    Returns the chosen index (the highest agreement; ties go to the smaller scale), every scale's agreement, and
+    each scale's top tokens by the mean log-prob over prompts."""
+    agreement, tops = [], []
+    for si in range(by_prompt[0].shape[0]):
+        sets = [set(torch.topk(lp[si], top_n).indices.tolist()) for lp in by_prompt]
+        pairs = [(a, b) for i, a in enumerate(sets) for b in sets[i + 1 :]]
+        agreement.append(sum(len(a & b) / len(a | b) for a, b in pairs) / max(len(pairs), 1))
+        mean_lp = torch.stack([lp[si] for lp in by_prompt]).mean(0)
+        tops.append(torch.topk(mean_lp, top_n).indices.tolist())
+    best = max(range(len(agreement)), key=lambda i: (round(agreement[i], 6), -i))
+    return best, agreement, tops
+
+
 def patchscope_reading(pair, direction: torch.Tensor, layer: int, scales: list[float], prompts: list[str],
                        keep: torch.Tensor, top_n: int, chunk_size: int) -> dict:
-    """Patchscope of the direction at several scales (x the mean activation norm) on several identity prompts.
-
-    Criterion (no LLM): the scale whose top-``top_n`` tokens agree most across the identity prompts (mean
-    pairwise Jaccard overlap); ties go to the smaller scale. Returns the chosen scale, its tokens and the
-    agreement of every scale.
-    """
+    """Patchscope of the direction at several scales (x the mean activation norm) on several identity prompts;
+    the scale is chosen by :func:`choose_scale`. Returns the chosen scale, its tokens and every scale's
+    agreement."""
     from ...core.patchscope import patchscope_logits
 
     V = pair.shared_vocab
@@ -77,13 +95,6 @@ def patchscope_reading(pair, direction: torch.Tensor, layer: int, scales: list[f
         logits = patchscope_logits(pair.ft, rows, prompt=prompt, source_layer=layer, chunk_size=chunk_size)
         lp = torch.log_softmax(logits[:, :V].float().cpu(), -1).masked_fill(~keep[:V], -math.inf)
         by_prompt.append(lp)
-    agreement, tops = [], []
-    for si in range(len(scales)):
-        sets = [set(torch.topk(lp[si], top_n).indices.tolist()) for lp in by_prompt]
-        pairs = [(a, b) for i, a in enumerate(sets) for b in sets[i + 1:]]
-        agreement.append(sum(len(a & b) / len(a | b) for a, b in pairs) / max(len(pairs), 1))
-        mean_lp = torch.stack([lp[si] for lp in by_prompt]).mean(0)
-        tops.append(torch.topk(mean_lp, top_n).indices.tolist())
-    best = max(range(len(scales)), key=lambda i: (round(agreement[i], 6), -i))
+    best, agreement, tops = choose_scale(by_prompt, top_n)
     return {"scales": scales, "agreement": agreement, "chosen_scale": scales[best], "tokens": tops[best],
-            "criterion": "mean pairwise Jaccard overlap of the top tokens across identity prompts"}
+            "criterion": CRITERION}

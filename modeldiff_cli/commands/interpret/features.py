@@ -22,15 +22,19 @@ def context(tokenizer, sample, position: int) -> str:
     return visible(f"{before}[[{at}]]{after}")
 
 
-def _examples(tokenizer, categories, sample, scores: torch.Tensor, n: int = 20, shown: int = 5) -> tuple[list[dict], set[int]]:
+def _examples(tokenizer, categories, sample, scores: torch.Tensor, n: int = 20, shown: int = 5,
+              active: list[int] | None = None) -> tuple[list[dict], set[int]]:
     """The ``n`` highest-scoring stored positions (``shown`` of them as text contexts) and the token ids
-    around them (the position and the one after: what the direction is active on and predicts)."""
+    around them (the position and the one after: what the direction is active on and predicts). ``active``
+    (a list) receives the distinct token ids at those positions, strongest first."""
     by_index = [{s.index: s for s in cat.samples} for cat in categories]
     out, tokens = [], set()
     for row in torch.argsort(scores, descending=True)[:n].tolist():
         ci, si, pos = int(sample.category[row]), int(sample.sample[row]), int(sample.position[row])
         s = by_index[ci][si]
         tokens.update(s.ids[pos : pos + 2])
+        if active is not None and pos < len(s.ids) and s.ids[pos] not in active:
+            active.append(s.ids[pos])
         if len(out) < shown:
             out.append({"category": categories[ci].name, "sample": si, "position": pos,
                         "score": float(scores[row]), "context": context(tokenizer, s, pos)})
@@ -50,40 +54,51 @@ def _read(pair, vector: torch.Tensor, keep: torch.Tensor, top_n: int, ctx: set[i
     tok = pair.tokenizer
     return {"promoted_ids": grounded[:top_n], "suppressed_ids": lens["suppressed"][:top_n],
             "tokens": display_tokens(tok, grounded[:top_n]), "suppressed": display_tokens(tok, lens["suppressed"][:top_n]),
-            "lens_tokens": display_tokens(tok, raw[:top_n]), "support": support}
+            "lens_tokens": display_tokens(tok, raw[:top_n]), "support": support, "top_n": top_n}
 
 
 def _relevant(relevance: torch.Tensor, ci: int) -> set[int]:
     return set((relevance[ci] > RELEVANT).nonzero().flatten().tolist())
 
 
+def _direction(pair, stats, categories, samples, relevance, keep, top_n: int, ci: int, li: int,
+               vec: torch.Tensor, basis: str) -> dict:
+    layer = stats.layers[li]
+    cats = category_scores(vec, stats, li)
+    unit = torch.nn.functional.normalize(vec, dim=0)
+    pb = float(stats.base_mean.mean[li, ci] @ unit)
+    share = float(xc.dec_norm_share(torch.tensor(abs(pb)), torch.tensor(abs(pb + float(vec.norm())))))
+    examples, ctx = [], None
+    if layer in samples:
+        s = samples[layer]
+        proj = (s.ft - s.base) @ unit
+        proj = torch.where(s.category == ci, proj, torch.full_like(proj, -float("inf")))
+        examples, ctx = _examples(pair.tokenizer, categories, s, proj)
+    best = best_category(cats)
+    read = _read(pair, vec, keep, top_n, ctx, _relevant(relevance, stats.categories.index(best)))
+    side = xc.side(share)
+    return {
+        "kind": "direction", "basis": basis, "layer": layer, "category_index": stats.categories.index(best),
+        "vector": vec, "name": feature_name(pair.tokenizer, read["promoted_ids"][:3], best, side, layer), **read,
+        "categories": cats, "side": side, "share": share, "source_category": categories[ci].name,
+        "relative_norm": float(vec.norm() / stats.norms.mean[li, ci, :2, 0].mean().clamp_min(1e-8)),
+        "examples": examples,
+    }
+
+
 def direction_features(pair, stats, categories, samples: dict, relevance: torch.Tensor, keep, top_n: int) -> list[dict]:
+    """Per category, at the layer of its largest relative difference: its mean difference (``basis`` "mean")
+    and what is specific to it, the mean difference minus the mean over categories (``basis`` "specific": a
+    fine-tune that shifts every category the same way shows in every "mean" direction, not in these). Mean
+    directions come first, largest relative norm first."""
     rel = stats.relative_norms()
-    out = []
-    for ci, cat in enumerate(categories):
-        li = int(rel[:, ci].argmax())
-        layer = stats.layers[li]
-        vec = stats.diff.mean[li, ci].clone()
-        cats = category_scores(vec, stats, li)
-        unit = torch.nn.functional.normalize(vec, dim=0)
-        pb = float(stats.base_mean.mean[li, ci] @ unit)
-        share = float(xc.dec_norm_share(torch.tensor(abs(pb)), torch.tensor(abs(pb + float(vec.norm())))))
-        examples, ctx = [], None
-        if layer in samples:
-            s = samples[layer]
-            proj = (s.ft - s.base) @ unit
-            proj = torch.where(s.category == ci, proj, torch.full_like(proj, -float("inf")))
-            examples, ctx = _examples(pair.tokenizer, categories, s, proj)
-        best = best_category(cats)
-        read = _read(pair, vec, keep, top_n, ctx, _relevant(relevance, stats.categories.index(best)))
-        chosen = read["promoted_ids"][:3]
-        side = xc.side(share)
-        out.append({
-            "kind": "direction", "layer": layer, "category_index": stats.categories.index(best), "vector": vec,
-            "name": feature_name(pair.tokenizer, chosen, best, side, layer), **read, "categories": cats,
-            "side": side, "share": share, "source_category": cat.name,
-            "relative_norm": float(rel[li, ci]), "examples": examples,
-        })
+    peak = [int(rel[:, ci].argmax()) for ci in range(len(categories))]
+    means = sorted(range(len(categories)), key=lambda ci: -float(rel[peak[ci], ci]))
+    specific = stats.specific()
+    out = [_direction(pair, stats, categories, samples, relevance, keep, top_n, ci, peak[ci],
+                      stats.diff.mean[peak[ci], ci].clone(), "mean") for ci in means]
+    out += [_direction(pair, stats, categories, samples, relevance, keep, top_n, ci, peak[ci],
+                       specific[peak[ci], ci].clone(), "specific") for ci in means]
     return out
 
 
@@ -99,30 +114,84 @@ def latent_features(pair, cc, lstats: dict, sample, categories, relevance: torch
             break
         direction = lstats["direction"][i]
         vec = direction * float(lstats["mean_act"][i])
-        examples, ctx = _examples(pair.tokenizer, categories, sample, lstats["acts"][:, i])
+        active: list[int] = []
+        examples, ctx = _examples(pair.tokenizer, categories, sample, lstats["codes"].column(i), active=active)
         cats = {c.name: float(lstats["freq_category"][ci, i]) for ci, c in enumerate(categories)}
         best = best_category(cats)
-        read = _read(pair, direction, keep, top_n, ctx, _relevant(relevance, [c.name for c in categories].index(best)))
+        relevant = _relevant(relevance, [c.name for c in categories].index(best))
+        read = _read(pair, direction, keep, top_n, ctx, relevant)
         side = xc.side(float(lstats["share"][i]))
-        chosen = read["promoted_ids"][:3]
+        # a latent is named by the tokens it fires on that its category's text supports, then by its reading
+        grounded = [t for t in active if t in relevant and t < len(keep) and bool(keep[t])]
+        chosen = (grounded + [t for t in read["promoted_ids"] if t not in grounded])[:3]
         out.append({
-            "kind": "latent", "latent": i, "layer": cc.layer, "category_index": [c.name for c in categories].index(best),
+            "kind": "latent", "basis": "latent", "latent": i, "layer": cc.layer, "category_index": [c.name for c in categories].index(best),
             "vector": vec, "name": feature_name(pair.tokenizer, chosen, best, side, cc.layer), **read,
             "categories": cats, "side": side, "share": float(lstats["share"][i]),
             "ratio_category": xc.ratio_category(float(lstats["real_base_norm"][i]), float(lstats["real_ft_norm"][i])),
             "frequency": {"paired": float(lstats["freq"][i]), "base_view": float(lstats["freq_base_view"][i]),
                           "ft_view": float(lstats["freq_ft_view"][i])},
             "decoder_norms": {"base": float(lstats["base_norm"][i]), "ft": float(lstats["ft_norm"][i])},
-            "examples": examples,
+            "examples": examples, "activating": display_tokens(pair.tokenizer, active[:10]),
         })
     return out
 
 
+MERGE_COS = 0.9  # candidates at one layer with |cosine| above this are one feature
+
+
+def member(f: dict, cos: float) -> dict:
+    """What a merged candidate keeps as evidence of the feature it joined."""
+    keys = ("kind", "basis", "source_category", "latent", "side", "share", "categories", "tokens", "support",
+            "activating",
+            "examples", "frequency", "decoder_norms", "ratio_category", "relative_norm")
+    out = {k: f[k] for k in keys if k in f}
+    out["tokens"] = f["tokens"][:10]
+    out["examples"] = f["examples"][:2]
+    out["cos"] = cos
+    out["vector"] = f["vector"]
+    out["category_index"] = f["category_index"]
+    out["layer"] = f["layer"]
+    return out
+
+
+def merge(candidates: list[dict], threshold: float = MERGE_COS) -> list[dict]:
+    """Near-duplicate candidates (same layer, |cosine| > ``threshold``) become one feature: the first of them in
+    candidate order (mean directions, specific directions, latents) names it, the others are kept in its
+    ``merged`` list with their own evidence (tokens, categories, examples, the signed cosine; their ablation is
+    checked too). Opposite directions are one axis: removing u or -u is the same ablation (with two categories
+    the two category-specific directions are exactly opposite)."""
+    out: list[dict] = []
+    for f in candidates:
+        unit = torch.nn.functional.normalize(f["vector"], dim=0)
+        best, best_cos = None, threshold
+        for g in out:
+            if g["layer"] != f["layer"]:
+                continue
+            cos = float(unit @ torch.nn.functional.normalize(g["vector"], dim=0))
+            if abs(cos) > abs(best_cos):
+                best, best_cos = g, cos
+        if best is None:
+            f["merged"] = []
+            out.append(f)
+        else:
+            best["merged"].append(member(f, best_cos))
+    return out
+
+
 def rank(features: list[dict]) -> list[dict]:
-    """Features the data supports (``support`` > 0: some of the lens's top tokens are over-represented in the
-    feature's category's text) first, each group by its ablation z-score; ids F1, F2, ... in that order."""
-    ordered = sorted(features, key=lambda f: (f.get("support", 0) == 0, -(f.get("causal", {}).get("z") or 0.0)))
+    """Strongest first by ``rank_score`` = max(z_specific, 0) x ``support`` / top_n: how specifically removing the
+    feature changes ft (not base), weighted by how much of its logit-lens reading the data grounds (``support``:
+    how many of the lens's top_n tokens are over-represented in the feature's category's text); ties by the
+    ablation z. Ids F1, F2, ... in that order. ``causal_effect``: the ablation z > 3; ``specific_effect``:
+    z_specific > 3."""
+    for f in features:
+        c = f.get("causal", {})
+        f["rank_score"] = max(c.get("z_specific") or 0.0, 0.0) * f.get("support", 0) / max(f.get("top_n", 1), 1)
+
+    ordered = sorted(features, key=lambda f: (-f["rank_score"], -(f.get("causal", {}).get("z") or 0.0)))
     for i, f in enumerate(ordered):
         f["id"] = f"F{i + 1}"
         f["causal_effect"] = bool(f.get("causal", {}).get("z", 0.0) > 3.0)
+        f["specific_effect"] = bool(f.get("causal", {}).get("z_specific", 0.0) > 3.0)
     return ordered

@@ -38,6 +38,11 @@ def _sections(cmd, pair, stats, features, coders) -> list[tuple[str, list[str]]]
     overview.append("")
     overview.append("No causal effect (z <= 3): " + (", ".join(no_effect) if no_effect else "none") + ".")
     for f in features[:8]:
+        if f.get("merged"):
+            overview.append("")
+            overview.append(f"{f['id']} ({_source(f)}) also stands for near-duplicates (cosine > 0.9):")
+            overview += [f"- {_source(m)}, cosine {m['cos']:.2f}: {', '.join(repr(t) for t in m['tokens'][:5])}; "
+                         f"ablation z {m['causal']['z']:.1f}" for m in f["merged"]]
         if f["examples"]:
             overview.append("")
             overview.append(f"Top contexts of {f['id']}:")
@@ -49,7 +54,7 @@ def _sections(cmd, pair, stats, features, coders) -> list[tuple[str, list[str]]]
         layers.append(f"| {layer} | " + " | ".join(f"{v:.3f}" for v in vals) + f" | {best} |")
     for layer, cc in coders.items():
         layers.append("")
-        layers.append(f"Crosscoder at layer {layer} ({cc.library}): {cc.model.W_dec.shape[0]} latents, k = {cmd.k}, "
+        layers.append(f"Crosscoder at layer {layer} ({cc.library}): {cc.latents} latents, k = {cmd.k}, "
                       f"explained variance {cc.explained_variance:.3f}, final loss {cc.losses[-1]:.4f}.")
     conclusion = []
     for f in causal[:3]:
@@ -62,6 +67,13 @@ def _sections(cmd, pair, stats, features, coders) -> list[tuple[str, list[str]]]
                           "not localised in single directions at the layers read.")
     return [("Summary of the differences", summary), ("Feature overview", overview),
             ("Layer-by-layer analysis", layers), ("Conclusion", conclusion)]
+
+
+def _source(f: dict) -> str:
+    if f["kind"] == "latent":
+        return f"crosscoder latent {f['latent']}"
+    what = "mean difference" if f.get("basis") == "mean" else "category-specific difference"
+    return f"{what} on `{f['source_category']}`"
 
 
 def _best(f: dict) -> str:

@@ -18,7 +18,7 @@ ARTIFACTS = {
     "activation_stats.npz": ("matrix", "mean differences [layer, category, d] and at the first N positions, norms, cosines, token relevance"),
     "token_relevance.json": ("payload", "per category, the tokens most over-represented in its text (z-scored log-odds vs the other categories)"),
     "crosscoder_layer*.npz": ("matrix", "crosscoder at one layer: decoder norms, dec_norm_diff share, frequencies, loss curve, weights"),
-    "crosscoder_layer*.json": ("payload", "crosscoder at one layer: library, training, explained variance, side clusters, ratio categories"),
+    "crosscoder_layer*.json": ("payload", "crosscoder at one layer: library, training settings, explained variance, side clusters, ratio categories"),
     "layer_category_heatmap.png": ("plot", "relative difference norm, layer x category"),
     "decoder_norms_layer*.png": ("plot", "crosscoder decoder norms, base half vs ft half, one point per latent"),
     "crosscoder_loss_layer*.png": ("plot", "crosscoder training loss by step"),
@@ -31,10 +31,13 @@ ARTIFACTS = {
 
 def public(f: dict) -> dict:
     keys = ("id", "name", "kind", "layer", "tokens", "suppressed", "categories", "side", "share", "examples",
-            "causal", "steering", "causal_effect", "latent", "ratio_category", "frequency", "decoder_norms",
-            "relative_norm", "source_category", "patchscope", "lens_tokens", "support")
+            "causal", "steering", "causal_effect", "specific_effect", "latent", "ratio_category", "frequency", "decoder_norms",
+            "relative_norm", "source_category", "basis", "rank_score", "activating", "patchscope", "lens_tokens", "support")
     out = {k: f[k] for k in keys if k in f}
     out["vector_norm"] = float(f["vector"].norm())
+    if "merged" in f:
+        out["merged"] = [{k: v for k, v in m.items() if k not in ("vector", "category_index", "layer")}
+                         | {"vector_norm": float(m["vector"].norm())} for m in f["merged"]]
     return out
 
 
@@ -84,10 +87,10 @@ def write_outputs(run, cmd, pair, categories, stats, rel, features, coders, lsta
             r = xc.ratio_category(b, f)
             ratios[r] = ratios.get(r, 0) + 1
         artifacts.write_json(run.file(f"crosscoder_layer{layer}.json"), {
-            "layer": layer, "library": cc.library, "input": "[h_base / rms_base; h_ft / rms_ft]", "rms": cc.rms,
-            "latents": int(cc.model.W_dec.shape[0]), "k": cmd.k, "steps": len(cc.losses),
-            "vectors": int(samples[layer].base.shape[0]), "final_loss": cc.losses[-1],
-            "explained_variance": cc.explained_variance, "seconds": cc.seconds,
+            "layer": layer, "library": cc.library, "input": "[h_base / rms_base; h_ft / rms_ft]", "rms": list(cc.rms),
+            "latents": cc.latents, **cc.settings, "vectors": int(samples[layer].base.shape[0]),
+            "final_loss": cc.losses[-1], "explained_variance": cc.explained_variance, "seconds": cc.seconds,
+            "view_rows": ls["view_rows"],
             "sides": xc.clusters(ls), "ratio_categories": ratios,
             "thresholds": {"ft_only": xc.FT_ONLY, "base_only": xc.BASE_ONLY, "shared_band": xc.SHARED_BAND,
                            "ratio": xc.RATIO}})
@@ -158,6 +161,7 @@ def headline(features, stats, coders) -> Result:
     rel = stats.relative_norms()
     li, ci = divmod(int(rel.argmax()), rel.shape[1])
     top = [{"id": f["id"], "name": f["name"], "kind": f["kind"], "layer": f["layer"], "z": f["causal"]["z"],
+            "z_specific": f["causal"]["z_specific"],
             "delta_ce": f["causal"]["delta_ce"], "kl_drop_fraction": f["steering"]["kl_drop_fraction"]}
            for f in features[:5]]
     figures = {"features": len(features), "top_features": top, "peak_layer": stats.layers[li],
@@ -167,7 +171,8 @@ def headline(features, stats, coders) -> Result:
     lines = [f"largest difference: layer {stats.layers[li]}, category {stats.categories[ci]} "
              f"(relative norm {float(rel[li, ci]):.3f})"]
     for t in top:
-        lines.append(f"{t['id']} [{t['kind']}] {t['name']}: causal z {t['z']:.1f}, dCE {t['delta_ce']:+.4f}, "
+        lines.append(f"{t['id']} [{t['kind']}] {t['name']}: causal z {t['z']:.1f} (specific {t['z_specific']:.1f}), "
+                     f"dCE {t['delta_ce']:+.4f}, "
                      f"steering closes {100 * t['kl_drop_fraction']:.0f}% of KL(base||ft)")
     for k, cc in coders.items():
         lines.append(f"crosscoder layer {k} ({cc.library}): explained variance {cc.explained_variance:.3f}")
