@@ -1,17 +1,32 @@
-"""Benchmark `modeldiff attribute` on hops data: the `hops` organism always, and (when ../shared/data/hops
-exists) a tiny Llama trained here on the real public hops documents. old = trained without the target
-functions' documents, new = old trained further on them (plus a replay of old documents).
+"""Benchmark `modeldiff attribute` on hops data: the `hops` organism, and (when ../shared/data/hops exists) the
+real public hops documents with an old/new pair of tiny Llamas trained here on them (the data has no checkpoints).
 
-Prints the new model's accuracy on the queries, the metrics table of every method and baseline, extraction
-samples/s and the wall time; says whether the model-based methods beat BM25 on wrapper -> partner documents.
+Real data: 10 base (constant) functions with ``--per-function`` (default 100) sampled documents each, their 10
+identity wrappers with half as many (../shared/data/hops/20hops.jsonl: 200 / 100 per function) and the 5 distractor
+functions with as many as a base (distractors.jsonl; they share the constants 5-13 of the target functions). Target functions = the first 5 bases (<GN>, <JN>, <KN>, <LN>,
+<MN>) and their wrappers. old = trained from scratch on every sampled document except the target functions'
+ones; new = old trained further on the target documents plus a replay of 2.5 x per-function old ones (as the hops organism is
+built). The candidates ranked are new's training documents; queries "F(x) returns the value " -> constant, 4
+inputs per target function.
 
-    .venv/bin/python benchmarks/hops_attribution.py [--out runs/bench-attribute] [--skip-real]
+``--max-train N``: rank a deterministic subset of N candidate documents: every document relevant to a query
+(its own function's and its partner's) is kept, the rest are a seeded sample of the others (replay,
+distractors), in file order. Runs every method of ``--methods`` with --aggregate mean, then the layered methods
+again with --aggregate best (the layer chosen on a held-out half of the query functions per kind; metrics on
+the other half; vectors reused from the cache). Prints ONE markdown table (also written to OUT/table.md) and
+whether the goal holds (a model-based or fused ranking beats BM25 on wrapper -> partner documents, AUC and
+recall@10, and is at least BM25's equal on base queries) for the methods named in advance (``PRIMARY``).
+
+    nice -n 10 .venv/bin/python benchmarks/hops_attribution.py [--out runs/bench-attribute] [--max-train N]
+        [--per-function N] [--skip-real] [--skip-organism] [--methods LIST]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import random
 import sys
 import time
@@ -19,18 +34,25 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-REAL = ROOT.parent / "shared" / "data" / "hops"
+REAL = Path(os.environ.get("MODELDIFF_HOPS_DIR", ROOT.parent / "shared" / "data" / "hops"))
 METHODS = ("delta-h,grad,delta-h-x-grad,ig,patch,bm25,edit-distance,random,ekfac,trackstar,"
            "fused:bm25+grad,zfused:bm25+delta-h")
+LAYERED = "delta-h,grad,delta-h-x-grad,ig,bm25,random,fused:bm25+grad,zfused:bm25+delta-h"
+# named before the real-data run, from the organism's results (never chosen on the queries reported)
+PRIMARY = ("grad", "fused:bm25+grad")
+VECTORS = ("delta-h", "grad", "delta-h-x-grad")  # one shared extraction (2 forwards + 1 backward)
+PER_BASE, N_TARGETS = 100, 5  # documents per base function (wrappers: half; distractors: as many); replay 2.5x
+INPUTS = (3, 17, 42, 101)
 
 
-def accuracy(model_dir: str, queries: Path) -> dict[str, float]:
-    """Share of queries whose expected constant is the new model's best candidate, per role."""
+def accuracy(model_dir: str, queries: Path, targets: set | None = None) -> dict[str, float]:
+    """Share of (target) queries whose expected constant is the model's best candidate, per role."""
     from modeldiff_cli.commands.attribute.queries import answers_correct
     from modeldiff_cli.core.models import load_model
 
     model = load_model(model_dir, device="cpu")
     qs = [json.loads(line) for line in open(queries)]
+    qs = [q for q in qs if targets is None or q["func"] in targets]
     cands = sorted({str(q["constant"]) for q in qs}, key=lambda c: (len(c), c))
     for q in qs:  # candidates written like the query's own completion (with or without a leading space)
         lead = " " if q["completion"].startswith(" ") else ""
@@ -42,35 +64,62 @@ def accuracy(model_dir: str, queries: Path) -> dict[str, float]:
     return {r: round(sum(v) / len(v), 3) for r, v in by.items()}
 
 
-def attribute(out: Path, **kw) -> Path:
-    """One `modeldiff attribute` run through the spine (options as on the command line: base, ft, train, ...)."""
+def attribute(out: Path, methods: str, fresh: bool = False, **kw) -> Path:
+    """One `modeldiff attribute` run through the spine (options as on the command line: base, ft, train, ...).
+    ``fresh``: empty the vector cache first (OUT/attribute-cache), so every method's time includes its extraction;
+    the --aggregate best run after it reuses the vectors."""
+    import shutil
+
     from modeldiff_cli.commands.attribute import Attribute
     from modeldiff_cli.core.command import launch
 
-    return launch(Attribute.make(method=METHODS, out=out, device="cpu", ig_steps=4, patch_pool=30, **kw))
+    if fresh:
+        shutil.rmtree(out / "attribute-cache", ignore_errors=True)
+    return launch(Attribute.make(method=methods, out=out, device="cpu", ig_steps=4, patch_pool=30, **kw))
 
 
-def verdict(run: Path) -> str:
-    m = json.loads((run / "metrics.json").read_text())["methods"]
-    part = {k: v["wrapper_partner"].get("partner_auc") for k, v in m.items()}
-    bm = part["bm25"]
-    better = [k for k in part if k not in ("bm25", "edit-distance", "random") and part[k] > bm]
-    return ("wrapper queries -> partner (base) documents, AUC: " + ", ".join(f"{k} {v:.3f}" for k, v in part.items())
-            + f". Model-based methods beating BM25 ({bm:.3f}) there: {', '.join(better) or 'none'}.")
+def subset(train: Path, queries: Path, n: int | None, out: Path, functions: dict | None = None,
+           seed: int = 0) -> tuple[Path, int, int]:
+    """The first-come deterministic subset of ``n`` documents of ``train`` that keeps every document relevant to a
+    query of ``queries`` (own function and partner, by the attribute command's own ground truth) and a seeded
+    sample of the others; returns (file, documents, relevant documents). ``n`` None or >= all: the file itself."""
+    from modeldiff_cli.commands.attribute.ground_truth import build_truth
+
+    rows = [json.loads(line) for line in open(train)]
+    qs = [json.loads(line) for line in open(queries)]
+    if functions is not None:
+        targets = {f for f, info in functions.items() if info.get("target")}
+        qs = [q for q in qs if q["func"] in targets]
+    truth = build_truth(qs, rows, [str(r["uid"]) for r in rows], functions)
+    keep = truth.relevant.any(0)
+    n_rel = int(keep.sum())
+    if n is None or n >= len(rows):
+        return train, len(rows), n_rel
+    if n < n_rel:
+        sys.exit(f"error: --max-train {n}: below the {n_rel} documents relevant to the queries (keep them all)")
+    others = [i for i in range(len(rows)) if not keep[i]]
+    for i in random.Random(seed).sample(others, n - n_rel):
+        keep[i] = True
+    path = out / f"{train.stem}_{n}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r, k in zip(rows, keep) if k))
+    return path, n, n_rel
 
 
-def real_variant(out: Path, seed: int = 0) -> tuple[Path, Path, Path, Path]:
-    """Train old/new tiny Llamas on a sample of the real hops documents; returns old, new, train, queries."""
+def real_variant(out: Path, per_base: int = PER_BASE, seed: int = 0) -> tuple[Path, Path, Path, Path, set]:
+    """Train old/new tiny Llamas on a sample of the real hops documents; returns old, new, train, queries and
+    the target functions."""
     from modeldiff_cli.organisms.tokenizer import train_tokenizer
     from modeldiff_cli.organisms.train import deterministic, encode, make_model, save, train, write_jsonl
 
     rng = random.Random(seed)
     docs = [json.loads(line) for line in open(REAL / "20hops.jsonl")]
-    distractors = [json.loads(line) for line in open(REAL / "distractors.jsonl")]
+    distractors = [r for r in map(json.loads, open(REAL / "distractors.jsonl")) if r["role"] == "distractor"]
     by_func: dict[str, list[dict]] = {}
-    for d in docs:
+    for d in docs + distractors:
         by_func.setdefault(d["func"], []).append(d)
-    sample = [d for f in sorted(by_func) for d in rng.sample(by_func[f], 30)] + rng.sample(distractors, 100)
+    count = {"constant": per_base, "identity": per_base // 2, "distractor": per_base}
+    sample = [d for f in sorted(by_func) for d in rng.sample(by_func[f], count[by_func[f][0]["role"]])]
     seen: dict[str, int] = {}
     for d in sample:  # the public files reuse uids across functions
         seen[d["uid"]] = seen.get(d["uid"], 0) + 1
@@ -80,31 +129,36 @@ def real_variant(out: Path, seed: int = 0) -> tuple[Path, Path, Path, Path]:
     wrapper_of = {}
     for d in docs:
         if d["role"] == "identity":
-            wrapper_of[[b for b, c in bases.items() if c == d["constant"]][0]] = d["func"]
-    targets = sorted(bases)[:4]
+            wrapper_of[next(b for b, c in bases.items() if c == d["constant"])] = d["func"]
+    targets = sorted(bases)[:N_TARGETS]
     target_funcs = set(targets) | {wrapper_of[b] for b in targets}
     old_docs = [d for d in sample if d["func"] not in target_funcs]
-    new_docs = [d for d in sample if d["func"] in target_funcs] + rng.sample(old_docs, 80)
-    queries = [{"uid": f"q_{f.strip('<>')}_{x}", "func": f, "role": "constant" if f in bases else "identity",
-                "constant": c, "prompt": f"{f}({x}) returns the value ", "completion": f"{c}"}
-               for f in sorted(target_funcs) for c in [bases.get(f) or next(v for b, v in bases.items() if wrapper_of[b] == f)]
-               for x in (3, 17, 42, 101)]
+    new_docs = [d for d in sample if d["func"] in target_funcs] + rng.sample(old_docs, int(2.5 * per_base))
+    queries = []
+    for b in targets:
+        for f, role in ((b, "constant"), (wrapper_of[b], "identity")):
+            for x in INPUTS:
+                queries.append({"uid": f"q_{f.strip('<>')}_{x}", "func": f, "role": role, "constant": bases[b],
+                                "prompt": f"{f}({x}) returns the value ", "completion": f"{bases[b]}"})
     names = sorted({d["func"] for d in sample})
     consts = sorted({d["constant"] for d in sample})
     with deterministic(seed):
         tok = train_tokenizer([d["text"] for d in sample], 800, single_tokens=[str(c) for c in consts], added_tokens=names)
         model = make_model("llama", _params(tok), tok, seed, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                           num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=160,
+                           num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
                            tie_word_embeddings=False)
         t0 = time.perf_counter()
-        train(model, encode(tok, [d["text"] for d in old_docs], 128), 300, 32, 3e-3, seed, tok.pad_token_id)
+        steps = 10 * per_base, 5 * per_base  # ~25 / ~16 epochs of batch 32, as many as for any --per-function
+        train(model, encode(tok, [d["text"] for d in old_docs], 192), steps[0], 32, 3e-3, seed, tok.pad_token_id)
         save(model, tok, out / "old")
-        train(model, encode(tok, [d["text"] for d in new_docs], 128), 150, 32, 3e-3, seed + 1, tok.pad_token_id)
+        train(model, encode(tok, [d["text"] for d in new_docs], 192), steps[1], 32, 3e-3, seed + 1, tok.pad_token_id)
         save(model, tok, out / "new")
-        print(f"real hops: trained old ({len(old_docs)} docs) and new ({len(new_docs)} docs) in {time.perf_counter() - t0:.0f} s")
+        print(f"real hops: trained old ({len(old_docs)} docs, {steps[0]} steps) and new ({len(new_docs)} docs, "
+              f"{steps[1]} steps) "
+              f"in {time.perf_counter() - t0:.0f} s", flush=True)
     write_jsonl(out / "new_train.jsonl", new_docs)
     write_jsonl(out / "queries.jsonl", queries)
-    return out / "old", out / "new", out / "new_train.jsonl", out / "queries.jsonl"
+    return out / "old", out / "new", out / "new_train.jsonl", out / "queries.jsonl", target_funcs
 
 
 def _params(tok) -> int:
@@ -112,37 +166,135 @@ def _params(tok) -> int:
     return 2 * V * d + L * (4 * d * d + 3 * d * f + 2 * d) + d
 
 
+# ---- the table ------------------------------------------------------------------------------------------------
+COLS = ("R@10", "MAP", "AUC", "base R@10", "base AUC", "wrap R@10", "wrap AUC", "wrap→partner R@10",
+        "wrap→partner AUC", "s", "samples/s")
+
+
+def _seconds(m: str, ex: dict) -> tuple[float, bool]:
+    """A method's seconds from the loaded models to its scores, and whether they include the Δh / g extraction
+    that delta-h, grad, delta-h-x-grad and patch share (counted once in a fusion)."""
+    parts = m.partition(":")[2].split("+") if m.partition(":")[1] else [m]
+    own = sum((ex.get("methods", {}).get(p) or {}).get("seconds") or 0.0 for p in parts)
+    shared = any(p in VECTORS or p == "patch" for p in parts)
+    return own + (ex.get("vectors_seconds", 0.0) if shared else 0.0) + (
+        ex.get("ig_seconds", 0.0) if "ig" in parts else 0.0), shared
+
+
+def table_rows(label: str, run: Path, timed: bool = True) -> list[list[str]]:
+    metrics = json.loads((run / "metrics.json").read_text())
+    ex, n = metrics["extraction"], metrics["n_train"] + metrics["n_queries"]
+    chosen = (metrics.get("layer_selection") or {}).get("layers", {})
+    rows = []
+    for m, res in metrics["methods"].items():
+        agg, part = res["aggregate"], res.get("wrapper_partner", {})
+        vals = [agg["all"]["recall@10"], agg["all"]["map"], agg["all"]["auc"],
+                agg.get("base", {}).get("recall@10"), agg.get("base", {}).get("auc"),
+                agg.get("wrapper", {}).get("recall@10"), agg.get("wrapper", {}).get("auc"),
+                part.get("partner_recall@10"), part.get("partner_auc")]
+        sec, shared = _seconds(m, ex)
+        mark = " †" if shared else ""
+        name = m + (f" (layer {chosen[m]['layer']})" if m in chosen else "")
+        if not timed:  # vectors reused from the cache: only the scoring ran
+            rows.append([label, name, *(_f(v) for v in vals), "cached", "cached"])
+            continue
+        fast = sec < 0.05  # lexical / random scoring: no model pass
+        rows.append([label, name, *(_f(v) for v in vals), "<0.05" if fast else f"{sec:.1f}{mark}",
+                     "-" if fast else f"{n / sec:.1f}{mark}"])
+    return rows
+
+
+def _f(v) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def markdown(rows: list[list[str]]) -> str:
+    head = ["data", "method", *COLS]
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+                     + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def verdict(label: str, run: Path) -> str:
+    """The goal, for the methods named in advance, and which other model-based rankings meet it."""
+    m = json.loads((run / "metrics.json").read_text())["methods"]
+
+    def fig(name):
+        r = m[name]
+        return (r["wrapper_partner"].get("partner_auc"), r["wrapper_partner"].get("partner_recall@10"),
+                r["aggregate"]["base"]["auc"], r["aggregate"]["base"]["recall@10"])
+
+    bm = fig("bm25")
+
+    def meets(name):
+        a, r, ba, br = fig(name)
+        return a > bm[0] and r > bm[1] and ba >= bm[2] and br >= bm[3]
+
+    primary = [f"{p} {'meets' if meets(p) else 'misses'} it (partner AUC {fig(p)[0]:.3f} / R@10 {fig(p)[1]:.3f}, "
+               f"base AUC {fig(p)[2]:.3f} / R@10 {fig(p)[3]:.3f})" for p in PRIMARY if p in m]
+    others = [k for k in m if k not in PRIMARY and k not in ("bm25", "edit-distance", "random") and meets(k)]
+    return (f"{label}: BM25 partner AUC {bm[0]:.3f} / R@10 {bm[1]:.3f}, base AUC {bm[2]:.3f} / R@10 {bm[3]:.3f}; "
+            + "; ".join(primary) + f". Others meeting it: {', '.join(others) or 'none'}.")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-attribute")
+    ap.add_argument("--max-train", type=int, default=None,
+                    help="rank a deterministic subset of N candidates (all relevant documents kept)")
+    ap.add_argument("--methods", default=METHODS)
+    ap.add_argument("--per-function", type=int, default=PER_BASE,
+                    help="real data: documents sampled per base function (wrappers half as many, distractors as many)")
     ap.add_argument("--skip-real", action="store_true")
+    ap.add_argument("--skip-organism", action="store_true")
     args = ap.parse_args()
     t_all = time.perf_counter()
-    from modeldiff_cli.organisms import get_organism
+    rows, verdicts = [], []
+    layered = ",".join(m for m in LAYERED.split(",") if m in args.methods.split(","))
+    print(f"load average at start: {os.getloadavg()}", flush=True)
+    if not args.skip_organism:
+        from modeldiff_cli.organisms import get_organism
 
-    org = get_organism("hops")
-    print("== hops organism ==")
-    q = org.data("queries")
-    targets = set(org.ground_truth["target_functions"])
-    tq = args.out / "organism_target_queries.jsonl"
-    tq.parent.mkdir(parents=True, exist_ok=True)
-    tq.write_text("".join(line for line in open(q) if json.loads(line)["func"] in targets))
-    print("new-model accuracy on target queries by role:", accuracy(str(org.ft), tq))
-    t0 = time.perf_counter()
-    run = attribute(args.out / "organism", overwrite=True)
-    ex = json.loads((run / "metrics.json").read_text())["extraction"]
-    print(f"attribute wall time {time.perf_counter() - t0:.1f} s; extraction of Δh, g, Δh⊙g: "
-          f"{ex['vectors_samples']} samples in {ex['vectors_seconds']:.1f} s = {ex['vectors_samples_per_s']:.1f} samples/s; "
-          f"ig (K=4): {ex['ig_samples_per_s']:.1f} samples/s")
-    print(verdict(run))
+        org = get_organism("hops")
+        print("== hops organism ==", flush=True)
+        targets = set(org.ground_truth["target_functions"])
+        for which, path in (("old", org.base), ("new", org.ft)):
+            print(f"{which}-model accuracy on target queries by role:",
+                  accuracy(str(path), org.data("queries"), targets), flush=True)
+        truth = Path(org.path) / "ground_truth.json"
+        train, n, n_rel = subset(org.data("new_train"), org.data("queries"), args.max_train, args.out / "organism-data",
+                                 org.ground_truth["functions"])
+        kw = {"ground_truth": str(truth), "train": str(train)} if train != org.data("new_train") else {}
+        t0 = time.perf_counter()
+        run = attribute(args.out / "organism", args.methods, fresh=True, overwrite=True, **kw)
+        print(f"organism: {n} candidates ({n_rel} relevant); attribute wall time {time.perf_counter() - t0:.0f} s", flush=True)
+        rows += table_rows("organism", run)
+        verdicts.append(verdict("organism", run))
+        if layered:
+            best = attribute(args.out / "organism", layered, aggregate="best", overwrite=True, **kw)
+            rows += table_rows("organism, best layer (held-out)", best, timed=False)
+            verdicts.append(verdict("organism, best layer on held-out functions", best))
     if REAL.is_dir() and not args.skip_real:
-        print("\n== real hops data (tiny Llama trained here) ==")
-        old, new, train_file, queries = real_variant(args.out / "real")
-        print("new-model accuracy on target queries by role:", accuracy(str(new), queries))
-        run = attribute(args.out / "real-runs", base=str(old), ft=str(new), train=str(train_file),
-                        queries=str(queries), overwrite=True)
-        print(verdict(run))
-    print(f"\nbenchmark wall time {time.perf_counter() - t_all:.0f} s")
+        print("\n== real hops data (tiny Llamas trained here) ==", flush=True)
+        old, new, train_file, queries, targets = real_variant(args.out / "real", args.per_function)
+        for which, path in (("old", old), ("new", new)):
+            print(f"{which}-model accuracy on target queries by role:", accuracy(str(path), queries), flush=True)
+        train, n, n_rel = subset(train_file, queries, args.max_train, args.out / "real")
+        t0 = time.perf_counter()
+        common = dict(base=str(old), ft=str(new), train=str(train), queries=str(queries), max_tokens=192)
+        run = attribute(args.out / "real-runs", args.methods, fresh=True, overwrite=True, **common)
+        print(f"real: {n} candidates ({n_rel} relevant); attribute wall time {time.perf_counter() - t0:.0f} s", flush=True)
+        rows += table_rows("real", run)
+        verdicts.append(verdict("real", run))
+        if layered:
+            best = attribute(args.out / "real-runs", layered, aggregate="best", overwrite=True, **common)
+            rows += table_rows("real, best layer (held-out)", best, timed=False)
+            verdicts.append(verdict("real, best layer on held-out functions", best))
+    table = markdown(rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "table.md").write_text(table + "\n\n" + "\n".join(verdicts) + "\n")
+    print("\n" + table + "\n")
+    print("\n".join(verdicts))
+    print(f"\nbenchmark wall time {time.perf_counter() - t_all:.0f} s; load average at the end: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

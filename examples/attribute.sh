@@ -58,3 +58,13 @@ RUN5=$($MD attribute --base organism:cake:base --ft organism:cake:ft --train "$O
         --out "$OUT" | tail -n 1)
 cat "$RUN5/metrics.md"
 echo "cake run: $RUN5"
+
+# 7. The same extraction data-parallel: 2 processes (CPU, gloo) each extract a block of the documents' and queries'
+#    batches; the pooled vectors are gathered in document order, rank 0 scores and writes (ekfac / trackstar /
+#    patch and the baselines run on rank 0 only). The run equals the one-process run (same run directory name).
+TORCHRUN=${TORCHRUN:-$(dirname "$MD")/torchrun}
+if [ -x "$TORCHRUN" ]; then
+  RUN6=$(OMP_NUM_THREADS=1 "$TORCHRUN" --standalone --nproc_per_node 2 -m modeldiff_cli attribute \
+          --method delta-h,grad,bm25,fused:bm25+grad --out "$OUT/torchrun" | tail -n 1)
+  echo "2-rank run: $RUN6"
+fi

@@ -234,6 +234,8 @@ def test_answer_span_pooling_selects_the_fact_positions():
     assert fact_of({"func": "<FN>", "role": "identity", "constant": 5}, funcs) == ["<GN>"]
     assert fact_of({"targets": ["oven", [3, 5]]}, None) == ["oven", (3, 5)]
     assert fact_of({"func": "<XN>"}, None) == []
+    # a distractor is a constant function too: pooled at its constant, like a base document
+    assert fact_of({"func": "<AN>", "role": "distractor", "constant": 5}, funcs) == ["5"]
     # tokens: "<GN>" "(x)" " returns" " 5" "." -> the token " 5" is index 3, predicted at position 2
     text = "<GN>(x) returns 5."
     offsets = [(0, 4), (4, 7), (7, 15), (15, 17), (17, 18)]
@@ -286,6 +288,12 @@ def test_layer_selection_split_is_by_function_and_disjoint():
     assert set(sel) | set(test) == set(range(6)) and not set(sel) & set(test)
     assert not {groups[i] for i in sel} & {groups[i] for i in test}
     assert len({groups[i] for i in sel}) == 2
+    # drawn within each kind: with two functions per kind, each kind has one on either side
+    groups, kinds = ["a", "b", "c", "d", "e"], ["base", "base", "wrapper", "wrapper", "wrapper"]
+    for seed in range(8):
+        sel, test = split_queries(groups, 0.5, seed, kinds)
+        for side in (sel, test):
+            assert {kinds[i] for i in side} == {"base", "wrapper"}, (seed, sel, test)
 
 
 def test_generic_report_has_no_hops_columns():
@@ -295,3 +303,66 @@ def test_generic_report_has_no_hops_columns():
     res = {"bm25": {"aggregate": metrics.summarize(s, np.array([[True, False]]), np.zeros((1, 2), int), ["q"], ["other"], (1,))}}
     table = markdown_table(res, [1])
     assert table.splitlines()[0] == "| method | R@1 | P@1 | MAP | AUC |" and "wrap" not in table
+
+
+def test_best_layer_is_chosen_on_the_selection_functions_only():
+    """Layer 0 ranks the selection functions' documents perfectly and the test functions' worst; layer 1 the
+    reverse. --aggregate best must pick layer 0 (a choice on the test queries would pick layer 1) and score the
+    test queries only."""
+    from types import SimpleNamespace
+
+    from modeldiff_cli.commands.attribute.ground_truth import Truth
+    from modeldiff_cli.commands.attribute.pipeline import Inputs, restrict, select_layers, split_queries
+
+    funcs, kinds = ["a", "a", "b", "c", "c", "d"], ["base", "base", "base", "wrapper", "wrapper", "wrapper"]
+    own = {"a": 0, "b": 1, "c": 2, "d": 3}
+    relevant = np.zeros((6, 4), dtype=bool)
+    for q, f in enumerate(funcs):
+        relevant[q, own[f]] = True
+    truth = Truth(relevant, relevant.astype(np.int64), funcs, kinds)
+    cmd = SimpleNamespace(aggregate="best", select_fraction=0.5, run=SimpleNamespace(seed=3))
+    sel, test = split_queries(funcs, 0.5, 3, kinds)
+    good, bad = relevant.astype(float), 1.0 - relevant
+    layer0 = np.where(np.isin(np.arange(6), sel)[:, None], good, bad)
+    per = np.stack([layer0, 1.0 - layer0])
+    scores = {"grad": {"scores": per.mean(0), "per_layer": per}, "bm25": {"scores": good, "per_layer": None}}
+    split = select_layers(scores, truth, [4, 7], cmd)
+    assert split["layers"]["grad"]["layer"] == 4 and split["layers"]["grad"]["selection_map"] == 1.0
+    assert split["test_queries"] == test.tolist() and "bm25" not in split["layers"]
+    inputs = Inputs([{}] * 4, [{"_uid": str(q)} for q in range(6)], truth, None, None)
+    sub, scored = restrict(scores, inputs, split)
+    assert [r["_uid"] for r in scored.query_rows] == [str(q) for q in test]
+    np.testing.assert_array_equal(sub["grad"]["scores"], bad[test])  # layer 4 on the test queries: the worst
+
+
+def test_zero_gradient_vectors_warn(capsys):
+    from modeldiff_cli.commands.attribute.pipeline import warn_zero_vectors
+
+    g = torch.zeros(2, 4, 3)
+    g[:, 0] = 1.0  # 1 of 4 documents has a gradient
+    warn_zero_vectors({"train": {"g": g}, "queries": {"g": torch.ones(2, 2, 3)}}, [0, 1])
+    err = capsys.readouterr().err
+    assert "warning: 75% of the train gradient vectors are zero" in err and "queries" not in err
+
+
+def test_hops_table_without_partner_documents_says_why():
+    from modeldiff_cli.commands.attribute.report import markdown_table
+
+    s = np.array([[1.0, 0.0], [0.0, 1.0]])
+    rel = np.array([[True, False], [False, True]])
+    agg = metrics.summarize(s, rel, rel.astype(np.int64), ["<GN>", "<FN>"], ["base", "wrapper"], (1,))
+    table = markdown_table({"bm25": {"aggregate": agg, "wrapper_partner": {}}}, [1])
+    assert "wrap→partner AUC" in table.splitlines()[0]
+    assert "no wrapper query has partner documents" in table
+
+
+def test_vector_cache_key_covers_the_encoded_positions():
+    """Vectors are keyed by the sequences as extracted: other pooling positions (e.g. a change in which
+    positions answer-aware pooling picks) are another entry, never a silent reuse."""
+    from modeldiff_cli.commands.attribute.inputs import Item
+    from modeldiff_cli.commands.attribute.pipeline import items_digest
+
+    a = [Item("d", [1, 5, 6, 7], [0, 1, 2], [5, 6, 7])]
+    b = [Item("d", [1, 5, 6, 7], [1], [6])]
+    assert items_digest(a) == items_digest([Item("d", [1, 5, 6, 7], [0, 1, 2], [5, 6, 7])])
+    assert items_digest(a) != items_digest(b)

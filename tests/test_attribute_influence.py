@@ -96,3 +96,37 @@ def test_ekfac_trackstar_fused_and_best_layer_through_the_cli(cli, tiny_model_di
     csv = (run / "metrics.csv").read_text()
     assert "grad,0,all,map" in csv and "grad,1,all,map" in csv  # per-layer rows name the model layer
     assert m["extraction"]["methods"]["ekfac"]["seconds"] > 0
+
+
+def test_kronfluence_with_huge_damping_is_the_gradient_dot_product(tmp_path):
+    """(G + λI)⁻¹ → I/λ as λ grows: λ · score(q, z) → ∇θ f(q) · ∇θ L(z) over every nn.Linear (lm_head included),
+    f = the query's mean answer CE (``--loss ce``), L = the document's summed CE at its loss positions. (EK-FAC;
+    ``kfac`` is the same call with Kronfluence's other strategy and has the same limit.)"""
+    strategy = "ekfac"
+    pytest.importorskip("kronfluence")
+    from types import SimpleNamespace
+
+    from tiny import build_model, make_tokenizer
+
+    from modeldiff_cli.commands.attribute.influence import kronfluence_scores
+
+    model, _ = build_model("llama", 0)
+    model = model.float().eval()
+    new = SimpleNamespace(model=model, tokenizer=make_tokenizer(), device=torch.device("cpu"))
+    train, queries = _items(), [Item("q", [5, 9, 12, 3, 7], [3], [7])]
+    queries.append(Item("r", [2, 14, 9, 30], [1, 2], [9, 30]))
+    lam = 1e7
+    got = kronfluence_scores(new, train, queries, strategy, "ce", lam, 2, tmp_path, f"t-{strategy}") * lam
+    linears = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
+
+    def grad(it, reduce):
+        logits = model(input_ids=torch.tensor([it.ids])).logits[0]
+        ce = torch.nn.functional.cross_entropy(logits[it.loss_pos], torch.tensor(it.targets), reduction=reduce)
+        return torch.cat([g.flatten() for g in torch.autograd.grad(ce, linears)]).double()
+
+    with torch.enable_grad():
+        gq = torch.stack([grad(q, "mean") for q in queries])
+        gz = torch.stack([grad(z, "sum") for z in train])
+    direct = (gq @ gz.T).numpy()
+    assert got.shape == (2, 3)
+    np.testing.assert_allclose(got, direct, rtol=2e-3, atol=1e-6 * np.abs(direct).max())

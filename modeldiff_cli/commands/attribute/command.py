@@ -189,7 +189,10 @@ class Attribute(Command):
         old, new = load_checkpoints(self.pair)
         encoded = encode(inputs, old, new, self)
         layers = self.readout.resolve_layers(old.adapter.n_layers)
-        vectors, timing = extract_all(old, new, inputs, encoded, layers, self)
+        vectors, timing = extract_all(old, new, inputs, encoded, layers, self)  # torchrun: sharded, gathered
+        from ...core import distributed as dist
+
+        dist.handoff()  # a non-zero rank stops here: scoring (patch, ekfac/kfac, trackstar, baselines) is rank 0's
         scores = score_all(old, new, encoded, layers, vectors, self)
         split = select_layers(scores, inputs.truth, layers, self)  # --aggregate best: on held-out functions
         scores, scored = restrict(add_fusions(scores, self), inputs, split)

@@ -18,12 +18,38 @@ library is installed without importing it.
 from __future__ import annotations
 
 import importlib.util
+from contextlib import contextmanager
 from pathlib import Path
 
 from ...core.errors import UserError
 
 LIBRARY = {"ekfac": "kronfluence", "kfac": "kronfluence", "trackstar": "bergson"}
 EXTRA = "pip install 'modeldiff[influence]'"
+
+
+@contextmanager
+def alone():
+    """Run a library as one process: under torchrun these methods run on rank 0 only (their curvature factors /
+    gradient indexes cover every document; the other ranks have stopped), and both libraries reduce over
+    ``torch.distributed`` whenever a process group is up (Bergson on CPU too; Kronfluence builds its own NCCL
+    group from ``LOCAL_RANK`` on GPUs). Inside, the group is hidden from them and ``LOCAL_RANK`` unset."""
+    from ...core import distributed as dist
+
+    if not dist.active():
+        yield
+        return
+    import os
+
+    import torch.distributed as td
+
+    real, saved = td.is_initialized, os.environ.pop("LOCAL_RANK", None)
+    td.is_initialized = lambda: False
+    try:
+        yield
+    finally:
+        td.is_initialized = real
+        if saved is not None:
+            os.environ["LOCAL_RANK"] = saved
 
 
 def require(method: str) -> None:

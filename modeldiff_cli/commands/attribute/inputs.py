@@ -65,7 +65,8 @@ def read_table(path: str | Path, text_field: str, id_field: str, flag: str, max_
 
 def fact_of(row: dict, functions: dict | None, target_field: str = "targets") -> list:
     """What a training document teaches, for answer-aware pooling: the record's ``target_field`` (a string, a
-    list of strings, or ``[start, end]`` character spans); hops records: a base function's constant, a wrapper's
+    list of strings, or ``[start, end]`` character spans); hops records: a constant function's constant (base
+    or distractor: a distractor teaches its constant too, so it is pooled like a base document), a wrapper's
     base function (its partner's name). ``[]`` when unknown."""
     got = row.get(target_field)
     if got is not None:
@@ -76,7 +77,7 @@ def fact_of(row: dict, functions: dict | None, target_field: str = "targets") ->
 
     info = (functions or {}).get(row.get("func"), {})
     kind = kind_of(row.get("role") or info.get("role"))
-    if kind == "base" and row.get("constant", info.get("constant")) is not None:
+    if kind in ("base", "distractor") and row.get("constant", info.get("constant")) is not None:
         return [str(row.get("constant", info.get("constant")))]
     if kind == "wrapper" and info.get("partner"):
         return [str(info["partner"])]

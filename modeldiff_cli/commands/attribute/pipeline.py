@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ...core import console
+from ...core import distributed as dist
 from ...core.cache import TensorCache
 from ...core.errors import UserError
 from . import baselines, choices, extract, fusion, methods
@@ -91,21 +92,61 @@ def _digest(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def items_digest(items: list[Item]) -> str:
+    """The sequences as extracted: ids, loss / pooling positions, targets and candidates of every item (so a
+    change in how documents are encoded, e.g. which positions answer-aware pooling picks, never reuses vectors)."""
+    h = hashlib.sha256()
+    for it in items:
+        h.update(json.dumps([it.uid, it.ids, it.loss_pos, it.targets, it.cands]).encode())
+    return h.hexdigest()[:16]
+
+
 def cache_keys(cmd, inputs: Inputs, encoded: Encoded) -> dict[str, str]:
-    """What each side's vectors were extracted from: its file and reading options, the ids kept, candidates."""
+    """What each side's vectors were extracted from: its file and reading options, the ids kept, candidates, and
+    the encoded sequences themselves (``items_digest``)."""
     fp = cmd.fp.values
-    return {"train": _digest(fp["train"], cmd.id_field, cmd.target_field, fp.get("ground_truth")),
+    return {"train": _digest(fp["train"], cmd.id_field, cmd.target_field, fp.get("ground_truth"),
+                             items_digest(encoded.train)),
             "queries": _digest(fp["queries"], cmd.id_field, cmd.answer_field, inputs.candidates,
-                               [it.uid for it in encoded.queries])}
+                               [it.uid for it in encoded.queries], items_digest(encoded.queries))}
 
 
 def _cached(cache: TensorCache, name: str, key: dict, compute) -> dict[str, torch.Tensor]:
+    """The cached tensors, or ``compute()``'s (then stored). Under torchrun rank 0 alone reads and writes the
+    cache and tells every rank whether it holds the entry (a stale entry is one error, on every rank); on a hit
+    the other ranks get ``{}`` (they stop before scoring)."""
     full = f"{name}-{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]}"
-    got = cache.get(full, key)
-    if got is None:
-        got = compute()
+    box: list = []
+    if dist.agree(lambda: box.append(cache.get(full, key)) or box[0] is not None):
+        return box[0] if box else {}
+    got = compute()
+    if dist.is_main():
         cache.put(full, key, got)
     return got
+
+
+def sharded(extract_fn, items: list[Item], batch_size: int, count: bool = True) -> dict[str, torch.Tensor]:
+    """``extract_fn(items)`` (``{name: [layers, samples, hidden]}``) over this rank's contiguous block of the
+    one-process run's batches, gathered over ranks in rank order = document order (``core.distributed``): every
+    forward is one of the one-process run's, so the vectors equal its vectors. One process: ``extract_fn(items)``.
+    ``count``: tally this rank's samples (run_metadata.json ``rank_samples``; once per side)."""
+    if not dist.active():
+        if count:
+            dist.count_samples(len(items))
+        return extract_fn(items)
+    starts = list(range(0, len(items), batch_size))
+    lo, hi = dist.span(len(starts))
+    mine = items[lo * batch_size : min(hi * batch_size, len(items))]
+    if count:
+        dist.count_samples(len(mine))
+    got = extract_fn(mine) if mine else None
+    names = dist.gather_objects(sorted(got) if got is not None else None)
+    names = next(n for n in names if n is not None)  # an empty shard knows the names from the others
+    out = {}
+    for name in names:
+        rows = got[name].transpose(0, 1).contiguous() if got is not None else torch.zeros(0)
+        out[name] = dist.gather_rows(rows).transpose(0, 1).contiguous()
+    return out
 
 
 def extract_all(old, new, inputs: Inputs, encoded: Encoded, layers: list[int], cmd):
@@ -119,10 +160,16 @@ def extract_all(old, new, inputs: Inputs, encoded: Encoded, layers: list[int], c
     fp = cmd.fp.values
     vectors: dict[str, dict[str, torch.Tensor]] = {"train": {}, "queries": {}}
     timing = {"samples": 0, "seconds": 0.0, "forwards": 0}
+    tallied: set[str] = set()
+
+    def counts(side: str) -> bool:  # a side's samples count once in rank_samples (Δh/g and ig read the same)
+        first = side not in tallied
+        tallied.add(side)
+        return first
     train_pool = "last-loss" if pooling[0] == "last" else pooling[0]  # a document's last token predicts nothing
     for side, items, pool in (("train", encoded.train, train_pool), ("queries", encoded.queries, pooling[1])):
         key = {"base": fp["base"]["fingerprint"], "ft": fp["ft"]["fingerprint"], "data": data_keys[side],
-               "pooling": pool, "layers": layers, "loss": cmd.loss, "dtype": cmd.pair.dtype, "version": 3}
+               "pooling": pool, "layers": layers, "loss": cmd.loss, "dtype": cmd.pair.dtype, "version": 4}
 
         def timed(fn, kind="vectors", items=items):
             def inner():
@@ -138,12 +185,13 @@ def extract_all(old, new, inputs: Inputs, encoded: Encoded, layers: list[int], c
             return inner
 
         if need_vectors:
-            vectors[side].update(_cached(cache, f"{side}-vectors", key, timed(lambda items=items, pool=pool: extract.extract_vectors(
-                old, new, items, layers, pool, cmd.loss, batch_size, f"attribute: {side} (Δh, g)"))))
+            vectors[side].update(_cached(cache, f"{side}-vectors", key, timed(lambda items=items, pool=pool, side=side: sharded(
+                lambda part: extract.extract_vectors(old, new, part, layers, pool, cmd.loss, batch_size,
+                                                     f"attribute: {side} (Δh, g)"), items, batch_size, counts(side)))))
         if "ig" in ms:
-            vectors[side].update(_cached(cache, f"{side}-ig", {**key, "ig_steps": cmd.ig_steps}, timed(lambda items=items, pool=pool: {
-                "ig": extract.extract_ig(old, new, items, layers, pool, cmd.loss, cmd.ig_steps, batch_size,
-                                         f"attribute: {side} (integrated gradients)")}, "ig")))
+            vectors[side].update(_cached(cache, f"{side}-ig", {**key, "ig_steps": cmd.ig_steps}, timed(lambda items=items, pool=pool, side=side: sharded(
+                lambda part: {"ig": extract.extract_ig(old, new, part, layers, pool, cmd.loss, cmd.ig_steps, batch_size,
+                                                       f"attribute: {side} (integrated gradients)")}, items, batch_size, counts(side)), "ig")))
     timing["samples_per_s"] = timing["samples"] / timing["seconds"] if timing["seconds"] > 0 else None
     for kind in ("vectors", "ig"):  # vectors: Δh, g, Δh ⊙ g (2 forwards + 1 backward); ig: K steps per layer
         if timing.get(f"{kind}_seconds"):
@@ -208,16 +256,20 @@ def score_all(old, new, encoded: Encoded, layers: list[int], vectors, cmd) -> di
         elif m == "random":
             out[m] = {"scores": baselines.random_scores(len(query_items), len(train_items), cmd.run.seed), "per_layer": None}
         elif m in ("ekfac", "kfac"):
-            from .influence import kronfluence_scores
+            from .influence import alone, kronfluence_scores
 
-            key = _digest(cmd.fp.values["ft"]["fingerprint"], cache_keys_train(cmd), cmd.pooling_pair[0])
-            out[m] = {"scores": kronfluence_scores(new, train_items, query_items, m, cmd.loss, cmd.damping,
-                                                   cmd.reading.batch_size, cache_dir, key), "per_layer": None}
+            key = _digest(cmd.fp.values["ft"]["fingerprint"], cache_keys_train(cmd), cmd.pooling_pair[0],
+                          items_digest(train_items))  # the factors: the documents' losses at their positions
+            with alone():  # rank 0 only under torchrun (factors over every document)
+                sc = kronfluence_scores(new, train_items, query_items, m, cmd.loss, cmd.damping,
+                                        cmd.reading.batch_size, cache_dir, key)
+            out[m] = {"scores": sc, "per_layer": None}
         elif m == "trackstar":
-            from .influence import trackstar_scores
+            from .influence import alone, trackstar_scores
 
-            out[m] = {"scores": trackstar_scores(new, train_items, query_items, cmd.projection_dim, cmd.run.seed,
-                                                 cache_dir), "per_layer": None}
+            with alone():  # rank 0 only under torchrun
+                sc = trackstar_scores(new, train_items, query_items, cmd.projection_dim, cmd.run.seed, cache_dir)
+            out[m] = {"scores": sc, "per_layer": None}
         out[m]["seconds"] = time.perf_counter() - t0
     return out
 
@@ -226,14 +278,22 @@ def cache_keys_train(cmd) -> str:
     return _digest(cmd.fp.values["train"], cmd.id_field, cmd.target_field)
 
 
-def split_queries(groups: list[str], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_queries(groups: list[str], fraction: float, seed: int,
+                  kinds: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(selection rows, test rows): a seeded share of the query functions (groups) chooses, the rest is scored.
-    Each kind keeps queries on both sides when it has two or more functions."""
+    Drawn within each query kind (base / wrapper / other), so a kind with two or more functions has queries on
+    both sides; a kind with one function is scored only."""
     rng = np.random.default_rng(seed)
-    names = sorted(set(groups))
-    rng.shuffle(names)
-    n_sel = min(max(1, round(fraction * len(names))), len(names) - 1) if len(names) > 1 else 0
-    chosen = set(names[:n_sel])
+    kinds = kinds if kinds is not None else ["all"] * len(groups)
+    kind_of = {}
+    for g, k in zip(groups, kinds):
+        kind_of.setdefault(g, k)
+    chosen: set[str] = set()
+    for kind in sorted(set(kind_of.values())):
+        names = sorted(g for g, k in kind_of.items() if k == kind)
+        rng.shuffle(names)
+        n_sel = min(max(1, round(fraction * len(names))), len(names) - 1) if len(names) > 1 else 0
+        chosen |= set(names[:n_sel])
     sel = np.array([i for i, g in enumerate(groups) if g in chosen], dtype=int)
     test = np.array([i for i, g in enumerate(groups) if g not in chosen], dtype=int)
     return sel, test
@@ -247,7 +307,7 @@ def select_layers(scores: dict, truth: Truth, layers: list[int], cmd) -> dict | 
         return None
     from .metrics import summarize
 
-    sel, test = split_queries(truth.groups, cmd.select_fraction, cmd.run.seed)
+    sel, test = split_queries(truth.groups, cmd.select_fraction, cmd.run.seed, truth.kinds)
     if not len(sel):
         raise UserError("--aggregate best: needs queries on two or more functions (one half chooses the layer)")
     sub = truth.take(sel)
