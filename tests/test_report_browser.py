@@ -1,7 +1,7 @@
 """`modeldiff report` in real browsers: a report over real runs of every command on the organisms, opened
 in headless Chromium (Playwright's Python package driving Debian's `chromium`; no browser download) and in
-headless Firefox (Debian's `firefox-esr`, driven over its own Marionette protocol: a few lines of socket code
-below, since Playwright cannot drive a stock Firefox).
+headless Firefox (Debian's `firefox-esr`, driven by Mozilla's own Marionette client, the `marionette_driver`
+package: Playwright cannot drive a stock Firefox, only its own patched build, which cannot be downloaded here).
 
 Runs are made once per session with small --max-samples into .pytest_cache (identical runs are reused by
 every later session), plus a hand-written `interpret` run. Screenshots are kept in the test's tmp dir.
@@ -9,14 +9,11 @@ every later session), plus a hand-written `interpret` run. Screenshots are kept 
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import os
 import shutil
-import socket
-import subprocess
-import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -27,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNS = Path(os.environ.get("MODELDIFF_REPORT_RUNS") or ROOT / ".pytest_cache" / "modeldiff-report-runs")
 INSTALL = ("install Chromium and Playwright's Python package to run the browser tests: "
            "`apt-get install -y chromium` and `.venv/bin/pip install playwright` (no browser download needed)")
-INSTALL_FIREFOX = "install Firefox to run the Firefox browser tests: `apt-get install -y firefox-esr`"
+INSTALL_FIREFOX = ("install Firefox and Mozilla's Marionette client to run the Firefox browser tests: "
+                   "`apt-get install -y firefox-esr` and `.venv/bin/pip install marionette_driver`")
 
 COMMANDS = (
     ("info",),
@@ -209,92 +207,7 @@ def test_comparison_shows_both_runs(browser, report, tmp_path):
         page.close()
 
 
-# --- Firefox (firefox-esr) over Marionette ------------------------------------------------------------------
-
-
-class Marionette:
-    """A headless Firefox with a throwaway profile, driven over Marionette (length-prefixed JSON on a socket)."""
-
-    def __init__(self, exe: str, profile: Path) -> None:
-        with socket.socket() as s:  # a free port for this Firefox (several may run at once)
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        profile.mkdir(parents=True, exist_ok=True)
-        (profile / "user.js").write_text(
-            f'user_pref("marionette.port", {port});\n'
-            'user_pref("browser.shell.checkDefaultBrowser", false);\n'
-            'user_pref("datareporting.policy.dataSubmissionEnabled", false);\n'
-            'user_pref("toolkit.telemetry.reportingpolicy.firstRun", false);\n')
-        self.proc = subprocess.Popen([exe, "--headless", "--marionette", "--no-remote", "-profile", str(profile),
-                                      "--window-size=1280,900"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     env={**os.environ, "MOZ_HEADLESS": "1"})
-        self.buf, self.msg_id = b"", 0
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
-                break
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.close()
-                    pytest.fail(f"Firefox did not open Marionette on port {port} (exit {self.proc.returncode})")
-                time.sleep(0.05)
-        self._recv()  # the server's hello
-        self.cmd("WebDriver:NewSession", {"capabilities": {"alwaysMatch": {"acceptInsecureCerts": True}}})
-
-    def _recv(self):
-        while b":" not in self.buf:
-            self.buf += self._read()
-        size, rest = self.buf.split(b":", 1)
-        while len(rest) < int(size):
-            rest += self._read()
-        self.buf = rest[int(size):]
-        return json.loads(rest[:int(size)])
-
-    def _read(self) -> bytes:
-        chunk = self.sock.recv(1 << 20)
-        if not chunk:
-            raise ConnectionError("Firefox closed the Marionette connection")
-        return chunk
-
-    def cmd(self, name: str, params: dict | None = None):
-        self.msg_id += 1
-        data = json.dumps([0, self.msg_id, name, params or {}]).encode()
-        self.sock.sendall(str(len(data)).encode() + b":" + data)
-        while True:
-            _, mid, error, result = self._recv()
-            if mid == self.msg_id:
-                break
-        if error:
-            raise AssertionError(f"Firefox {name}: {error.get('error')}: {error.get('message')}")
-        return result
-
-    def js(self, script: str, *args):
-        return self.cmd("WebDriver:ExecuteScript", {"script": script, "args": list(args)})["value"]
-
-    def open(self, path: Path) -> None:
-        self.cmd("WebDriver:Navigate", {"url": path.resolve().as_uri()})
-        for _ in range(100):
-            if self.js("return window.modeldiffReady === true"):
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"{path.name}: the page's script never finished in Firefox "
-                             f"(errors: {self.js('return window.modeldiffErrors || []')})")
-
-    def screenshot(self, path: Path) -> None:
-        shot = self.cmd("WebDriver:TakeScreenshot", {"full": True, "hash": False})
-        path.write_bytes(base64.b64decode(shot["value"]))
-
-    def close(self) -> None:
-        try:
-            self.cmd("Marionette:Quit", {"flags": ["eForceQuit"]}) if hasattr(self, "sock") else None
-        except (OSError, ConnectionError, AssertionError, ValueError):
-            pass
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+# --- Firefox (firefox-esr) over Marionette, driven by Mozilla's `marionette_driver` -----------------------
 
 
 def _firefox_exe() -> str:
@@ -306,9 +219,46 @@ def _firefox_exe() -> str:
 
 @pytest.fixture(scope="session")
 def firefox(tmp_path_factory):
-    ff = Marionette(_firefox_exe(), tmp_path_factory.mktemp("firefox-profile"))
-    yield ff
-    ff.close()
+    """A headless Firefox started by marionette_driver with a throwaway profile (made and removed by mozprofile)."""
+    exe = _firefox_exe()
+    try:
+        with warnings.catch_warnings():  # mozinfo/mozrunner, imported by it, use deprecated distro/telnetlib calls
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from marionette_driver.marionette import Marionette
+    except ImportError:
+        pytest.skip(f"marionette_driver is not installed; {INSTALL_FIREFOX}")
+    work = tmp_path_factory.mktemp("firefox")
+    # port=0: a free port for this Firefox (several may run at once); the profile and gecko.log go to `work`
+    ff = Marionette(bin=exe, app="fxdesktop", port=0, headless=True, workspace=str(work),
+                    gecko_log=str(work / "gecko.log"))
+    try:
+        ff.start_session()
+        ff.set_window_rect(width=1280, height=900)
+        yield ff
+    finally:
+        ff.cleanup()  # ends the session, stops Firefox, deletes the profile
+
+
+def _js(ff, script: str):
+    # sandbox=None: the script runs in the page's own window, so it sees the page's globals
+    # (window.modeldiffErrors, window.modeldiffReady); marionette_driver's default sandbox sees the DOM only
+    return ff.execute_script(script, sandbox=None)
+
+
+def _ff_open(ff, path: Path) -> None:
+    from marionette_driver import errors
+    from marionette_driver.wait import Wait
+
+    ff.navigate(path.resolve().as_uri())
+    try:
+        Wait(ff, timeout=10, interval=0.05).until(lambda m: _js(m, "return window.modeldiffReady === true"))
+    except errors.TimeoutException:
+        raise AssertionError(f"{path.name}: the page's script never finished in Firefox "
+                             f"(errors: {_js(ff, 'return window.modeldiffErrors || []')})") from None
+
+
+def _ff_screenshot(ff, path: Path) -> None:
+    path.write_bytes(ff.screenshot(format="binary", full=True))
 
 
 def _png_non_blank(path: Path) -> None:
@@ -320,35 +270,35 @@ def _png_non_blank(path: Path) -> None:
 
 
 def test_firefox_index(firefox, report, tmp_path):
-    firefox.open(report.index)
-    assert firefox.js("return window.modeldiffErrors") == []
-    hrefs = firefox.js("return Array.from(document.querySelectorAll('tr.runrow a')).map(e => e.getAttribute('href'))")
+    _ff_open(firefox, report.index)
+    assert _js(firefox, "return window.modeldiffErrors") == []
+    hrefs = _js(firefox, "return Array.from(document.querySelectorAll('tr.runrow a')).map(e => e.getAttribute('href'))")
     assert sorted(hrefs) == sorted(f"runs/{r.id}.html" for r in report.runs)
-    shown = firefox.js("""const f = document.getElementById('filter'); f.value = 'routing';
+    shown = _js(firefox, """const f = document.getElementById('filter'); f.value = 'routing';
         f.dispatchEvent(new Event('input'));
         return Array.from(document.querySelectorAll('tr.runrow')).filter(e => e.style.display !== 'none')
                     .map(e => e.dataset.command);""")
     assert shown and set(shown) == {"routing"}
-    order = firefox.js("""const f = document.getElementById('filter'); f.value = ''; f.dispatchEvent(new Event('input'));
+    order = _js(firefox, """const f = document.getElementById('filter'); f.value = ''; f.dispatchEvent(new Event('input'));
         const t = document.querySelector('section.pair table.data'), th = t.querySelectorAll('th')[3];
         th.click(); th.click();
         return [th.className, Array.from(t.tBodies[0].rows).map(r => r.cells[3].textContent)];""")
     assert order[0] == "desc" and order[1] == sorted(order[1], reverse=True)
-    assert "LlamaForCausalLM" in firefox.js("return document.querySelector('div.pairfacts').textContent")
-    firefox.screenshot(tmp_path / "firefox-index.png")
+    assert "LlamaForCausalLM" in _js(firefox, "return document.querySelector('div.pairfacts').textContent")
+    _ff_screenshot(firefox, tmp_path / "firefox-index.png")
     _png_non_blank(tmp_path / "firefox-index.png")
 
 
 def test_firefox_run_page(firefox, report, tmp_path):
     run = next(r for r in report.runs if r.command == "routing" and (r.path / "mask_sweep.csv").is_file())
-    firefox.open(report.out / "runs" / f"{run.id}.html")
-    assert firefox.js("return window.modeldiffErrors") == []
-    assert firefox.js("return document.querySelector('h1').textContent").startswith("routing")
+    _ff_open(firefox, report.out / "runs" / f"{run.id}.html")
+    assert _js(firefox, "return window.modeldiffErrors") == []
+    assert _js(firefox, "return document.querySelector('h1').textContent").startswith("routing")
     # the charts outside hidden tabs are laid out (SVG sized by Firefox, not collapsed)
-    charts = firefox.js("""return Array.from(document.querySelectorAll('svg.chart'))
+    charts = _js(firefox, """return Array.from(document.querySelectorAll('svg.chart'))
         .filter(s => s.closest('[style*="display: none"]') === null)
         .map(s => { const b = s.getBoundingClientRect(); return [b.width, b.height]; })""")
     assert len(charts) >= 6 and all(w > 100 and h > 50 for w, h in charts), charts
-    assert firefox.js("return document.querySelectorAll('svg.chart polygon.band').length") >= 2
-    firefox.screenshot(tmp_path / "firefox-routing.png")
+    assert _js(firefox, "return document.querySelectorAll('svg.chart polygon.band').length") >= 2
+    _ff_screenshot(firefox, tmp_path / "firefox-routing.png")
     _png_non_blank(tmp_path / "firefox-routing.png")

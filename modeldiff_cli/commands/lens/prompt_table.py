@@ -27,9 +27,10 @@ def prompt_table(tokenizer, ids: list[int], tables: dict[str, torch.Tensor], lay
     return out
 
 
-def write_prompt_table(json_path: Path, png_path: Path, table: dict) -> None:
+def write_prompt_table(json_path: Path, png_path: Path, table: dict, labels: tuple[str, str] = ("base", "ft"),
+                       readout: str = "logit-lens") -> None:
     artifacts.write_json(json_path, table)
-    plot_prompt_table(png_path, table)
+    plot_prompt_table(png_path, table, labels, readout)
 
 
 def _cell(text: str, width: int = 8) -> str:
@@ -39,22 +40,36 @@ def _cell(text: str, width: int = 8) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def plot_prompt_table(path: Path, table: dict) -> Path:
-    """Three heatmaps (base, ft: top-1 probability; KL(ft||base)) with the top token written in each cell."""
+def _ink(rgba) -> str:
+    """Black text on light cells, white on dark ones (relative luminance of the cell colour, sRGB weights)."""
+    r, g, b = rgba[:3]
+    return "white" if 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.5 else "black"
+
+
+def plot_prompt_table(path: Path, table: dict, labels: tuple[str, str] = ("base", "ft"),
+                      readout: str = "logit-lens") -> Path:
+    """Three heatmaps (base, ft: top-1 probability; KL(ft||base)) with the top token written in each cell; the
+    suptitle names the pair (``labels``) and the readout (``readout``: logit-lens or patchscope) on the prompt."""
     plt = artifacts.pyplot()
     layers, inputs = table["layers"], table["input_tokens"]
     T, L = len(inputs), len(layers)
+    a, b = labels
+    na, nb = (f"base ({a})" if a != "base" else "base"), (f"ft ({b})" if b != "ft" else "ft")
     panels = [
-        ("base: top-1 token (colour = its probability)", table["base"]["top1_prob"], table["base"]["top1_token"], "Blues"),
-        ("ft: top-1 token (colour = its probability)", table["ft"]["top1_prob"], table["ft"]["top1_token"], "Greens"),
+        (f"{na}: top-1 token (colour = its probability)", table["base"]["top1_prob"], table["base"]["top1_token"], "Blues"),
+        (f"{nb}: top-1 token (colour = its probability)", table["ft"]["top1_prob"], table["ft"]["top1_token"], "Greens"),
         ("KL(ft || base) per cell (text = ft top-1)", table["kl_ft_base"], table["ft"]["top1_token"], "Reds"),
     ]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(max(6.0, 0.85 * T + 1.5), 3 * (0.32 * L + 1.2)), squeeze=False)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(max(6.0, 0.85 * T + 1.5), 3 * (0.32 * L + 1.2) + 0.4),
+                             squeeze=False, layout="constrained")
+    what = readout.replace("-", " ")
+    fig.suptitle(f"{a} vs {b}: the {what} on the prompt (top-1 token per layer and position)", fontsize=11)
     for ax, (title, values, words, cmap) in zip(axes[:, 0], panels, strict=True):
         im = ax.imshow(values, aspect="auto", origin="lower", cmap=cmap, vmin=0)
         for li in range(L):
             for t in range(T):
-                ax.text(t, li, _cell(words[li][t]), ha="center", va="center", fontsize=7)
+                ink = _ink(im.cmap(im.norm(values[li][t])))
+                ax.text(t, li, _cell(words[li][t]), ha="center", va="center", fontsize=7, color=ink)
         ax.set_yticks(range(L), [str(x) for x in layers])
         ax.set_xticks(range(T), [_cell(s) for s in inputs], rotation=60, ha="right", fontsize=7)
         ax.set_ylabel("layer")
@@ -63,5 +78,4 @@ def plot_prompt_table(path: Path, table: dict) -> Path:
     axes[-1, 0].set_xlabel("input position (token)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # glyphs missing from the font
-        fig.tight_layout()
         return artifacts.save_figure(path, fig)

@@ -102,4 +102,5 @@ def write_outputs(run, acc: LensAccumulator, results: dict, pair, data, layers: 
     plot_agreement(run.file("agreement_by_layer.png"), layers, results["means"], context)
     if acc.record_positions:
         table = prompt_table(tok, data.samples[0].ids, acc.tables, layers)
-        write_prompt_table(run.file("prompt_top_tokens.json"), run.file("prompt_top_tokens.png"), table)
+        write_prompt_table(run.file("prompt_top_tokens.json"), run.file("prompt_top_tokens.png"), table,
+                           (base, ft), cmd.readout.readout)

@@ -7,7 +7,8 @@ from ...core.plots import layer_axis
 
 
 def _panel_pair(plt, title: str, layers: list[int] | None = None, data: str = ""):
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
+    # constrained layout: each panel's axis labels (the logit-lens figure's twin axis too) get their own room
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True, layout="constrained")
     fig.suptitle(f"{title} on {data}" if data else title)
     for ax, view in zip(axes, ("all scored positions", "last scored position"), strict=True):
         ax.set_title(view, fontsize=9)
@@ -41,15 +42,19 @@ def plot_curves(run, rows: list[dict], labels: tuple[str, str], js_mode: str, da
 
     fig, axes = _panel_pair(plt, f"Logit-lens log p(target) (solid), top-1 rate (dashed): {a} vs {b}", layers, data)
     for ax, v in zip(axes, ("all", "last"), strict=True):
-        ax.plot(layers, [r[f"logp_a_{v}"] for r in rows], marker="o", label=f"{a} log p")
-        ax.plot(layers, [r[f"logp_b_{v}"] for r in rows], marker="s", label=f"{b} log p")
+        ax.plot(layers, [r[f"logp_a_{v}"] for r in rows], marker="o", label=f"{a} log p(target)")
+        ax.plot(layers, [r[f"logp_b_{v}"] for r in rows], marker="s", label=f"{b} log p(target)")
         ax.set_ylabel("log p(target)")
         twin = ax.twinx()
-        twin.plot(layers, [r[f"top1_a_{v}"] for r in rows], ls="--", color="C0", alpha=0.6)
-        twin.plot(layers, [r[f"top1_b_{v}"] for r in rows], ls="--", color="C1", alpha=0.6)
+        twin.plot(layers, [r[f"top1_a_{v}"] for r in rows], ls="--", marker="^", ms=4, mfc="none", color="C0",
+                  alpha=0.7, label=f"{a} top-1 rate")
+        twin.plot(layers, [r[f"top1_b_{v}"] for r in rows], ls="--", marker="v", ms=4, mfc="none", color="C1",
+                  alpha=0.7, label=f"{b} top-1 rate")
         twin.set_ylim(-0.02, 1.02)
         twin.set_ylabel("top-1 rate")
-        ax.legend(fontsize=8)
+    # one legend for both panels (same four lines in each), solid and dashed, below the panels
+    handles = [h for axis in (ax, twin) for h in axis.get_legend_handles_labels()[0]]
+    fig.legend(handles=handles, loc="outside lower center", ncol=4, fontsize=8)
     artifacts.save_figure(run.file("logit_lens_curves.png"), fig)
 
     if js_mode != "none":

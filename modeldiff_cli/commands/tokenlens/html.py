@@ -22,7 +22,13 @@ font-size:12px;display:none;white-space:pre}
 _JS = """
 const D = JSON.parse(document.getElementById('tokenlens-data').textContent);
 const tip = document.getElementById('tip');
-function vis(s){return s.replace(/\\n/g,'\\\\n').replace(/\\t/g,'\\\\t');}
+// a token as a label: newline/tab/CR and other control characters escaped, leading/trailing spaces as ␣ (a
+// whitespace token would otherwise be a blank label), the empty token as ∅; esc() is applied after this
+function vis(s){
+  s = s.replace(/\\n/g,'\\\\n').replace(/\\t/g,'\\\\t').replace(/\\r/g,'\\\\r')
+       .replace(/[\\u0000-\\u001f\\u007f]/g, c=>'\\\\x'+c.charCodeAt(0).toString(16).padStart(2,'0'));
+  return s === '' ? '∅' : s.replace(/^ +| +$/g, m=>'␣'.repeat(m.length));
+}
 function colour(v, lim, diverging){
   if(v===null) return '';
   const a = Math.min(1, Math.abs(v)/(lim||1));
@@ -45,7 +51,7 @@ function draw(name){
   document.getElementById('map').innerHTML = h + '</table>';
   document.querySelectorAll('.tabs button').forEach(b=>b.classList.toggle('on', b.dataset.view===name));
 }
-function esc(s){return s.replace(/[&<>"]/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]));}
+function esc(s){return s.replace(/[&<>"']/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c]));}
 document.addEventListener('mousemove', e=>{
   const c = e.target.closest('td[data-v]');
   if(!c){tip.style.display='none';return;}
@@ -82,7 +88,7 @@ def render(rec: dict) -> str:
 <h1>tokenlens · {_html.escape(meta['attribution_method'])} · {_html.escape(str(meta['llm_id']))}</h1>
 <div class="meta">prompt: {_html.escape(meta['prompt'])}<br>generation: {gp} · rows: input tokens (generated ones in
 green), columns: generated tokens; cells: attribution normalised per column (hover for raw values); · = token not
-yet in the prefix</div>
+yet in the prefix; ␣ = a space at the start or end of a token</div>
 <div class="tabs">{tabs}</div><div id="map"></div><div id="tip"></div>
 <script type="application/json" id="tokenlens-data">{blob}</script>
 <script>{_JS}</script></body></html>
