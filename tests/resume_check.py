@@ -81,3 +81,28 @@ def assert_identical(one: Path, two: Path) -> list[str]:
     meta_a, meta_b = (json.loads((d / "run_metadata.json").read_text()) for d in (one, two))
     assert meta_a["config"] == meta_b["config"]
     return compared
+
+
+def interrupted_then_resumed(cli, tmp_path: Path, args: list, every: int, calls: Calls, stop_at: int,
+                             resumed_calls: int) -> tuple[Path, Path, set[str]]:
+    """The flow every resume test shares: a run without the flag; the same run with ``--checkpoint-every`` stopped
+    by ``calls`` at its call ``stop_at`` (exit 130, a checkpoint left in the partial directory); the re-run, which resumes and makes only
+    ``resumed_calls`` calls; then the same run directory name as without the flag, no partial or checkpoint left,
+    and identical artifacts. Returns (one, two, the identical artifact names)."""
+    code, out, err = cli(*args, "--out", tmp_path / "one")
+    assert code == 0, err
+    one = run_dir(out)
+    calls.count, calls.stop_at = 0, stop_at
+    flag = ["--checkpoint-every", str(every), "--out", tmp_path / "two"]
+    code, _, err = cli(*args, *flag)
+    assert code == 130, err
+    (partial,) = partial_dirs(tmp_path / "two")
+    assert (partial / ".checkpoint" / "rank0-of-1.pt").is_file()
+    calls.count, calls.stop_at = 0, None
+    code, out, err = cli(*args, *flag)
+    assert code == 0, err
+    assert "resuming from the checkpoint" in err and calls.count == resumed_calls, (stop_at, calls.count)
+    two = run_dir(out)
+    assert two.relative_to(tmp_path / "two") == one.relative_to(tmp_path / "one")  # the option is not in the config
+    assert not partial.exists() and not (two / ".checkpoint").exists()
+    return one, two, set(assert_identical(one, two))

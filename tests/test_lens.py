@@ -228,25 +228,12 @@ def test_lens_patchscope_matches_core_patchscope(pair, tmp_path, cli):
 def test_checkpointed_run_interrupted_then_resumed_equals_uninterrupted(tmp_path, cli, monkeypatch, request):
     """--checkpoint-every 1: interrupted at the 3rd of 4 batches, the re-run resumes after batch 2 (only two
     batches' forwards) and ends byte-identical to a run without the flag (same run directory name)."""
-    from resume_check import Calls, assert_identical, cheap, partial_dirs, run_dir
+    from resume_check import Calls, cheap, interrupted_then_resumed
 
     from modeldiff_cli.commands.lens import pipeline
 
     args = ["lens", "--max-samples", "4", "--max-tokens", "32", "--batch-size", "1", "--device", "cpu"]
     cheap(monkeypatch, request)
-    code, out, err = cli(*args, "--out", tmp_path / "one")
-    assert code == 0, err
-    one = run_dir(out)
-    calls = Calls(monkeypatch, pipeline, "forward", stop_at=5)  # two forwards (base, ft) per batch
-    code, _, err = cli(*args, "--checkpoint-every", "1", "--out", tmp_path / "two")
-    assert code == 130, err
-    (partial,) = partial_dirs(tmp_path / "two")
-    assert (partial / ".checkpoint" / "rank0-of-1.pt").is_file()
-    calls.count, calls.stop_at = 0, None
-    code, out, err = cli(*args, "--checkpoint-every", "1", "--out", tmp_path / "two")
-    assert code == 0, err
-    assert "resuming from the checkpoint" in err and calls.count == 2 * 2
-    two = run_dir(out)
-    assert two.relative_to(tmp_path / "two") == one.relative_to(tmp_path / "one")  # the option is not in the config
-    assert not partial.exists() and not (two / ".checkpoint").exists()
-    assert {"layer_metrics.csv", "lens_matrices.npz", "promoted_tokens.json", "summary.json"} <= set(assert_identical(one, two))
+    calls = Calls(monkeypatch, pipeline, "forward")  # two forwards (base, ft) per batch
+    _, _, same = interrupted_then_resumed(cli, tmp_path, args, 1, calls, stop_at=5, resumed_calls=2 * 2)
+    assert {"layer_metrics.csv", "lens_matrices.npz", "promoted_tokens.json", "summary.json"} <= same

@@ -350,26 +350,13 @@ def test_nll_mode_errors_are_one_line(model_dir, pairs_file, tmp_path, cli, args
 def test_checkpointed_run_interrupted_then_resumed_equals_uninterrupted(tmp_path, cli, monkeypatch, request):
     """--checkpoint-every 2 on 5 batches: interrupted in the 4th, resumed after the 2nd checkpointed one (the
     float64 pooled sums and the per-item matrices restored), byte-identical to a run without the flag."""
-    from resume_check import Calls, assert_identical, cheap, partial_dirs
-    from resume_check import run_dir as run_path
+    from resume_check import Calls, cheap, interrupted_then_resumed
 
     from modeldiff_cli.commands.nll import pipeline
 
     args = ["nll", "--max-samples", "5", "--batch-size", "1", "--js-mode", "all", "--device", "cpu"]
     cheap(monkeypatch, request)
-    code, out, err = cli(*args, "--out", tmp_path / "one")
-    assert code == 0, err
-    one = run_path(out)
-    calls = Calls(monkeypatch, pipeline, "forward_layers", stop_at=7)  # two forwards (A, B) per batch
-    code, _, err = cli(*args, "--checkpoint-every", "2", "--out", tmp_path / "two")
-    assert code == 130, err
-    (partial,) = partial_dirs(tmp_path / "two")
-    assert (partial / ".checkpoint" / "rank0-of-1.pt").is_file()
-    calls.count, calls.stop_at = 0, None
-    code, out, err = cli(*args, "--checkpoint-every", "2", "--out", tmp_path / "two")
-    assert code == 0, err
-    assert "resuming from the checkpoint" in err and calls.count == 2 * 3  # batches 3, 4, 5
-    two = run_path(out)
-    assert two.relative_to(tmp_path / "two") == one.relative_to(tmp_path / "one")
-    assert not partial.exists() and not (two / ".checkpoint").exists()
-    assert {"nll_layer_metrics.csv", "nll_matrices.npz", "nll_summary.json"} <= set(assert_identical(one, two))
+    calls = Calls(monkeypatch, pipeline, "forward_layers")  # two forwards (A, B) per batch
+    # stopped in the 4th batch, resumed after the 2nd: batches 3, 4, 5 run again
+    _, _, same = interrupted_then_resumed(cli, tmp_path, args, 2, calls, stop_at=7, resumed_calls=2 * 3)
+    assert {"nll_layer_metrics.csv", "nll_matrices.npz", "nll_summary.json"} <= same
