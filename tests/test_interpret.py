@@ -86,6 +86,33 @@ def test_merge_near_duplicates():
     assert c["merged"] == [] and e["merged"] == []
 
 
+def test_rank_by_causal_effect():
+    """The key is the causal score (z_specific + steering z) / sqrt(2): a generic direction with a huge ablation
+    z (it hurts base as much, and adding it to base moves base away from ft) ranks below a smaller ft-specific
+    one whatever its support; support breaks exact ties, then the ablation z; the flags follow the score."""
+    from modeldiff_cli.commands.interpret.features import rank
+
+    def feat(name, z, zs, steer, support):
+        return {"name": name, "causal": {"z": z, "z_specific": zs}, "steering": {"z": steer}, "support": support,
+                "top_n": 10}
+
+    generic = feat("generic", 150.0, 1.0, -4.0, 10)
+    planted = feat("planted", 20.0, 12.0, 4.0, 2)
+    steer_only = feat("steer-only", 1.0, 0.0, 9.0, 0)
+    tied_low = feat("tied-low-support", 30.0, 5.0, 1.0, 1)
+    tied_high = feat("tied-high-support", 8.0, 4.0, 2.0, 6)
+    none = feat("none", 0.5, -0.2, 0.2, 9)
+    out = rank([generic, none, tied_low, steer_only, planted, tied_high])
+    assert [f["name"] for f in out] == ["planted", "steer-only", "tied-high-support", "tied-low-support", "none",
+                                        "generic"]
+    assert [f["id"] for f in out] == ["F1", "F2", "F3", "F4", "F5", "F6"]
+    assert [round(f["rank_score"] * 2**0.5, 6) for f in out] == [16.0, 9.0, 6.0, 6.0, 0.0, -3.0]
+    assert [f["causal_effect"] for f in out] == [True, True, True, True, False, False]
+    assert generic["causal"]["z"] > 3 and not generic["specific_effect"] and not generic["steering_effect"]
+    assert steer_only["steering_effect"] and not steer_only["specific_effect"]
+    assert planted["specific_effect"] and planted["steering_effect"]
+
+
 def test_dec_norm_share_on_hand_made_decoders():
     from modeldiff_cli.commands.interpret.crosscoder import dec_norm_share, side
 
@@ -244,5 +271,11 @@ def test_direction_organism(tmp_path, cli):
     latent = [f for f in every if f["kind"] == "latent" and f["latent"] in planted]
     assert latent and latent[0]["side"] == "ft-only", [(f["name"], f.get("latent")) for f in feats]
     assert latent[0]["causal"]["z"] > 3 and latent[0]["causal"]["restored"] > 0.5, latent[0]["causal"]
+    # ranked by the causal score: the strongest feature is the planted difference (at its layer, on the trigger)
+    assert feats[0]["layer"] == layer and feats[0]["causal_effect"], feats[0]
+    fv = np.load(run / "feature_vectors.npz")
+    assert list(fv["ids"]) == [f["id"] for f in feats] and list(fv["layers"]) == [f["layer"] for f in feats]
+    assert torch.nn.functional.cosine_similarity(torch.tensor(fv["vectors"][0]), v, dim=0) > 0.9
+    assert max(feats[0]["categories"], key=feats[0]["categories"].get) == truth["trigger_category"]
     on_v = [f for f in feats if f["layer"] == layer and f["kind"] == "direction" and f["source_category"] == "baking"]
     assert on_v and on_v[0]["causal"]["z"] > 3 and on_v[0]["causal"]["restored"] > 0.5, on_v

@@ -8,9 +8,9 @@ fraction of the base-ft gap the removal closes there.
 Specificity: the same removal in base; ``z_specific`` = the z-score of |dCE_ft - dCE_base| against the random
 directions' |dCE_ft - dCE_base|. A direction both models rely on (a high-variance direction of the residual
 stream) hurts both when removed and scores ~0 here, however large its z; one the fine-tune added hurts ft only.
-Features are ranked by it.
 Steering: add the feature's vector (its mean difference) to base at its layer and measure the drop of
-KL(base || ft) on its category, against random vectors of the same norm (a z-score the same way).
+KL(base || ft) on its category, against the same ``R`` random directions scaled to its norm (a z-score the same
+way). Features are ranked by the two combined (``features.causal_score``).
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def check(ev: Evaluator, features: list[dict], n_random: int, seed: int) -> None
         drop = float(ev.kl_base[ci] - kl_steer[ci])
         norm = float(vec.norm())
         null_drop = torch.tensor([float(ev.kl_base[ci] - ev.measure("base", {layer: _add(r * norm)}, kl=True)[1][ci])
-                                  for r in units[layer][: max(8, n_random // 4)]])
+                                  for r in units[layer]])
         f["steering"] = {"kl_base_ft": float(ev.kl_base[ci]), "kl_steered": float(kl_steer[ci]), "kl_drop": drop,
                          "kl_drop_fraction": drop / max(float(ev.kl_base[ci]), 1e-12), "z": _z(drop, null_drop),
                          "n_random": len(null_drop)}

@@ -179,19 +179,30 @@ def merge(candidates: list[dict], threshold: float = MERGE_COS) -> list[dict]:
     return out
 
 
-def rank(features: list[dict]) -> list[dict]:
-    """Strongest first by ``rank_score`` = max(z_specific, 0) x ``support`` / top_n: how specifically removing the
-    feature changes ft (not base), weighted by how much of its logit-lens reading the data grounds (``support``:
-    how many of the lens's top_n tokens are over-represented in the feature's category's text); ties by the
-    ablation z. Ids F1, F2, ... in that order. ``causal_effect``: the ablation z > 3; ``specific_effect``:
-    z_specific > 3."""
-    for f in features:
-        c = f.get("causal", {})
-        f["rank_score"] = max(c.get("z_specific") or 0.0, 0.0) * f.get("support", 0) / max(f.get("top_n", 1), 1)
+def causal_score(f: dict) -> float:
+    """The two halves of the causal check combined (Stouffer): (z_specific + steering z) / sqrt(2). z_specific:
+    removing the feature changes ft's cross-entropy on its category more than base's (against random
+    directions); steering z: adding it to base lowers KL(base || ft) more than random vectors of its norm do.
+    A feature that explains the difference does both; a direction both models rely on (a high-variance
+    direction of the residual stream) has a large plain ablation z but fails both."""
+    zs = f.get("causal", {}).get("z_specific") or 0.0
+    steer = f.get("steering", {}).get("z") or 0.0
+    return float((zs + steer) / 2 ** 0.5)
 
-    ordered = sorted(features, key=lambda f: (-f["rank_score"], -(f.get("causal", {}).get("z") or 0.0)))
+
+def rank(features: list[dict]) -> list[dict]:
+    """Strongest causal effect first: ``rank_score`` = ``causal_score``. Exact ties go to the larger
+    ``support`` (how many of the logit lens's top_n tokens the category's text over-represents), then to the
+    larger ablation z. Ids F1, F2, ... in that order. ``causal_effect``: ``rank_score`` > 3 (the report lists the
+    others as having no causal effect); ``specific_effect``: z_specific > 3; ``steering_effect``: steering z > 3."""
+    for f in features:
+        f["rank_score"] = causal_score(f)
+
+    ordered = sorted(features, key=lambda f: (-f["rank_score"], -f.get("support", 0),
+                                              -(f.get("causal", {}).get("z") or 0.0)))
     for i, f in enumerate(ordered):
         f["id"] = f"F{i + 1}"
-        f["causal_effect"] = bool(f.get("causal", {}).get("z", 0.0) > 3.0)
-        f["specific_effect"] = bool(f.get("causal", {}).get("z_specific", 0.0) > 3.0)
+        f["causal_effect"] = bool(f["rank_score"] > 3.0)
+        f["specific_effect"] = bool((f.get("causal", {}).get("z_specific") or 0.0) > 3.0)
+        f["steering_effect"] = bool((f.get("steering", {}).get("z") or 0.0) > 3.0)
     return ordered

@@ -1,4 +1,4 @@
-"""interpret: the feature list (names, tokens, categories, causal z) and the command's own report embedded.
+"""interpret: the feature list (names, tokens, categories, the causal score they are ranked by, its z_specific and the ablation z) and the command's own report embedded.
 
 Reads ``features.json`` = ``{"features": [{id, name, kind, layer, tokens, suppressed, categories, side,
 examples, causal, steering}]}`` and ``report.html``.
@@ -12,11 +12,11 @@ from ..registry import comparer, renderer
 EMBED_LIMIT = 3_000_000
 
 
-def _z(causal) -> float | None:
+def _z(causal, keys=("z", "causal_z", "zscore", "z_score")) -> float | None:
     if isinstance(causal, (int, float)) and not isinstance(causal, bool):
-        return float(causal)
+        return float(causal) if "z" in keys else None
     if isinstance(causal, dict):
-        for key in ("z", "causal_z", "zscore", "z_score"):
+        for key in keys:
             v = causal.get(key)
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 return float(v)
@@ -41,10 +41,12 @@ def render(run, ctx) -> str:
     out = []
     if feats:
         rows = [[f.get("id"), f.get("name", ""), f.get("kind", ""), f.get("layer"), f.get("side", ""),
-                 _join(f.get("tokens")), _join(f.get("suppressed")), _join(f.get("categories")), _z(f.get("causal")),
+                 _join(f.get("tokens")), _join(f.get("suppressed")), _join(f.get("categories")),
+                 _z(f.get("rank_score")), _z(f.get("causal"), ("z_specific",)), _z(f.get("causal")),
                  "yes" if f.get("steering") else ""] for f in feats]
         out.append("<h2>Features</h2>" + table(
-            ["id", "name", "kind", "layer", "side", "tokens", "suppressed", "categories", "causal z", "steering"],
+            ["id", "name", "kind", "layer", "side", "tokens", "suppressed", "categories", "causal score", "specific z", "causal z",
+             "steering"],
             rows, ctx.ids))
     text = run.text("report.html", warn=bool(run.summary and any(a["path"] == "report.html" for a in run.artifacts)),
                     limit=EMBED_LIMIT)
