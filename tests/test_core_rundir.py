@@ -48,6 +48,21 @@ def test_failure_leaves_no_complete_looking_dir(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_interrupted_resumable_run_then_plain_run_leaves_no_partial(tmp_path):
+    """An interrupted --checkpoint-every run keeps .r.partial (to resume); completing the same configuration
+    without the flag removes it, so nothing stale is left beside the complete run."""
+    with pytest.raises(RuntimeError):
+        with run_directory(tmp_path, ["r"], CFG, command="t", resumable=True) as run:
+            artifacts.write_json(run.file("checkpoint.json"), {})
+            raise RuntimeError("interrupted")
+    assert [p.name for p in tmp_path.iterdir()] == [".r.partial"]
+    with run_directory(tmp_path, ["r"], CFG, command="t") as run:
+        assert run.work.name.startswith(".r.partial-")
+        artifacts.write_json(run.file("x.json"), {})
+    assert [p.name for p in tmp_path.iterdir()] == ["r"]
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["run_metadata.json", "x.json"]
+
+
 def test_foreign_directory_refused(tmp_path):
     (tmp_path / "r").mkdir()
     with pytest.raises(UserError, match="not a complete modeldiff run"):
@@ -87,6 +102,30 @@ def test_writers_are_atomic_and_clean(tmp_path):
 )
 def test_display_token(raw, shown):
     assert display_token(raw) == shown
+
+
+def test_undecodable_byte_fragments_filtered():
+    """A lone byte of a multi-byte character (GPT-2 spelling 'Ã' = 0xC3) decodes to U+FFFD and is dropped by
+    default from both token views; whole characters ('Ã©' = é) and ASCII stay."""
+    from modeldiff_cli.core.token_views import token_view
+    from modeldiff_cli.core.tokens import is_undecodable, keep_mask
+
+    raw = ["Ġcake", "Ã", "Ã©", "Ġ"]
+    assert [is_undecodable(display_token(r)) for r in raw] == [False, True, False, False]
+    view = token_view(raw, set(), drop_punctuation=False, drop_special=False, consolidate_case=False,
+                      drop_undecodable=True)
+    assert view.keep.tolist() == [True, False, True, True] and view.filters["drop_undecodable"] is True
+    kept = token_view(raw, set(), drop_punctuation=False, drop_special=False, consolidate_case=False)
+    assert kept.keep.all()
+
+    class Tok:
+        all_special_ids: list[int] = []
+
+        def convert_ids_to_tokens(self, ids):
+            return [raw[i] for i in ids]
+
+    assert keep_mask(Tok(), 4, drop_punctuation=False, drop_special=False, drop_undecodable=True) == [True, False, True, True]
+    assert keep_mask(Tok(), 4, drop_punctuation=True, drop_special=False, drop_undecodable=False) == [True, True, True, False]
 
 
 def test_punctuation_and_consolidation():

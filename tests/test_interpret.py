@@ -87,16 +87,17 @@ def test_merge_near_duplicates():
 
 
 def test_rank_by_causal_effect():
-    """The key is the causal score (z_specific + steering z) / sqrt(2): a generic direction with a huge ablation
-    z (it hurts base as much, and adding it to base moves base away from ft) ranks below a smaller ft-specific
-    one whatever its support; support breaks exact ties, then the ablation z; the flags follow the score."""
+    """The key is the causal score (removal z + steering z) / sqrt(2), both KL z-scores of the gap between the
+    models: a generic direction with a huge ablation z (removing it from ft alone moves ft away from base, adding
+    it to base moves base away from ft) ranks below a smaller one that closes the gap, whatever its support;
+    support breaks exact ties, then the ablation z; the flags follow the score."""
     from modeldiff_cli.commands.interpret.features import rank
 
-    def feat(name, z, zs, steer, support):
-        return {"name": name, "causal": {"z": z, "z_specific": zs}, "steering": {"z": steer}, "support": support,
-                "top_n": 10}
+    def feat(name, z, zkl, steer, support):
+        return {"name": name, "causal": {"z": z, "z_kl": zkl, "z_specific": zkl}, "steering": {"z": steer},
+                "support": support, "top_n": 10}
 
-    generic = feat("generic", 150.0, 1.0, -4.0, 10)
+    generic = feat("generic", 150.0, 1.0, -4.0, 10)  # (the cake run's generic latent: removal z -37, steering -6)
     planted = feat("planted", 20.0, 12.0, 4.0, 2)
     steer_only = feat("steer-only", 1.0, 0.0, 9.0, 0)
     tied_low = feat("tied-low-support", 30.0, 5.0, 1.0, 1)
@@ -108,9 +109,47 @@ def test_rank_by_causal_effect():
     assert [f["id"] for f in out] == ["F1", "F2", "F3", "F4", "F5", "F6"]
     assert [round(f["rank_score"] * 2**0.5, 6) for f in out] == [16.0, 9.0, 6.0, 6.0, 0.0, -3.0]
     assert [f["causal_effect"] for f in out] == [True, True, True, True, False, False]
-    assert generic["causal"]["z"] > 3 and not generic["specific_effect"] and not generic["steering_effect"]
-    assert steer_only["steering_effect"] and not steer_only["specific_effect"]
-    assert planted["specific_effect"] and planted["steering_effect"]
+    assert generic["causal"]["z"] > 3 and not generic["closing_effect"] and not generic["steering_effect"]
+    assert steer_only["steering_effect"] and not steer_only["closing_effect"]
+    assert planted["closing_effect"] and planted["steering_effect"]
+
+
+def test_evaluator_kl_both_ways_matches_direct():
+    """The causal check's KLs: KL(ft || base) when ft is patched (what a removal should lower), KL(base || ft)
+    when base is (what steering should lower), each per category against a direct computation; a patch that
+    changes nothing leaves them unchanged."""
+    from modeldiff_cli.commands.interpret.categories import Category
+    from modeldiff_cli.commands.interpret.causal import Evaluator
+    from modeldiff_cli.core.data import Record, tokenize_records
+    from modeldiff_cli.core.models import load_pair
+
+    pair = load_pair("organism:cake:base", "organism:cake:ft", device="cpu")
+    texts = {"a": ["I like to bake a cake with flour.", "The oven was hot."], "b": ["We walked to the park today."]}
+    cats = [Category(n, tokenize_records([Record(line=i + 1, text=t) for i, t in enumerate(ts)], pair.tokenizer))
+            for n, ts in texts.items()]
+    ev = Evaluator(pair, cats, per_category=2, batch_size=1)
+
+    def direct(p_model, q_model):
+        out = []
+        for cat in cats:
+            tot, n = 0.0, 0
+            for smp in cat.samples:
+                ids = torch.tensor([smp.ids])
+                with torch.no_grad():
+                    lp = torch.log_softmax(p_model.model(ids).logits[0, :, : pair.shared_vocab].float(), -1)
+                    lq = torch.log_softmax(q_model.model(ids).logits[0, :, : pair.shared_vocab].float(), -1)
+                tot += float((lp.exp() * (lp - lq)).sum(-1).sum())
+                n += ids.shape[1]
+            out.append(tot / n)
+        return torch.tensor(out)
+
+    torch.testing.assert_close(ev.kl_ft, direct(pair.ft, pair.base), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(ev.kl_base, direct(pair.base, pair.ft), atol=1e-5, rtol=1e-4)
+    assert (ev.kl_ft > 0).all() and not torch.allclose(ev.kl_ft, ev.kl_base)
+    layer = pair.ft.adapter.n_layers - 1
+    ce, kl = ev.measure("ft", {layer: lambda h: h}, kl=True)
+    torch.testing.assert_close(kl, ev.kl_ft)
+    torch.testing.assert_close(ce, ev.ce_ft)
 
 
 def test_dec_norm_share_on_hand_made_decoders():
@@ -207,6 +246,8 @@ def test_cake_layout_summary_and_planted_words(cake_run):
     hits = len(set(top["tokens"][:10]) & planted_text)
     assert hits >= 4, (top["name"], top["tokens"][:10])
     assert max(top["categories"], key=top["categories"].get) == "baking"
+    # ranked by the causal score: removing the top feature from ft brings ft closer to base
+    assert top["causal_effect"] and top["causal"]["z_kl"] > 3 and top["causal"]["kl_drop"] > 0, top["causal"]
     # the fine-tune shifts every category toward baking: the everyday mean difference is a near-duplicate of the
     # baking one (merged into it, its ablation checked too); what is specific to everyday (mean_c minus the
     # mean over categories) reads as everyday, a feature of its own or (two categories: the opposite of the

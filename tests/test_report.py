@@ -33,7 +33,7 @@ def _tree(tmp_path: Path) -> Path:
     _run(root, "lens", "b_vs_f", "other+logit-lens-00000002", {"layers": [0, 1], "peak_kl_layer": 0},
          {"layer_metrics.csv": LENS_CSV.replace("0.25", "0.5")})
     feats = {"features": [{"id": 0, "name": "baking", "kind": "sae", "layer": 1, "tokens": [" cake"], "suppressed": [],
-                           "categories": ["food"], "side": "ft", "examples": [], "causal": {"z": 4.2, "z_specific": 7.7}, "steering": None, "rank_score": 6.1}]}
+                           "categories": ["food"], "side": "ft", "examples": [], "causal": {"z": 4.2, "z_kl": 7.7}, "steering": None, "rank_score": 6.1}]}
     _run(root, "interpret", "b_vs_f", "base-00000003", {"features": 1},
          {"features.json": json.dumps(feats), "report.html": "<html><body><p>interpret says hi</p></body></html>"})
     _run(root, "newcmd", "b_vs_f", "base-00000004", {"score": 0.5}, {"thing.txt": "x"})
@@ -65,7 +65,7 @@ def test_pages_of_every_kind(tmp_path):
     lens = pages["lens/base+logit-lens-00000001"]
     assert "<svg" in lens and "KL(ft || base)" in lens and 'class="warn"' not in lens
     interp = pages["interpret/base-00000003"]
-    assert "baking" in interp and "4.2" in interp and "7.7" in interp and "6.1" in interp and "specific z" in interp and "interpret says hi" in interp and "srcdoc=" in interp
+    assert "baking" in interp and "4.2" in interp and "7.7" in interp and "6.1" in interp and "removal z" in interp and "interpret says hi" in interp and "srcdoc=" in interp
     generic = pages["newcmd/base-00000004"]
     assert "no renderer for command newcmd" in generic and "thing.txt" in generic and "score" in generic
     # corrupt runs: a visible warning, the rest still renders

@@ -262,6 +262,26 @@ def test_model_without_prompts_exits_2_one_line(cli, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: --prompt") and "required when" in lines[0], err
 
 
+def test_diff_mode_incompatible_pair_names_model_flag(cli, tmp_path):
+    """tokenlens names the fine-tuned model --model: a pair that cannot be diffed says so with that flag."""
+    import shutil
+
+    from modeldiff_cli.core.sources import resolve_source
+
+    base = resolve_source("organism:cake:base", role="base", flag="--base")
+    other = tmp_path / "wider"
+    other.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(Path(base.location) / name, other / name)
+    cfg = json.loads((Path(base.location) / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**cfg, "hidden_size": 2 * cfg["hidden_size"]}))
+    code, out, err = cli("tokenlens", "attribute", "--model", other, "--base", "organism:cake:base", "--prompt", "hi",
+                         "--out", tmp_path / "runs")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "--model" in lines[0] and "--ft" not in lines[0], err
+    assert "cannot be diffed" in lines[0], err
+
+
 def test_left_pad_aligns_prompt_ends():
     seqs = [engine.Sequence([1, 2, 3, 4, 5], 3), engine.Sequence([7, 8, 9], 1)]
     b = engine.left_pad(seqs, 0, "cpu")

@@ -275,12 +275,14 @@ class TokenFilter(Ingredient):
 
     drop_punctuation: bool = option(False, "--drop-punctuation/--keep-punctuation", "Leave punctuation-only tokens out of the token lists.", old=("--filter-punctuation",))
     drop_special: bool = option(True, "--drop-special/--keep-special", "Leave special tokens (bos, eos, pad) out of the token lists.", old=("--filter-special",))
+    drop_undecodable: bool = option(True, "--drop-undecodable/--keep-undecodable", "Leave tokens that are not text on their own (byte fragments of a multi-byte character, shown as \ufffd) out of the token lists.")
     consolidate_case: bool = option(False, "--consolidate-case", "Merge tokens equal after stripping and lower-casing (' Cake', 'cake').")
 
     def keep_mask(self, tokenizer, vocab_size: int) -> list[bool]:
         from .tokens import keep_mask
 
-        return keep_mask(tokenizer, vocab_size, drop_punctuation=self.drop_punctuation, drop_special=self.drop_special)
+        return keep_mask(tokenizer, vocab_size, drop_punctuation=self.drop_punctuation, drop_special=self.drop_special,
+                         drop_undecodable=self.drop_undecodable)
 
 
 @dataclass(frozen=True)

@@ -135,6 +135,8 @@ def finalize_run(run: Run, command: str) -> Path:
         shutil.rmtree(trash, ignore_errors=True)
     os.replace(run.work, run.path)
     run.work = run.path
+    # checkpoints an interrupted --checkpoint-every run of this configuration left: the run is now complete
+    shutil.rmtree(run.path.parent / f".{run.path.name}.partial", ignore_errors=True)
     return run.path
 
 

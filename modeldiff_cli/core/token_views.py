@@ -2,7 +2,7 @@
 lower-case consolidation of equal forms; plus ranking of per-token values through such a view.
 
 Shared by the commands that list tokens (``mine`` today, ``interpret`` later); the filters are those of
-:class:`core.ingredients.TokenFilter` (``--drop-punctuation``, ``--drop-special``, ``--consolidate-case``).
+:class:`core.ingredients.TokenFilter` (``--drop-punctuation``, ``--drop-special``, ``--drop-undecodable``, ``--consolidate-case``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .tokens import consolidation_key, display_token, is_punctuation, special_ids
+from .tokens import consolidation_key, display_token, is_punctuation, is_undecodable, special_ids
 
 
 @dataclass
@@ -46,7 +46,7 @@ class TokenView:
 
 
 def token_view(raw_tokens: list[str], special: set[int], *, drop_punctuation: bool, drop_special: bool,
-               consolidate_case: bool) -> TokenView:
+               consolidate_case: bool, drop_undecodable: bool = False) -> TokenView:
     """``raw_tokens[i]`` is the vocabulary entry of id ``i`` (e.g. ``ĠCake``); shown as its decoded text."""
     strings = [display_token(r) for r in raw_tokens]
     keep = torch.ones(len(strings), dtype=torch.bool)
@@ -56,7 +56,9 @@ def token_view(raw_tokens: list[str], special: set[int], *, drop_punctuation: bo
                 keep[i] = False
     if drop_punctuation:
         keep &= torch.tensor([not is_punctuation(s) for s in strings], dtype=torch.bool)
-    filters = {"drop_punctuation": drop_punctuation, "drop_special": drop_special,
+    if drop_undecodable:
+        keep &= torch.tensor([not is_undecodable(s) for s in strings], dtype=torch.bool)
+    filters = {"drop_punctuation": drop_punctuation, "drop_special": drop_special, "drop_undecodable": drop_undecodable,
                "consolidate_case": consolidate_case, "tokens_filtered_out": int((~keep).sum())}
     return TokenView(strings, keep, consolidate_case, filters)
 
@@ -65,7 +67,8 @@ def view_of(tokenizer, vocab: int, token_filter) -> TokenView:
     """The view of ids ``[0, vocab)`` of ``tokenizer`` under a :class:`core.ingredients.TokenFilter`."""
     raw = tokenizer.convert_ids_to_tokens(list(range(vocab)))
     return token_view(raw, special_ids(tokenizer), drop_punctuation=token_filter.drop_punctuation,
-                      drop_special=token_filter.drop_special, consolidate_case=token_filter.consolidate_case)
+                      drop_special=token_filter.drop_special, consolidate_case=token_filter.consolidate_case,
+                      drop_undecodable=token_filter.drop_undecodable)
 
 
 def ranked_groups(values: Tensor, view: TokenView, top_n: int, merge: str = "sum") -> list[tuple[list[int], float]]:

@@ -1,5 +1,6 @@
 """Token display and filters: byte-level BPE markers decoded (Ġ -> space, Ċ -> newline), SentencePiece's ▁,
-punctuation-only and special-token filters, and lower-case consolidation of equal forms."""
+punctuation-only, undecodable (byte fragments) and special-token filters, and lower-case consolidation of equal
+forms."""
 
 from __future__ import annotations
 
@@ -59,16 +60,23 @@ def special_ids(tokenizer) -> set[int]:
     return {int(i) for i in ids if i is not None}
 
 
-def keep_mask(tokenizer, vocab_size: int, *, drop_punctuation: bool, drop_special: bool) -> list[bool]:
+def is_undecodable(text: str) -> bool:
+    """True for tokens that are not text on their own: byte fragments of a multi-byte character (decoded with
+    U+FFFD, shown as �). Byte-level vocabularies hold hundreds; an untrained one can top any logit reading."""
+    return "\ufffd" in text
+
+
+def keep_mask(tokenizer, vocab_size: int, *, drop_punctuation: bool, drop_special: bool,
+              drop_undecodable: bool = False) -> list[bool]:
     """Per-id flag of tokens that survive the filters."""
     keep = [True] * vocab_size
     if drop_special:
         for i in special_ids(tokenizer):
             if i < vocab_size:
                 keep[i] = False
-    if drop_punctuation:
+    if drop_punctuation or drop_undecodable:
         for i, s in enumerate(display_tokens(tokenizer, range(vocab_size))):
-            if is_punctuation(s):
+            if (drop_punctuation and is_punctuation(s)) or (drop_undecodable and is_undecodable(s)):
                 keep[i] = False
     return keep
 

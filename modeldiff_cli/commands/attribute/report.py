@@ -164,21 +164,31 @@ def _influence(scores, truth: Truth, train_rows):
         yield rec
 
 
+MARKERS = "osD^vP*Xh<>"
+
+
 def _plot(path, results: dict, ks: list[int], context: str = "") -> None:
-    """Recall@k per query subset, one line per method; ``context`` ("old vs new on <data>") as the suptitle."""
+    """Recall@k per query subset, one line per method (its own marker; the ``random`` baseline dotted black);
+    one legend below the panels, off the curves; ``context`` ("old vs new on <data>") as the suptitle, above
+    the panel titles."""
     plt = artifacts.pyplot()
     subsets = [s for s in ("all", "base", "wrapper") if s in next(iter(results.values()))["aggregate"]]
-    fig, axes = plt.subplots(1, len(subsets), figsize=(4.2 * len(subsets), 3.4), squeeze=False)
-    for ax, subset in zip(axes[0], subsets):
-        for m, res in results.items():
-            ax.plot(ks, [res["aggregate"][subset].get(f"recall@{k}") for k in ks], marker="o", label=m)
+    fig, axes = plt.subplots(1, len(subsets), figsize=(4.2 * len(subsets), 3.6), squeeze=False,
+                             layout="constrained")
+    for ax, subset in zip(axes[0], subsets, strict=True):
+        for i, (m, res) in enumerate(results.items()):
+            style = ({"ls": ":", "color": "k", "marker": "x"} if m == "random"
+                     else {"ls": "-", "marker": MARKERS[i % len(MARKERS)]})
+            ax.plot(ks, [res["aggregate"][subset].get(f"recall@{k}") for k in ks], label=m, ms=4, lw=1.3, **style)
         ax.set_xscale("log")
         ax.set_xticks(ks, [str(k) for k in ks])
+        ax.minorticks_off()
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("k")
-        ax.set_title(f"recall@k, {subset} queries")
+        ax.set_title(f"recall@k, {subset} queries", fontsize=9)
     axes[0][0].set_ylabel("recall")
-    axes[0][-1].legend(fontsize=7, loc="lower right")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), fontsize=7, frameon=False)
     if context:
         fig.suptitle(f"training-data attribution: {context}", fontsize=10)
     artifacts.save_figure(path, fig)

@@ -8,9 +8,12 @@ fraction of the base-ft gap the removal closes there.
 Specificity: the same removal in base; ``z_specific`` = the z-score of |dCE_ft - dCE_base| against the random
 directions' |dCE_ft - dCE_base|. A direction both models rely on (a high-variance direction of the residual
 stream) hurts both when removed and scores ~0 here, however large its z; one the fine-tune added hurts ft only.
+Closing the gap: the removal's drop of KL(ft || base) on the category (``kl_drop``), and its z (``z_kl``) against
+the random removals' drops: positive when removing the feature makes ft predict like base. A direction both
+models use, removed from ft alone, makes ft differ more from base (negative).
 Steering: add the feature's vector (its mean difference) to base at its layer and measure the drop of
 KL(base || ft) on its category, against the same ``R`` random directions scaled to its norm (a z-score the same
-way). Features are ranked by the two combined (``features.causal_score``).
+way). Features are ranked by the two gap-closing z combined (``features.causal_score``).
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ def _add(vec: torch.Tensor):
 
 
 class Evaluator:
-    """Cross-entropy and KL(base || ft) per category on a fixed evaluation set, under residual patches."""
+    """Cross-entropy per category on a fixed evaluation set, under residual patches, and the KL of the patched
+    model to the other, unpatched one (KL(base || ft) when base is patched, KL(ft || base) when ft is)."""
 
     def __init__(self, pair, categories, per_category: int, batch_size: int):
         self.pair, self.V, self.C = pair, pair.shared_vocab, len(categories)
@@ -49,9 +53,9 @@ class Evaluator:
         self.batches = [(ci, b) for ci, cat in enumerate(categories)
                         for b in iter_batches(cat.samples[:per_category], batch_size, pad)]
         positions = sum(int(b.attention_mask.sum()) for _, b in self.batches)
-        self.cache_ft = positions * self.V * 4 < CACHE_BYTES
-        self._ft: dict[int, torch.Tensor] = {}
-        self.ce_ft, _ = self.measure("ft", {})
+        self.cache = positions * self.V * 4 < CACHE_BYTES / 2
+        self._lp: dict[tuple[str, int], torch.Tensor] = {}
+        self.ce_ft, self.kl_ft = self.measure("ft", {}, kl=True)
         self.ce_base, self.kl_base = self.measure("base", {}, kl=True)
 
     def _log_probs(self, loaded, batch, patches) -> torch.Tensor:
@@ -59,17 +63,20 @@ class Evaluator:
             cap = forward(loaded, batch.input_ids, batch.attention_mask, logits="all")
         return torch.log_softmax(cap.logits[..., : self.V].float().cpu(), -1)
 
-    def _ft_lp(self, i: int, batch) -> torch.Tensor:
-        if i in self._ft:
-            return self._ft[i]
-        lp = self._log_probs(self.pair.ft, batch, {})
-        if self.cache_ft:
-            self._ft[i] = lp
+    def _clean_lp(self, role: str, i: int, batch) -> torch.Tensor:
+        """Unpatched log-probs of ``role`` on batch ``i`` (kept between calls below CACHE_BYTES)."""
+        if (role, i) in self._lp:
+            return self._lp[(role, i)]
+        lp = self._log_probs(self.pair.base if role == "base" else self.pair.ft, batch, {})
+        if self.cache:
+            self._lp[(role, i)] = lp
         return lp
 
     def measure(self, role: str, patches: dict, kl: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-category mean next-token CE of one model (patched), and mean KL(that model || ft) when ``kl``."""
+        """Per-category mean next-token CE of one model (patched), and when ``kl`` the mean KL(that model ||
+        the other model, unpatched)."""
         loaded = self.pair.base if role == "base" else self.pair.ft
+        other = "ft" if role == "base" else "base"
         ce_sum, ce_n = torch.zeros(self.C, dtype=torch.float64), torch.zeros(self.C, dtype=torch.float64)
         kl_sum, kl_n = torch.zeros(self.C, dtype=torch.float64), torch.zeros(self.C, dtype=torch.float64)
         for i, (ci, batch) in enumerate(self.batches):
@@ -81,8 +88,8 @@ class Evaluator:
             ce_sum[ci] += float(tok_ce[valid].sum())
             ce_n[ci] += int(valid.sum())
             if kl:
-                lpf = self._ft_lp(i, batch)
-                pos_kl = (lp.exp() * (lp - lpf)).sum(-1)
+                lpo = self._clean_lp(other, i, batch)
+                pos_kl = (lp.exp() * (lp - lpo)).sum(-1)
                 kl_sum[ci] += float(pos_kl[attn].sum())
                 kl_n[ci] += int(attn.sum())
         return (ce_sum / ce_n.clamp_min(1)).float(), (kl_sum / kl_n.clamp_min(1)).float()
@@ -97,10 +104,12 @@ def _z(value: float, null: torch.Tensor) -> float:
     return float((value - null.mean()) / null.std().clamp_min(1e-9))
 
 
-def _ablation(ev: Evaluator, f: dict, null_ft: torch.Tensor, null_base: torch.Tensor, n_random: int) -> dict:
+def _ablation(ev: Evaluator, f: dict, null_ft: torch.Tensor, null_base: torch.Tensor, null_kl: torch.Tensor,
+              n_random: int) -> dict:
     layer, ci = f["layer"], f["category_index"]
     u = torch.nn.functional.normalize(f["vector"], dim=0)
-    ce_abl = ev.measure("ft", {layer: _ablate(u)})[0]
+    ce_abl, kl_abl = ev.measure("ft", {layer: _ablate(u)}, kl=True)
+    kl_drop = float(ev.kl_ft[ci] - kl_abl[ci])
     delta = ce_abl - ev.ce_ft
     delta_base = ev.measure("base", {layer: _ablate(u)})[0] - ev.ce_base
     others = [c for c in range(ev.C) if c != ci]
@@ -113,6 +122,8 @@ def _ablation(ev: Evaluator, f: dict, null_ft: torch.Tensor, null_base: torch.Te
         "restored": (float(ev.ce_ft[ci] - ce_abl[ci]) / gap) if abs(gap) > 1e-9 else None,
         "delta_ce_base": float(delta_base[ci]),
         "z_specific": _z(abs(float(delta[ci] - delta_base[ci])), (null_ft[:, ci] - null_base[:, ci]).abs()),
+        "kl_ft_base": float(ev.kl_ft[ci]), "kl_ablated": float(kl_abl[ci]), "kl_drop": kl_drop,
+        "kl_drop_fraction": kl_drop / max(float(ev.kl_ft[ci]), 1e-12), "z_kl": _z(kl_drop, null_kl[:, ci]),
     }
 
 
@@ -120,18 +131,21 @@ def check(ev: Evaluator, features: list[dict], n_random: int, seed: int) -> None
     """Fill ``causal`` and ``steering`` of every feature (``layer``, ``category_index``, ``vector`` set), and
     ``causal`` (the ablation) of every candidate merged into one (``merged``)."""
     null_ablate: dict[int, torch.Tensor] = {}
+    null_kl: dict[int, torch.Tensor] = {}
     null_base: dict[int, torch.Tensor] = {}
     units: dict[int, torch.Tensor] = {}
     for f in console.track(features, "interpret: causal check"):
         layer, ci, vec = f["layer"], f["category_index"], f["vector"]
         if layer not in units:
             units[layer] = random_units(vec.shape[0], n_random, seed + layer)
-            null_ablate[layer] = torch.stack([ev.measure("ft", {layer: _ablate(u)})[0] - ev.ce_ft for u in units[layer]])
+            ce_kl = [ev.measure("ft", {layer: _ablate(u)}, kl=True) for u in units[layer]]
+            null_ablate[layer] = torch.stack([ce - ev.ce_ft for ce, _ in ce_kl])
+            null_kl[layer] = torch.stack([ev.kl_ft - kl for _, kl in ce_kl])
             null_base[layer] = torch.stack([ev.measure("base", {layer: _ablate(u)})[0] - ev.ce_base
                                             for u in units[layer]])
-        f["causal"] = _ablation(ev, f, null_ablate[layer], null_base[layer], n_random)
+        f["causal"] = _ablation(ev, f, null_ablate[layer], null_base[layer], null_kl[layer], n_random)
         for m in f.get("merged", []):
-            m["causal"] = _ablation(ev, m, null_ablate[layer], null_base[layer], n_random)
+            m["causal"] = _ablation(ev, m, null_ablate[layer], null_base[layer], null_kl[layer], n_random)
         _, kl_steer = ev.measure("base", {layer: _add(vec)}, kl=True)
         drop = float(ev.kl_base[ci] - kl_steer[ci])
         norm = float(vec.norm())

@@ -180,21 +180,23 @@ def merge(candidates: list[dict], threshold: float = MERGE_COS) -> list[dict]:
 
 
 def causal_score(f: dict) -> float:
-    """The two halves of the causal check combined (Stouffer): (z_specific + steering z) / sqrt(2). z_specific:
-    removing the feature changes ft's cross-entropy on its category more than base's (against random
-    directions); steering z: adding it to base lowers KL(base || ft) more than random vectors of its norm do.
-    A feature that explains the difference does both; a direction both models rely on (a high-variance
-    direction of the residual stream) has a large plain ablation z but fails both."""
-    zs = f.get("causal", {}).get("z_specific") or 0.0
+    """How much of the difference between the models the feature carries: the two halves of the causal check
+    combined (Stouffer), (z_kl + steering z) / sqrt(2). z_kl: removing it from ft lowers KL(ft || base) on its
+    category more than removing random directions does; steering z: adding it to base lowers KL(base || ft) more
+    than random vectors of its norm do. A feature the fine-tune added does both; a direction both models rely on
+    (a high-variance direction of the residual stream) has a large ablation z, yet removing it from ft alone
+    makes ft differ more from base."""
+    zk = f.get("causal", {}).get("z_kl") or 0.0
     steer = f.get("steering", {}).get("z") or 0.0
-    return float((zs + steer) / 2 ** 0.5)
+    return float((zk + steer) / 2 ** 0.5)
 
 
 def rank(features: list[dict]) -> list[dict]:
     """Strongest causal effect first: ``rank_score`` = ``causal_score``. Exact ties go to the larger
     ``support`` (how many of the logit lens's top_n tokens the category's text over-represents), then to the
     larger ablation z. Ids F1, F2, ... in that order. ``causal_effect``: ``rank_score`` > 3 (the report lists the
-    others as having no causal effect); ``specific_effect``: z_specific > 3; ``steering_effect``: steering z > 3."""
+    others as having no causal effect); ``specific_effect``: z_specific > 3; ``closing_effect``: z_kl > 3;
+    ``steering_effect``: steering z > 3."""
     for f in features:
         f["rank_score"] = causal_score(f)
 
@@ -204,5 +206,6 @@ def rank(features: list[dict]) -> list[dict]:
         f["id"] = f"F{i + 1}"
         f["causal_effect"] = bool(f["rank_score"] > 3.0)
         f["specific_effect"] = bool((f.get("causal", {}).get("z_specific") or 0.0) > 3.0)
+        f["closing_effect"] = bool((f.get("causal", {}).get("z_kl") or 0.0) > 3.0)
         f["steering_effect"] = bool((f.get("steering", {}).get("z") or 0.0) > 3.0)
     return ordered

@@ -22,25 +22,27 @@ def _sections(cmd, pair, stats, features, coders) -> list[tuple[str, list[str]]]
         f"The largest activation difference is at layer {stats.layers[li]} on `{stats.categories[ci]}` "
         f"(|mean(h_ft - h_base)| = {float(rel[li, ci]):.3f} of the mean activation norm).",
         f"{len(features)} features were named and ranked by their causal effect, the causal score "
-        f"(z_specific + steering z) / sqrt(2): removing a feature changes ft's cross-entropy more than base's, and "
-        f"adding it to base brings base closer to ft, each against random directions; {len(causal)} have a causal "
-        f"effect (score > 3).",
+        f"(removal z + steering z) / sqrt(2): removing a feature from ft brings ft closer to base (KL(ft||base) "
+        f"drops) and adding it to base brings base closer to ft (KL(base||ft) drops), each against random "
+        f"directions; {len(causal)} have a causal effect (score > 3).",
     ]
     if features:
         f = features[0]
-        summary.append(f"Strongest feature: **{f['name']}** (causal score {f['rank_score']:.1f}: z_specific "
-                       f"{f['causal']['z_specific']:.1f}, steering z {f['steering']['z']:.1f}; ablation z {f['causal']['z']:.1f}, "
+        summary.append(f"Strongest feature: **{f['name']}** (causal score {f['rank_score']:.1f}: removal z "
+                       f"{f['causal']['z_kl']:.1f}, steering z {f['steering']['z']:.1f}; ablation z {f['causal']['z']:.1f}, "
                        f"dCE {f['causal']['delta_ce']:+.4f} on `{_best(f)}`).")
-    overview = ["| id | name | kind | layer | side | causal score | z specific | steering z | ablation z | dCE own | "
-                "dCE others | KL drop | top tokens |", "|---" * 13 + "|"]
+    overview = ["| id | name | kind | layer | side | causal score | removal z | steering z | ablation z | z specific | "
+                "dCE own | dCE others | KL(ft‖base) closed by removal | KL(base‖ft) closed by steering | top tokens |",
+                "|---" * 15 + "|"]
     for f in features:
         c, s = f["causal"], f["steering"]
         toks = ", ".join(repr(t) for t in f["tokens"][:8])
         overview.append(f"| {f['id']} | {f['name']} | {f['kind']} | {f['layer']} | {f['side']} | {f['rank_score']:.1f} | "
-                        f"{c['z_specific']:.1f} | {s['z']:.1f} | {c['z']:.1f} | "
-                        f"{c['delta_ce']:+.4f} | {c['delta_ce_others']:+.4f} | {100 * s['kl_drop_fraction']:.0f}% | {toks} |")
-    no_effect = [f["id"] + (f" (removing it changes ft, ablation z {f['causal']['z']:.1f}, but base as much: a "
-                            "direction both models use)" if f["causal"]["z"] > 3 else "")
+                        f"{c['z_kl']:.1f} | {s['z']:.1f} | {c['z']:.1f} | {c['z_specific']:.1f} | "
+                        f"{c['delta_ce']:+.4f} | {c['delta_ce_others']:+.4f} | {100 * c['kl_drop_fraction']:.0f}% | "
+                        f"{100 * s['kl_drop_fraction']:.0f}% | {toks} |")
+    no_effect = [f["id"] + (f" (ablation z {f['causal']['z']:.1f}: removing it changes ft's CE but does not make ft "
+                            "more like base)" if f["causal"]["z"] > 3 else "")
                  for f in features if not f["causal_effect"]]
     overview.append("")
     overview.append("No causal effect (causal score <= 3): " + (", ".join(no_effect) if no_effect else "none") + ".")
@@ -49,7 +51,7 @@ def _sections(cmd, pair, stats, features, coders) -> list[tuple[str, list[str]]]
             overview.append("")
             overview.append(f"{f['id']} ({_source(f)}) also stands for near-duplicates (cosine > 0.9):")
             overview += [f"- {_source(m)}, cosine {m['cos']:.2f}: {', '.join(repr(t) for t in m['tokens'][:5])}; "
-                         f"ablation z {m['causal']['z']:.1f}, z_specific {m['causal']['z_specific']:.1f}"
+                         f"ablation z {m['causal']['z']:.1f}, removal z {m['causal']['z_kl']:.1f}"
                          for m in f["merged"]]
         if f["examples"]:
             overview.append("")
@@ -68,7 +70,8 @@ def _sections(cmd, pair, stats, features, coders) -> list[tuple[str, list[str]]]
     for f in causal[:3]:
         conclusion.append(f"Layer {f['layer']} shows a {f['side']} feature for `{_best(f)}` "
                           f"({', '.join(f['tokens'][:3])}): removing it from ft changes CE by {f['causal']['delta_ce']:+.4f} "
-                          f"(z {f['causal']['z']:.1f}, specific z {f['causal']['z_specific']:.1f}); adding it to base closes "
+                          f"(z {f['causal']['z']:.1f}) and closes {100 * f['causal']['kl_drop_fraction']:.0f}% of "
+                          f"KL(ft||base) (removal z {f['causal']['z_kl']:.1f}); adding it to base closes "
                           f"{100 * f['steering']['kl_drop_fraction']:.0f}% of KL(base||ft) (steering z "
                           f"{f['steering']['z']:.1f}).")
     if not conclusion:

@@ -12,7 +12,7 @@ from . import crosscoder as xc
 from .report import write_reports
 
 ARTIFACTS = {
-    "features.json": ("payload", "named features, strongest causal effect first (rank_score: z_specific and steering z combined): tokens, categories, side, examples, causal and steering checks"),
+    "features.json": ("payload", "named features, strongest causal effect first (rank_score: the removal's and the steering's KL z combined): tokens, categories, side, examples, causal and steering checks"),
     "layer_category_diff.csv": ("table", "per layer x category: |mean(h_ft - h_base)|, mean norms of both models, relative norm, mean |diff|"),
     "category_cosines.csv": ("table", "per layer: cosine between two categories' mean differences"),
     "activation_stats.npz": ("matrix", "mean differences [layer, category, d] and at the first N positions, norms, cosines, token relevance"),
@@ -23,7 +23,7 @@ ARTIFACTS = {
     "decoder_norms_layer*.png": ("plot", "crosscoder decoder norms, base half vs ft half, one point per latent"),
     "crosscoder_loss_layer*.png": ("plot", "crosscoder training loss by step"),
     "feature_vectors.npz": ("matrix", "each feature's vector (ids, layers, vectors [feature, d]; in features.json order): the direction its checks ablate and add"),
-    "feature_effects.png": ("plot", "per feature: its causal score with z_specific and steering z, the ablation z in ft, the KL(base||ft) drop of the steering"),
+    "feature_effects.png": ("plot", "per feature: its causal score with its two parts (removal and steering KL z), the ablation z in ft, the KL(base||ft) drop of the steering"),
     "feature_categories.png": ("plot", "per feature: its score on each category"),
     "report.md": ("text", "the report: summary, feature overview, layer-by-layer analysis, figures, conclusion"),
     "report.html": ("html", "the same report, self-contained (figures inline as PNG data URIs)"),
@@ -32,7 +32,7 @@ ARTIFACTS = {
 
 def public(f: dict) -> dict:
     keys = ("id", "name", "kind", "layer", "tokens", "suppressed", "categories", "side", "share", "examples",
-            "causal", "steering", "causal_effect", "specific_effect", "steering_effect", "latent", "ratio_category", "frequency", "decoder_norms",
+            "causal", "steering", "causal_effect", "specific_effect", "closing_effect", "steering_effect", "latent", "ratio_category", "frequency", "decoder_norms",
             "relative_norm", "source_category", "basis", "rank_score", "activating", "patchscope", "lens_tokens", "support")
     out = {k: f[k] for k in keys if k in f}
     out["vector_norm"] = float(f["vector"].norm())
@@ -143,7 +143,7 @@ def plots(run, stats, features, coders, lstats) -> list[tuple[str, str]]:
         fig, axes = plt.subplots(1, 3, figsize=(12, 0.9 + 0.45 * len(ids)), sharey=True)
         pos = list(range(len(ids)))
         bars = [("causal score (rank)", [f["rank_score"] for f in features], "C0"),
-                ("z_specific", [f["causal"]["z_specific"] for f in features], "C2"),
+                ("removal z (KL(ft||base) drop)", [f["causal"]["z_kl"] for f in features], "C2"),
                 ("steering z", [f["steering"]["z"] for f in features], "C3")]
         for k, (label, vals, color) in enumerate(bars):
             axes[0].barh([p + (k - 1) * 0.27 for p in pos], vals, height=0.27, label=label, color=color)
@@ -183,19 +183,21 @@ def headline(features, stats, coders) -> Result:
     rel = stats.relative_norms()
     li, ci = divmod(int(rel.argmax()), rel.shape[1])
     top = [{"id": f["id"], "name": f["name"], "kind": f["kind"], "layer": f["layer"], "z": f["causal"]["z"],
-            "z_specific": f["causal"]["z_specific"], "steering_z": f["steering"]["z"], "causal_score": f["rank_score"],
+            "z_specific": f["causal"]["z_specific"], "z_kl": f["causal"]["z_kl"], "steering_z": f["steering"]["z"],
+            "causal_score": f["rank_score"],
             "delta_ce": f["causal"]["delta_ce"], "kl_drop_fraction": f["steering"]["kl_drop_fraction"]}
            for f in features[:5]]
     figures = {"features": len(features), "top_features": top, "peak_layer": stats.layers[li],
                "peak_category": stats.categories[ci], "peak_relative_norm": float(rel[li, ci]),
                "causal_features": sum(bool(f["causal_effect"]) for f in features),
                "specific_features": sum(bool(f["specific_effect"]) for f in features),
+               "closing_features": sum(bool(f["closing_effect"]) for f in features),
                "crosscoder_explained_variance": {str(k): cc.explained_variance for k, cc in coders.items()}}
     lines = [f"largest difference: layer {stats.layers[li]}, category {stats.categories[ci]} "
              f"(relative norm {float(rel[li, ci]):.3f})"]
     for t in top:
         lines.append(f"{t['id']} [{t['kind']}] {t['name']}: causal score {t['causal_score']:.1f} "
-                     f"(specific z {t['z_specific']:.1f}, steering z {t['steering_z']:.1f}, ablation z {t['z']:.1f}), "
+                     f"(removal z {t['z_kl']:.1f}, steering z {t['steering_z']:.1f}; ablation z {t['z']:.1f}), "
                      f"dCE {t['delta_ce']:+.4f}, "
                      f"steering closes {100 * t['kl_drop_fraction']:.0f}% of KL(base||ft)")
     for k, cc in coders.items():

@@ -124,7 +124,7 @@ class TokenlensAttribute(Command):
         from ...core.models import load_pair
 
         pair = load_pair(self.base_source, self.lm.source, dtype=self.lm.dtype, device=self.lm.device,
-                         device_map=self.lm.device_map)
+                         device_map=self.lm.device_map, ft_flag="--model")
         return pair.ft, pair.base
 
     def execute(self, run) -> Result:

@@ -1,4 +1,4 @@
-"""interpret: the feature list (names, tokens, categories, the causal score they are ranked by, its z_specific and the ablation z) and the command's own report embedded.
+"""interpret: the feature list (names, tokens, categories, the causal score they are ranked by, its removal z and the ablation z) and the command's own report embedded.
 
 Reads ``features.json`` = ``{"features": [{id, name, kind, layer, tokens, suppressed, categories, side,
 examples, causal, steering}]}`` and ``report.html``.
@@ -42,10 +42,10 @@ def render(run, ctx) -> str:
     if feats:
         rows = [[f.get("id"), f.get("name", ""), f.get("kind", ""), f.get("layer"), f.get("side", ""),
                  _join(f.get("tokens")), _join(f.get("suppressed")), _join(f.get("categories")),
-                 _z(f.get("rank_score")), _z(f.get("causal"), ("z_specific",)), _z(f.get("causal")),
+                 _z(f.get("rank_score")), _z(f.get("causal"), ("z_kl",)), _z(f.get("causal")),
                  "yes" if f.get("steering") else ""] for f in feats]
         out.append("<h2>Features</h2>" + table(
-            ["id", "name", "kind", "layer", "side", "tokens", "suppressed", "categories", "causal score", "specific z", "causal z",
+            ["id", "name", "kind", "layer", "side", "tokens", "suppressed", "categories", "causal score", "removal z", "ablation z",
              "steering"],
             rows, ctx.ids))
     text = run.text("report.html", warn=bool(run.summary and any(a["path"] == "report.html" for a in run.artifacts)),
