@@ -162,3 +162,15 @@ def test_nmf_backend_flag_rejects_bad_values(cli, tmp_path, args, needle):
 
 def test_budget_split():
     assert split_budget(10, 3) == [4, 3, 3] and sum(split_budget(7, 2)) == 7
+
+
+def test_nmf_options_split_runs_only_with_the_nmf_ordering():
+    """The run's configuration (its directory hash) holds the NMF options only when NMF runs."""
+    from modeldiff_cli.commands.mine.command import Mine
+
+    plain = dict(orderings="top-k-occurring")
+    assert Mine.make(**plain).config() == Mine.make(**plain, nmf_topics=9).config()
+    assert not any(k.startswith("nmf_") for k in Mine.make(**plain).settings())
+    with_nmf = dict(orderings="top-k-occurring,nmf")
+    assert Mine.make(**with_nmf).config() != Mine.make(**with_nmf, nmf_topics=9).config()
+    assert Mine.make(**with_nmf).settings()["nmf_topics"] == 5

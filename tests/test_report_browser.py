@@ -4,7 +4,7 @@ headless Firefox (Debian's `firefox-esr`, driven by Mozilla's own Marionette cli
 package: Playwright cannot drive a stock Firefox, only its own patched build, which cannot be downloaded here).
 
 Runs are made once per session with small --max-samples into .pytest_cache (identical runs are reused by
-every later session), plus a hand-written `interpret` run. Screenshots are kept in the test's tmp dir.
+every later session; any other run found there is removed first), plus a hand-written `interpret` run. Screenshots are kept in the test's tmp dir.
 """
 
 from __future__ import annotations
@@ -83,9 +83,16 @@ def report(tmp_path_factory):
     from modeldiff_cli.report import build_report
 
     runner = CliRunner()
+    made = set()
     for args in COMMANDS:
         res = runner.invoke(app, [*args, "--out", str(RUNS)])
         assert res.exit_code == 0, (args, res.stdout, res.stderr)
+        made.add(Path(res.stdout.strip().splitlines()[-1]).resolve())
+    # the runs folder outlives sessions (identical runs are reused): runs an earlier session made with other
+    # options or older code are removed, so the report holds this session's runs alone
+    for summary in list(RUNS.glob("*/*/*/summary.json")):
+        if summary.parent.resolve() not in made:
+            shutil.rmtree(summary.parent)
     _interpret_run(RUNS)
     partial = RUNS / "mine" / "cake-base_vs_cake-ft" / ".base-logits-00000000.partial-1"
     partial.mkdir(parents=True, exist_ok=True)

@@ -56,6 +56,13 @@ class Mine(Command):
     plots: bool = option(True, "--plots/--no-plots", "Write the PNG plots.")
     checkpoint_every: int = checkpoint_every_option()
 
+    def settings(self) -> dict:
+        """Without the nmf ordering the NMF options decide nothing: left out, so they do not split runs."""
+        out = super().settings()
+        if "nmf" not in parse_orderings(self.orderings):
+            out = {k: v for k, v in out.items() if not k.startswith("nmf_")}
+        return out
+
     def __post_init__(self):
         parse_orderings(self.orderings)
         if self.nmf_mode not in NMF_MODES:
