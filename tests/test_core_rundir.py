@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -61,6 +62,32 @@ def test_interrupted_resumable_run_then_plain_run_leaves_no_partial(tmp_path):
         artifacts.write_json(run.file("x.json"), {})
     assert [p.name for p in tmp_path.iterdir()] == ["r"]
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["run_metadata.json", "x.json"]
+
+
+def test_reuse_reports_a_run_made_by_other_code(tmp_path, cli):
+    """run_metadata.json records the code digest; a run reused under other code says so (and is still reused),
+    one made by this code says nothing."""
+    from modeldiff_cli.core.rundir import code_digest
+
+    with run_directory(tmp_path, ["r"], CFG, command="t"):
+        pass
+    meta_path = tmp_path / "r" / "run_metadata.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["code_digest"] == code_digest() and len(code_digest()) == 16
+    with run_directory(tmp_path, ["r"], CFG, command="t") as run:
+        assert run.reused and run.other_code is None
+    meta_path.write_text(json.dumps({**meta, "code_digest": "0123456789abcdef"}))
+    with run_directory(tmp_path, ["r"], CFG, command="t") as run:
+        assert run.reused and run.other_code == "0123456789abcdef"
+    code, out, err = cli("info", "--out", tmp_path / "runs")
+    assert code == 0 and "other modeldiff code" not in err
+    run_dir = out.strip().splitlines()[-1]
+    info_meta = json.loads((Path(run_dir) / "run_metadata.json").read_text())
+    (Path(run_dir) / "run_metadata.json").write_text(json.dumps({**info_meta, "code_digest": "feedfacefeedface"}))
+    code, out2, err = cli("info", "--out", tmp_path / "runs")
+    said = " ".join(err.split())  # the console wraps long lines
+    assert code == 0 and "reusing" in said and "made by other modeldiff code (code digest feedfacefeedface" in said, err
+    assert out2.strip().splitlines()[-1] == run_dir
 
 
 def test_foreign_directory_refused(tmp_path):

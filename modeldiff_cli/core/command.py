@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from . import console
 from .errors import UserError
-from .rundir import Run, config_hash, prepare_run, run_directory, slug
+from .rundir import Run, code_digest, config_hash, prepare_run, run_directory, slug
 from .spec import Param, command_params, is_ingredient, typer_callback
 
 SUMMARY = "summary.json"
@@ -190,6 +190,9 @@ def launch(cmd: Command) -> Path:
         if run.reused:
             summary = read_summary(run.path)
             console.info(f"reusing the complete run in {run.path} (pass --overwrite to recompute)")
+            if run.other_code:
+                console.info(f"warning: {run.path} was made by other modeldiff code (code digest {run.other_code}, "
+                             f"this one {code_digest()}): its results may differ; --overwrite recomputes it")
         else:
             if getattr(run_opts, "seed", None) is not None:
                 _seed(run_opts.seed)

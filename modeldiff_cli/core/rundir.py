@@ -3,8 +3,9 @@
 A run's directory name is derived from its configuration (same configuration -> same directory, never a
 timestamp). Results are written into a hidden partial directory beside it and renamed into place only when
 the command succeeds, together with ``run_metadata.json`` (resolved configuration, package version, models,
-data fingerprints). An existing complete run with the same configuration is reused unless ``--overwrite``;
-one with a different configuration is never silently replaced.
+data fingerprints, a digest of the package's code). An existing complete run with the same configuration is
+reused unless ``--overwrite`` (with a warning when other code made it); one with a different configuration is
+never silently replaced.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from .. import __version__
@@ -33,6 +35,17 @@ def slug(value) -> str:
     return "".join(c if c.isalnum() or c in "-_.+" else "-" for c in text).strip("-") or "x"
 
 
+@lru_cache(maxsize=1)
+def code_digest() -> str:
+    """sha256 (16 hex digits) of the package's source and data files (paths and contents): which code made a
+    run. A reused run made by other code (an edit, an upgrade) is reported, since its results may differ."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for path in sorted(p for ext in ("*.py", "*.json") for p in root.rglob(ext) if "__pycache__" not in p.parts):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
 def config_hash(config: dict, length: int = 8) -> str:
     canonical = json.dumps(_clean(config), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:length]
@@ -46,6 +59,7 @@ class Run:
     work: Path
     config: dict
     reused: bool = False
+    other_code: str | None = None  # reused: the code digest that made it, when not this code's
     metadata: dict = field(default_factory=dict)  # extra fields for run_metadata.json
 
     descriptions: dict = field(default_factory=dict)  # file name or glob pattern -> (kind, description)
@@ -99,14 +113,17 @@ def prepare_run(out_root: str | Path, parts: list[str], config: dict, overwrite:
     if final.exists() and not overwrite:
         if not meta_path.exists():
             raise UserError(f"{final} exists but is not a complete modeldiff run; pass --overwrite to replace it")
-        saved = read_json(meta_path).get("config", {})
+        meta = read_json(meta_path)
+        saved = meta.get("config", {})
         if saved != config:
             changed = ", ".join(_config_diff(saved, config)[:6])
             raise UserError(
                 f"{final} holds a run with a different configuration ({changed}); pass --overwrite to replace it "
                 "or --out for another root"
             )
-        return Run(path=final, work=final, config=config, reused=True)
+        made_by = meta.get("code_digest")
+        return Run(path=final, work=final, config=config, reused=True,
+                   other_code=made_by if made_by and made_by != code_digest() else None)
     work = final.parent / (f".{final.name}.partial" if resumable else f".{final.name}.partial-{os.getpid()}")
     try:
         if work.exists() and not resumable:
@@ -123,6 +140,7 @@ def finalize_run(run: Run, command: str) -> Path:
         "command": command,
         "status": "complete",
         "modeldiff_version": __version__,
+        "code_digest": code_digest(),
         "config": run.config,
         "python": platform.python_version(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -25,7 +25,9 @@ from ...core.data import iter_batches
 from ...core.forward import forward
 from ...core.hooks import patch_layers
 
-CACHE_BYTES = 1 << 28  # ft log-probs are kept between passes below this size, recomputed above it
+# both models' unpatched log-probs on the evaluation set are kept between passes when together they fit in this
+# many bytes (each patched pass then costs one forward), recomputed per pass above it (two forwards)
+CACHE_BYTES = 1 << 30
 
 
 def _ablate(u: torch.Tensor):
