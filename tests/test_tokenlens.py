@@ -427,3 +427,42 @@ def test_bench_failure_does_not_stop(cli, tmp_path):
     assert len(errors) == 1 and errors[0]["prompt_index"] == 1
     code, out2, err = cli(*args)  # reused: the same report, no model loaded
     assert code == 0 and out2 == out and "reusing" in err
+
+
+def test_checkpointed_diff_run_interrupted_then_resumed_equals_uninterrupted(tmp_path, cli, monkeypatch, request):
+    """--checkpoint-every 2, diff mode on 5 prompts (one per group): stopped in the base model's 4th group, the
+    re-run attributes nothing with --model (its loop was saved complete) and only groups 3..5 with --base; every
+    record equals an uninterrupted run's (timings and timestamps aside), and no partial or checkpoint is left."""
+    from resume_check import Calls, cheap, partial_dirs, run_dir
+
+    from modeldiff_cli.core.sources import organism_data
+
+    def strip(obj):
+        if isinstance(obj, dict):
+            return {k: strip(v) for k, v in obj.items() if k not in ("seconds", "timestamp")}
+        return [strip(v) for v in obj] if isinstance(obj, list) else obj
+
+    cheap(monkeypatch, request)
+    args = ["tokenlens", "attribute", "--model", "organism:cake:ft", "--base", "organism:cake:base", "--prompts",
+            str(organism_data("cake", "base")), "--max-samples", "5", "--batch-size", "1", "--max-new-tokens", "3",
+            "--device", "cpu"]
+    calls = Calls(monkeypatch, engine, "attribute")
+    code, out, err = cli(*args, "--out", tmp_path / "one")
+    assert code == 0 and calls.count == 10, err
+    one = run_dir(out)
+    flag = ["--checkpoint-every", "2", "--out", tmp_path / "two"]
+    calls.count, calls.stop_at = 0, 9  # 5 groups of --model, then the 4th of --base
+    code, _, err = cli(*args, *flag)
+    assert code == 130, err
+    (partial,) = partial_dirs(tmp_path / "two")
+    assert sorted(p.name for p in (partial / ".checkpoint").iterdir()) == ["base-rank0-of-1.pt", "model-rank0-of-1.pt"]
+    calls.count, calls.stop_at = 0, None
+    code, out, err = cli(*args, *flag)
+    assert code == 0 and "resuming from the checkpoint" in err and calls.count == 3, (calls.count, err)
+    two = run_dir(out)
+    assert two.relative_to(tmp_path / "two") == one.relative_to(tmp_path / "one")
+    assert not partial.exists() and not (two / ".checkpoint").exists()
+    files = sorted(p.name for p in one.glob("prompt*.json"))
+    assert len(files) == 6 and files == sorted(p.name for p in two.glob("prompt*.json"))
+    for name in files:
+        assert strip(json.loads((one / name).read_text())) == strip(json.loads((two / name).read_text())), name

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 from ...core.command import Command, Fingerprints, Result
 from ...core.errors import UserError
-from ...core.ingredients import Model, Reading, RunOpts, device_option, dtype_option
+from ...core.ingredients import Model, Reading, RunOpts, checkpoint_every_option, device_option, dtype_option
 from ...core.spec import option
 from .names import ENGINES, NATIVE_METHODS, SCORES, resolved_engine
 
@@ -65,6 +65,7 @@ class TokenlensAttribute(Command):
     score: str = option("probability", "--score", SCORE_HELP)
     ig_steps: int = option(50, "--ig-steps", "Integrated-gradients steps (Gauss-Legendre, as captum/inseq).", min=1)
     json_out: Path | None = option(None, "--json-out", "Export: after the run directory is complete (fresh or reused), copy the per-prompt JSON here (several prompts: STEM_000.json, ...). Nothing else is written outside the run directory.", result=False)
+    checkpoint_every: int = checkpoint_every_option()
     html_out: Path | None = option(None, "--html-out", "Export: copy the per-prompt HTML view here once the run is complete (several prompts: STEM_000.html, ...).", result=False)
 
     @classmethod
@@ -147,9 +148,11 @@ class TokenlensAttribute(Command):
         # then holds every prompt's result (in prompt order) and rank 0 alone writes
         prepare(items, main, max_new_tokens=self.max_new_tokens, batch_size=r.batch_size, max_tokens=r.max_tokens,
                 isolate=self.prompts is not None, flag="--prompt" if self.prompts is None else "--prompts", shard=True)
-        how = {"score": self.score, "ig_steps": self.ig_steps, "batch_size": r.batch_size, "shard": True}
-        results = attribute_all(items, main, self.engine, self.method, **how)
-        compared = attribute_all(items, other, self.engine, self.method, **how, count=False) if other is not None else None
+        how = {"score": self.score, "ig_steps": self.ig_steps, "batch_size": r.batch_size, "shard": True,
+               "checkpoint_every": self.checkpoint_every}
+        results = attribute_all(items, main, self.engine, self.method, **how, part="model")
+        compared = (attribute_all(items, other, self.engine, self.method, **how, count=False, part="base")
+                    if other is not None else None)
         dist.handoff()  # a non-zero rank's share ends here
         describe(run)
         rows = write_records(run, items, results, compared, main, other, self)

@@ -7,6 +7,10 @@ Data-parallel runs (``shard=True``, ``core.distributed``): the prompts are cut i
 the one-process run forms; each rank generates / attributes a contiguous block of those groups (so every
 generation and every attribution is the one-process run's), and the continuations and the attributions are
 gathered on every rank in prompt order.
+
+Resumable runs (``--checkpoint-every N``, ``core.checkpoint``): each model's attribution loop saves the
+attributions and failures of its first groups every N groups (one file per model and rank); a re-run resumes
+after them. Greedy generation is deterministic and re-runs.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ...core import console
+from ...core import checkpoint, console
 from ...core import distributed as dist
 from ...core.artifacts import write_json, write_text
 from ...core.errors import UserError
@@ -112,34 +116,45 @@ def _failure(err: BaseException, prefix: str = "") -> str:
 
 
 def attribute_all(items: list[Item], lm, eng: str, method: str, *, score: str, ig_steps: int,
-                  batch_size: int, shard: bool = False, count: bool = True) -> dict[int, Attribution]:
+                  batch_size: int, shard: bool = False, count: bool = True, checkpoint_every: int = 0,
+                  part: str = "") -> dict[int, Attribution]:
     """Attribute every prepared item with one model; a failing batch is retried prompt by prompt.
 
     ``shard``: this rank attributes its block of the groups of ``batch_size`` (the inseq engine: of single
-    prompts); every rank gets every attribution and failure (``count``: tally the rank's prompts as its samples)."""
+    prompts); every rank gets every attribution and failure (``count``: tally the rank's prompts as its samples).
+    ``checkpoint_every``: save this rank's progress every N groups (``part`` names the loop: one per model)."""
     todo = [it for it in items if it.error is None]
-    if not shard:
-        return _attribute(todo, lm, eng, method, score=score, ig_steps=ig_steps, batch_size=batch_size)
-    mine = _my_groups(todo, batch_size if eng == "native" else 1, True)
-    if count:
+    mine = _my_groups(todo, batch_size if eng == "native" else 1, True) if shard else todo
+    if shard and count:
         dist.count_samples(len(mine))
-    out = _attribute(mine, lm, eng, method, score=score, ig_steps=ig_steps, batch_size=batch_size)
-    if not dist.active():
+    key = {"command": "tokenlens", "model": lm.source.label, "method": method, "prompts": [it.index for it in mine]}
+    prog = checkpoint.progress(checkpoint_every, key, part=part)
+    out = _attribute(mine, lm, eng, method, score=score, ig_steps=ig_steps, batch_size=batch_size, prog=prog)
+    if not shard or not dist.active():
         return out
     for a in out.values():
         a.matrix = a.matrix.cpu()
     by_index = {it.index: it for it in items}
     merged: dict[int, Attribution] = {}
-    for part, failed in dist.gather_objects((out, {it.index: it.error for it in mine if it.error is not None})):
-        merged.update(part)
+    for chunk, failed in dist.gather_objects((out, {it.index: it.error for it in mine if it.error is not None})):
+        merged.update(chunk)
         for index, error in failed.items():
             by_index[index].error = error
     return {i: merged[i] for i in sorted(merged)}
 
 
 def _attribute(todo: list[Item], lm, eng: str, method: str, *, score: str, ig_steps: int,
-               batch_size: int) -> dict[int, Attribution]:
-    out: dict[int, Attribution] = {}
+               batch_size: int, prog: checkpoint.Progress | None = None) -> dict[int, Attribution]:
+    """``prog``: the loop's saved position (groups done, their attributions and failures) and its checkpoints."""
+    prog = prog or checkpoint.Progress(None)
+    out: dict[int, Attribution] = dict(prog.state["out"]) if prog.state else {}
+    by_index = {it.index: it for it in todo}
+    for index, error in (prog.state or {}).get("errors", {}).items():
+        by_index[index].error = error
+
+    def state() -> dict:
+        return {"out": out, "errors": {it.index: it.error for it in todo if it.error is not None}}
+
     if eng == "native":
         def one_batch(group: list[Item]) -> None:
             t0 = time.perf_counter()
@@ -148,24 +163,27 @@ def _attribute(todo: list[Item], lm, eng: str, method: str, *, score: str, ig_st
             dt = (time.perf_counter() - t0) / len(group)
             for it, m in zip(group, mats):
                 out[it.index] = Attribution(it.seq.ids, it.seq.prompt_len, m, seconds=dt)
-        for lo in console.track(range(0, len(todo), batch_size), f"{method} ({lm.source.label})"):
+        starts = list(range(0, len(todo), batch_size))
+        for lo in console.track(starts[prog.done:], f"{method} ({lm.source.label})"):
             group = todo[lo:lo + batch_size]
             try:
                 one_batch(group)
             except (RuntimeError, ValueError, IndexError) as err:
                 if len(group) == 1:
                     group[0].error = _failure(err)
-                    continue
-                for it in group:
-                    try:
-                        one_batch([it])
-                    except (RuntimeError, ValueError, IndexError) as err1:
-                        it.error = _failure(err1)
+                else:
+                    for it in group:
+                        try:
+                            one_batch([it])
+                        except (RuntimeError, ValueError, IndexError) as err1:
+                            it.error = _failure(err1)
+            prog.step(state)
+        prog.finish(state)
         return out
     from .inseq_backend import InseqAttributor, to_native_json
 
     with InseqAttributor(lm.model, lm.tokenizer, method) as attributor:
-        for it in console.track(todo, f"{method} via inseq ({lm.source.label})"):
+        for it in console.track(todo[prog.done:], f"{method} via inseq ({lm.source.label})"):
             cont = lm.tokenizer.decode(it.seq.ids[it.seq.prompt_len:], skip_special_tokens=False)
             full = it.prompt + (it.target if it.target is not None else cont)
             t0 = time.perf_counter()
@@ -173,10 +191,12 @@ def _attribute(todo: list[Item], lm, eng: str, method: str, *, score: str, ig_st
                 mat, ids, raw = attributor.attribute(it.prompt, full, score=score, n_steps=ig_steps)
             except Exception as err:  # noqa: BLE001 - one prompt's failure is reported, the rest complete
                 it.error = _failure(err, "inseq: ")
-                continue
-            prompt_len = len(ids) - mat.shape[1]
-            out[it.index] = Attribution(ids, prompt_len, mat, inseq_json=to_native_json(raw),
-                                        seconds=time.perf_counter() - t0)
+            else:
+                prompt_len = len(ids) - mat.shape[1]
+                out[it.index] = Attribution(ids, prompt_len, mat, inseq_json=to_native_json(raw),
+                                            seconds=time.perf_counter() - t0)
+            prog.step(state)
+    prog.finish(state)
     return out
 
 
