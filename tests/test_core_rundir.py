@@ -134,8 +134,9 @@ def test_display_token(raw, shown):
 def test_undecodable_byte_fragments_filtered():
     """A lone byte of a multi-byte character (GPT-2 spelling 'Ã' = 0xC3) decodes to U+FFFD and is dropped by
     default from both token views; whole characters ('Ã©' = é) and ASCII stay."""
+    from modeldiff_cli.core.ingredients import TokenFilter
     from modeldiff_cli.core.token_views import token_view
-    from modeldiff_cli.core.tokens import is_undecodable, keep_mask
+    from modeldiff_cli.core.tokens import is_undecodable
 
     raw = ["Ġcake", "Ã", "Ã©", "Ġ"]
     assert [is_undecodable(display_token(r)) for r in raw] == [False, True, False, False]
@@ -151,8 +152,12 @@ def test_undecodable_byte_fragments_filtered():
         def convert_ids_to_tokens(self, ids):
             return [raw[i] for i in ids]
 
+    def keep_mask(tok, n, **flags):
+        return TokenFilter(**{"drop_punctuation": False, "drop_special": True, "drop_undecodable": True, **flags}).keep_mask(tok, n)
+
     assert keep_mask(Tok(), 4, drop_punctuation=False, drop_special=False, drop_undecodable=True) == [True, False, True, True]
     assert keep_mask(Tok(), 4, drop_punctuation=True, drop_special=False, drop_undecodable=False) == [True, True, True, False]
+    assert TokenFilter().drop_undecodable  # the default drops them
 
 
 def test_punctuation_and_consolidation():

@@ -319,3 +319,18 @@ def test_help_lists_overview(cli):
     code, out, _ = cli("mine", "--help")
     assert code == 0 and "overview" in out and "--readout" in out and "--drop-punctuation" in out
     assert "--extraction" not in out and "--filter-punctuation" not in out  # hidden old spellings
+
+
+def test_keep_undecodable_flag_through_the_cli(tiny, cli):
+    """--keep-undecodable reaches the configuration (another run directory) and the orderings' metadata;
+    the default drops byte fragments."""
+    a, _, common = tiny
+    code, out, err = cli("mine", *common, "--data", a)
+    assert code == 0, err
+    code, out2, err = cli("mine", *common, "--data", a, "--keep-undecodable")
+    assert code == 0, err
+    for run, dropped in ((_run_dir(out), True), (_run_dir(out2), False)):
+        assert json.loads((run / "summary.json").read_text())["config"]["settings"]["drop_undecodable"] is dropped
+        meta = json.loads((run / "top_k_occurring" / "a" / "orderings.json").read_text())["orderings"][0]["metadata"]
+        assert meta["drop_undecodable"] is dropped
+    assert _run_dir(out) != _run_dir(out2)

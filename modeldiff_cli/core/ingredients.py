@@ -279,10 +279,10 @@ class TokenFilter(Ingredient):
     consolidate_case: bool = option(False, "--consolidate-case", "Merge tokens equal after stripping and lower-casing (' Cake', 'cake').")
 
     def keep_mask(self, tokenizer, vocab_size: int) -> list[bool]:
-        from .tokens import keep_mask
+        """Per-id flag of tokens that survive the filters (the one implementation: ``core.token_views``)."""
+        from .token_views import view_of
 
-        return keep_mask(tokenizer, vocab_size, drop_punctuation=self.drop_punctuation, drop_special=self.drop_special,
-                         drop_undecodable=self.drop_undecodable)
+        return view_of(tokenizer, vocab_size, self).keep.tolist()
 
 
 @dataclass(frozen=True)

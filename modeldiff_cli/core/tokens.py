@@ -66,21 +66,6 @@ def is_undecodable(text: str) -> bool:
     return "\ufffd" in text
 
 
-def keep_mask(tokenizer, vocab_size: int, *, drop_punctuation: bool, drop_special: bool,
-              drop_undecodable: bool = False) -> list[bool]:
-    """Per-id flag of tokens that survive the filters."""
-    keep = [True] * vocab_size
-    if drop_special:
-        for i in special_ids(tokenizer):
-            if i < vocab_size:
-                keep[i] = False
-    if drop_punctuation or drop_undecodable:
-        for i, s in enumerate(display_tokens(tokenizer, range(vocab_size))):
-            if (drop_punctuation and is_punctuation(s)) or (drop_undecodable and is_undecodable(s)):
-                keep[i] = False
-    return keep
-
-
 def consolidation_key(text: str) -> str:
     """Key under which equal forms merge: stripped and lower-cased (`` Cake``, ``cake``, ``CAKE`` -> ``cake``)."""
     return text.strip().lower()
