@@ -116,6 +116,9 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
+    from .core import timing
+
+    timing.started_by_cli()  # the run's stage table counts this process's start-up
     app()
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from modeldiff_cli.commands.mine.orderings import make_ordering, ordering_values
-from modeldiff_cli.commands.mine.stats import TokenStats, TopKRecords, merge, update
+from modeldiff_cli.commands.mine.stats import TokenStats, TopKRecords, update
 from modeldiff_cli.core.nmf import choose_backend, fit_topics, sparse_matrix
 from modeldiff_cli.core.payload import split_budget
 from modeldiff_cli.core.token_views import token_view
@@ -42,12 +42,13 @@ def test_topk_only_counts_strictly_positive_and_chunks_merge():
     s = _stats(k=4)
     # row 0 top-4 largest: 2, 0.5, 0.0, -1 -> only 2 and 0.5 are > 0
     assert s.count_topk_pos.tolist() == [2, 2, 2, 0, 0]
-    a, b = TokenStats(5, 2), TokenStats(5, 2)
-    update(a, DIFF[:1].clone())
-    update(b, DIFF[1:].clone())
+    m = TokenStats(5, 2)  # two chunks folded into one accumulator = one pass over both
+    update(m, DIFF[:1].clone(), torch.tensor([0]))
+    update(m, DIFF[1:].clone(), torch.tensor([1, 2]))
     whole = TokenStats(5, 2)
-    update(whole, DIFF.clone())
-    m = merge(a, b)
+    update(whole, DIFF.clone(), torch.tensor([0, 1, 2]))
+    for name in ("count_positive", "count_topk_pos", "count_topk_neg", "position_hist"):
+        assert torch.equal(getattr(m, name), getattr(whole, name)), name
     assert m.total_positions == 3 and torch.equal(m.count_topk_pos, whole.count_topk_pos)
     assert torch.equal(m.count_positive, whole.count_positive) and torch.allclose(m.sum_diff, whole.sum_diff)
 

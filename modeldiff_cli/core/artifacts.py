@@ -11,9 +11,22 @@ import os
 import tempfile
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
+from functools import wraps
 from pathlib import Path
 
 from .errors import UserError
+from .timing import stage
+
+
+def _staged(name: str):
+    """Charge a writer's time (serialising included) to the run's stage ``name`` (``core.timing``)."""
+    def wrap(fn):
+        @wraps(fn)
+        def timed(*args, **kwargs):
+            with stage(name):
+                return fn(*args, **kwargs)
+        return timed
+    return wrap
 
 
 @contextmanager
@@ -49,6 +62,7 @@ def _clean(obj):
     return obj
 
 
+@_staged("write files")
 def write_json(path: str | Path, obj, indent: int | None = 2) -> Path:
     path = Path(path)
     with _atomic(path) as fh:
@@ -57,6 +71,7 @@ def write_json(path: str | Path, obj, indent: int | None = 2) -> Path:
     return path
 
 
+@_staged("write files")
 def write_jsonl(path: str | Path, rows: Iterable) -> Path:
     path = Path(path)
     with _atomic(path) as fh:
@@ -65,6 +80,7 @@ def write_jsonl(path: str | Path, rows: Iterable) -> Path:
     return path
 
 
+@_staged("write files")
 def write_csv(path: str | Path, rows: list[Mapping], columns: list[str] | None = None) -> Path:
     path = Path(path)
     columns = columns or (list(rows[0].keys()) if rows else [])
@@ -76,6 +92,7 @@ def write_csv(path: str | Path, rows: list[Mapping], columns: list[str] | None =
     return path
 
 
+@_staged("write files")
 def write_npz(path: str | Path, **arrays) -> Path:
     path = Path(path)
     buf = io.BytesIO()
@@ -87,6 +104,7 @@ def write_npz(path: str | Path, **arrays) -> Path:
     return path
 
 
+@_staged("write files")
 def write_text(path: str | Path, text: str) -> Path:
     path = Path(path)
     with _atomic(path) as fh:
@@ -94,6 +112,7 @@ def write_text(path: str | Path, text: str) -> Path:
     return path
 
 
+@_staged("save figures")
 def save_figure(path: str | Path, fig, dpi: int = 120) -> Path:
     """Save a matplotlib figure as PNG and close it."""
     import matplotlib.pyplot as plt
@@ -118,6 +137,7 @@ def read_json(path: str | Path, flag: str | None = None):
         raise UserError(f"{path}: malformed JSON ({err.msg}, line {err.lineno})") from None
 
 
+@_staged("import matplotlib")
 def pyplot():
     """matplotlib's pyplot on the non-interactive Agg backend (imported lazily)."""
     import matplotlib

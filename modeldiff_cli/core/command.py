@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import time
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,15 +167,35 @@ def launch(cmd: Command) -> Path:
 
     Under a launcher (``WORLD_SIZE`` > 1, see ``core.distributed``) rank 0 alone prepares, writes and prints the
     run directory; every rank runs ``execute`` on its shard. ``--checkpoint-every`` (a command's
-    ``checkpoint_every`` option) makes the partial directory resumable (``core.checkpoint``)."""
-    from . import checkpoint, distributed
+    ``checkpoint_every`` option) makes the partial directory resumable (``core.checkpoint``). Where the time
+    went (``core.timing``) is recorded in run_metadata.json and, with ``--profile``, printed at the end."""
+    from . import timing
 
-    config = cmd.config()
+    profile = timing.Profile()
+    started = time.time()
+    if started - profile.started > 0:
+        profile.add("start-up (interpreter, imports, options)", started - profile.started)
+    with timing.profiling(profile):
+        path, timings = _launch(cmd, profile)
+    if getattr(cmd.run, "profile", False) and timings:  # type: ignore[attr-defined]
+        for line in timing.table(timings):
+            console.info(line)
+    return path
+
+
+def _launch(cmd: Command, profile) -> tuple[Path, dict | None]:
+    from . import checkpoint, distributed
+    from .timing import stage
+
+    with stage("import torch"):
+        import torch  # noqa: F401 - every command that runs uses it; charged here, not to its first stage
+    with stage("resolve and fingerprint inputs"):
+        config = cmd.config()
     run_opts = cmd.run  # type: ignore[attr-defined]
     resumable = bool(getattr(cmd, "checkpoint_every", 0))
     distributed.init()
     if distributed.active() and not distributed.is_main():
-        return _launch_worker(cmd, config)
+        return _launch_worker(cmd, config), None
     prepared = None
     if distributed.active():  # rank 0 decides (reuse, refusal) for every rank
         box: list[Run] = []
@@ -185,6 +206,7 @@ def launch(cmd: Command) -> Path:
 
         distributed.agree(_prepare)
         prepared = box[0]
+    timings = None
     with run_directory(run_opts.out, cmd.parts(config), config, command=cmd.name, overwrite=run_opts.overwrite,
                        resumable=resumable, prepared=prepared) as run:
         if run.reused:
@@ -193,6 +215,7 @@ def launch(cmd: Command) -> Path:
             if run.other_code:
                 console.info(f"warning: {run.path} was made by other modeldiff code (code digest {run.other_code}, "
                              f"this one {code_digest()}): its results may differ; --overwrite recomputes it")
+            timings = _stored_timings(run.path)
         else:
             if getattr(run_opts, "seed", None) is not None:
                 _seed(run_opts.seed)
@@ -204,11 +227,24 @@ def launch(cmd: Command) -> Path:
             if resumable:
                 shutil.rmtree(run.work / checkpoint.FOLDER, ignore_errors=True)
             run.metadata.update(distributed.run_facts())
-            summary = write_summary(run, cmd.name, config, result)
+            with stage("write summary"):
+                summary = write_summary(run, cmd.name, config, result)
+            timings = run.metadata["timings"] = profile.as_dict()
     for line in summary.get("lines", []):
         console.result(line)
     console.done(run.path)
-    return run.path
+    return run.path, timings
+
+
+def _stored_timings(path: Path) -> dict | None:
+    """A reused run's own stage table (from its run_metadata.json), for ``--profile``."""
+    from .artifacts import read_json
+    from .rundir import METADATA
+
+    try:
+        return read_json(Path(path) / METADATA).get("timings")
+    except (OSError, ValueError):
+        return None
 
 
 def _launch_worker(cmd: Command, config: dict) -> Path:

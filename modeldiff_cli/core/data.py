@@ -29,6 +29,7 @@ from .datasource import (  # noqa: F401 (the reading API, re-exported)
 from .errors import UserError
 from .padding import pad
 from .spans import covering
+from .timing import stage
 
 
 @dataclass
@@ -134,8 +135,9 @@ def load_dataset(
         raise UserError(f"--max-tokens {max_tokens}: must be at least 2")
     source = parse_source(path, flag)
     spec = source.spec if source.kind == "hf" else str(Path(source.spec).expanduser())
-    records = read_records(spec, text_field, flag, max_samples)
-    samples = tokenize_records(records, tokenizer, max_tokens=max_tokens, positions_before=positions_before)
+    with stage("read and tokenize data"):
+        records = read_records(spec, text_field, flag, max_samples)
+        samples = tokenize_records(records, tokenizer, max_tokens=max_tokens, positions_before=positions_before)
     if not samples:
         raise UserError(f"{flag} {spec}: every sample tokenizes to nothing")
     chat = any(r.messages is not None for r in records)

@@ -43,7 +43,7 @@ def model_option():
 
 def chunk_size_option():
     """``--chunk-size``: for commands that read positions through lm_head without a :class:`Readout`."""
-    return option(256, "--chunk-size", "Positions read out through lm_head at once (bounds peak memory at chunk x vocab floats).", min=1, result=False)
+    return option(None, "--chunk-size", "Positions read out through lm_head at once (bounds peak memory at chunk x vocab floats). Default auto: 256 on CPU; on a GPU as many as 512 MiB of float32 logits hold.", min=1, result=False)
 
 
 def checkpoint_every_option():
@@ -212,7 +212,7 @@ class Readout(Ingredient):
     layers: str | None = option(None, "--layers", "Layers: all, or a comma list of indices (12, -1 = last), relative depths (0.75) and a:b ranges (end exclusive), e.g. 0,0.5,-1 or 2:8. Commands reading one layer take one selector.", aliases=("--layer",))
     patchscope_prompt: str | None = option(None, "--patchscope-prompt", "Identity prompt of patchscope; its last '?' is the patched position.")
     patchscope_layer: str | None = option(None, "--patchscope-layer", "Layer patched in the identity prompt (default: the layer read).")
-    chunk_size: int = chunk_size_option()
+    chunk_size: int | None = chunk_size_option()
 
     def __post_init__(self):
         if self.readout not in READOUTS:
@@ -294,3 +294,4 @@ class RunOpts(Ingredient):
     out: Path = option(Path("runs"), "--out", "Root directory of run directories.", result=False)
     seed: int = option(0, "--seed", "Random seed (same seed, same result).")
     overwrite: bool = option(False, "--overwrite", "Recompute and replace an existing run directory.", result=False)
+    profile: bool = option(False, "--profile", "Print where the run's time and memory went (stages, peak memory) at the end; always recorded in run_metadata.json.", result=False)

@@ -122,9 +122,17 @@ def load_model(
     ``device_map`` (e.g. ``auto``) shards a model too large for one device with accelerate; otherwise the
     whole model goes to ``device``.
     """
-    from transformers import AutoModelForCausalLM
+    from .timing import stage
+
+    with stage("import transformers"):
+        from transformers import AutoModelForCausalLM
 
     source = spec if isinstance(spec, ModelSource) else resolve_source(spec, role=role, flag=flag)
+    with stage("load models"):
+        return _load(source, AutoModelForCausalLM, dtype, device, device_map, flag, device_flag)
+
+
+def _load(source: ModelSource, auto, dtype, device, device_map, flag: str, device_flag: str) -> LoadedModel:
     torch_dtype = resolve_dtype(dtype)
     kwargs: dict = {"dtype": torch_dtype}
     if device_map:
@@ -132,7 +140,7 @@ def load_model(
     if not device_map:
         resolve_device(device, device_flag)  # fail before the weights load
     tokenizer = load_tokenizer(source, flag)
-    model = _from_pretrained(AutoModelForCausalLM, source, flag, **kwargs)
+    model = _from_pretrained(auto, source, flag, **kwargs)
     if not device_map:
         model = model.to(resolve_device(device, device_flag))
     model.eval()

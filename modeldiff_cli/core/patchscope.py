@@ -73,7 +73,7 @@ def patchscope_logits(
     placeholder: str = DEFAULT_PLACEHOLDER,
     *,
     source_layer: int | None = None,
-    chunk_size: int = DEFAULT_CHUNK,
+    chunk_size: int | None = DEFAULT_CHUNK,
 ) -> torch.Tensor:
     """float32 logits ``[N, vocab]`` of ``loaded`` (a ``core.models.LoadedModel``) reading ``layer_hidden [N, d]``.
 
@@ -89,7 +89,7 @@ def patchscope_logits(
     prefix = _prefix_cache(loaded, ident)
     flat = layer_hidden.reshape(-1, layer_hidden.shape[-1])
     outs = []
-    step = max(1, int(chunk_size))
+    step = DEFAULT_CHUNK if chunk_size is None else max(1, int(chunk_size))  # prompts x prefix cache: not logits-bound
     with torch.inference_mode():
         for start in range(0, flat.shape[0], step):
             rows = flat[start : start + step].to(device=loaded.device, dtype=loaded.dtype)

@@ -5,13 +5,29 @@ Peak memory of a readout is ``chunk_size x vocab`` floats, whatever the number o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 
 from .arch import ArchAdapter
 
 DEFAULT_CHUNK = 1024
+CPU_CHUNK = 256  # positions per lm_head chunk on the CPU when --chunk-size is auto (cache-friendly there)
+ACCELERATOR_CHUNK_BYTES = 512 << 20  # on an accelerator: float32 logits per chunk, at most 1/8 of free memory
+
+
+def chunk_rows(chunk_size: int | None, device, vocab: int) -> int:
+    """Positions read through lm_head at once. ``chunk_size`` given: that. None (``--chunk-size auto``): 256 on the
+    CPU; on CUDA as many as ``ACCELERATOR_CHUNK_BYTES`` of float32 logits hold (and 1/8 of the device's free
+    memory), so a batch is a few large matmuls and top-Ks instead of dozens of small, launch-bound ones."""
+    if chunk_size is not None:
+        return max(1, int(chunk_size))
+    device = torch.device(device)
+    if device.type != "cuda":
+        return CPU_CHUNK
+    free, _total = torch.cuda.mem_get_info(device)
+    budget = min(ACCELERATOR_CHUNK_BYTES, free // 8)
+    return max(CPU_CHUNK, int(budget // (4 * max(1, vocab))))
 
 
 def head(adapter: ArchAdapter, normed: torch.Tensor) -> torch.Tensor:
@@ -24,7 +40,7 @@ def head(adapter: ArchAdapter, normed: torch.Tensor) -> torch.Tensor:
 Reader = Callable[[int, torch.Tensor], torch.Tensor]
 
 
-def make_reader(loaded, kind: str, *, chunk_size: int = DEFAULT_CHUNK, patchscope_prompt: str | None = None,
+def make_reader(loaded, kind: str, *, chunk_size: int | None = DEFAULT_CHUNK, patchscope_prompt: str | None = None,
                 patchscope_layer: str | None = None) -> Reader:
     """The one reader of hidden rows, by readout kind.
 
@@ -52,20 +68,6 @@ def readout(adapter: ArchAdapter, hidden: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         dtype, device = _param_info(adapter.final_norm)
         return adapter.readout(hidden.to(device=device, dtype=dtype)).float()
-
-
-def readout_chunks(
-    adapter: ArchAdapter, hidden: torch.Tensor, chunk_size: int = DEFAULT_CHUNK
-) -> Iterator[tuple[slice, torch.Tensor]]:
-    """Yield ``(rows, logits)`` for consecutive chunks of the flattened positions of ``hidden [..., d]``.
-
-    ``rows`` indexes the flattened positions; ``logits`` is float32 ``[rows, vocab]``.
-    """
-    flat = hidden.reshape(-1, hidden.shape[-1])
-    step = max(1, int(chunk_size))
-    for start in range(0, flat.shape[0], step):
-        rows = slice(start, min(start + step, flat.shape[0]))
-        yield rows, readout(adapter, flat[rows])
 
 
 def _param_info(module: torch.nn.Module) -> tuple[torch.dtype, torch.device]:

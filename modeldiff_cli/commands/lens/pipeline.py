@@ -13,7 +13,7 @@ from ...core.data import Dataset, Sample, iter_batches
 from ...core.errors import UserError
 from ...core.forward import forward, hidden_rows
 from ...core.models import ModelPair
-from ...core.readout import make_reader
+from ...core.readout import chunk_rows, make_reader
 from .accumulate import LensAccumulator, top_tokens
 from .extract import last_position_mask, log_probs
 
@@ -38,7 +38,7 @@ def _reader(loaded, cmd):
 def accumulate(pair: ModelPair, data: Dataset, layers: list[int], cmd) -> LensAccumulator:
     """Both models, every analysed layer, chunked readouts folded into one accumulator."""
     V = pair.shared_vocab
-    chunk = cmd.readout.chunk_size
+    chunk = chunk_rows(cmd.readout.chunk_size, pair.ft.device, V)
     lens_mode = cmd.readout.readout == "logit-lens"
     record = len(data.samples[0].ids) if cmd.prompt is not None else 0  # prompt mode analyses every position
     read_b, read_f = _reader(pair.base, cmd), _reader(pair.ft, cmd)

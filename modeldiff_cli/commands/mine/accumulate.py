@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from ...core.data import Batch
+from ...core.readout import chunk_rows
 from .extract import Extractor
 from .stats import POSITION_BINS, TokenStats, TopKRecords, update
 
@@ -56,7 +57,7 @@ def accumulate(
     top_k: int,
     n_samples: int,
     max_len: int,
-    chunk_size: int = 256,
+    chunk_size: int | None = None,
     collect_records: bool = False,
     likelihood: bool = False,
     base_rows: Iterator[Tensor] | None = None,
@@ -64,7 +65,9 @@ def accumulate(
     after_batch: Callable[[Accumulated], None] | None = None,
 ) -> Accumulated:
     """Stream ``batches`` through both extractors. ``base_rows`` (two-pass mode) replaces the base model's
-    forward by its stored hidden rows, in batch order. Never holds more than ``chunk_size x vocab`` logits.
+    forward by its stored hidden rows, in batch order. Never holds more than ``chunk x vocab`` logits
+    (``core.readout.chunk_rows``: ``chunk_size``, or with None 256 on CPU and more on an accelerator). The
+    accumulators live on the device of the diffs while the batches stream (no host sync per chunk).
     ``start``: the accumulators to continue (a resumed checkpoint); ``after_batch(acc)`` runs after each batch."""
     if start is not None:
         acc = start
@@ -80,7 +83,8 @@ def accumulate(
             rows_b = next(base_rows) if base_rows is not None else base.hidden(batch)
             rows_f = ft.hidden(batch)
             pos, sample, targets = row_info(batch)
-            step = max(1, chunk_size)
+            pos = pos.to(rows_f.device, non_blocking=True)
+            step = chunk_rows(chunk_size, rows_f.device, vocab)
             for start in range(0, rows_f.shape[0], step):
                 sl = slice(start, start + step)
                 lf = ft.read(rows_f[sl])
@@ -93,6 +97,7 @@ def accumulate(
                 del lf, diff
             if after_batch is not None:
                 after_batch(acc)
+    acc.stats.to("cpu")  # the accumulators lived on the device of the diffs: one copy back, at the end
     return acc
 
 
@@ -107,7 +112,7 @@ def reduce_ranks(acc: Accumulated) -> Accumulated:
     dist.all_sum(s.sum_diff, s.count_positive, s.count_topk_pos, s.count_topk_neg, s.position_hist)
     s.total_positions = dist.sum_int(s.total_positions)
     if acc.records is not None:
-        ids, values = acc.records.stacked()
+        ids, values = acc.records.cpu().stacked()
         acc.records = TopKRecords([dist.gather_rows(ids)], [dist.gather_rows(values)])
     if acc.seq_logp_base is not None:
         dist.all_sum(acc.seq_logp_base, acc.seq_logp_ft, acc.seq_tokens)

@@ -10,6 +10,7 @@ from ...core.errors import UserError
 from ...core.ingredients import Data, Pair, Readout, RunOpts, TokenFilter, checkpoint_every_option
 from ...core.rundir import slug
 from ...core.spec import option
+from ...core.timing import stage
 
 ORDERINGS = ("top-k-occurring", "fraction-positive-diff", "nmf")
 NMF_MODES = ("binary", "magnitude")
@@ -98,10 +99,14 @@ class Mine(Command):
         from .pipeline import accumulate_all, load, order
         from .write import headline, write_outputs
 
-        inputs = load(self)  # models (both, or one at a time with --two-pass), layer, datasets
-        accs = accumulate_all(self, inputs)  # streaming: forward -> readout in chunks -> diff -> statistics
-        results = order(self, inputs, accs)  # orderings and NMF topics per dataset
-        write_outputs(run, self, inputs, results)
+        with stage("load models and data"):
+            inputs = load(self)  # models (both, or one at a time with --two-pass), layer, datasets
+        with stage("forward and statistics"):
+            accs = accumulate_all(self, inputs)  # streaming: forward -> readout in chunks -> diff -> statistics
+        with stage("orderings"):
+            results = order(self, inputs, accs)  # orderings and NMF topics per dataset
+        with stage("write outputs"):
+            write_outputs(run, self, inputs, results)
         return headline(self, inputs, results)
 
 

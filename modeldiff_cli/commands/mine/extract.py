@@ -31,7 +31,7 @@ class Extractor:
 
 def make_extractor(
     loaded: LoadedModel, kind: str, layer: int | None = None, *,
-    patchscope_prompt: str | None = None, patchscope_layer: str | None = None, chunk_size: int = 256,
+    patchscope_prompt: str | None = None, patchscope_layer: str | None = None, chunk_size: int | None = None,
 ) -> Extractor:
     """``logits``: final-normed states read by the output head; ``logit-lens`` / ``patchscope``: the residual
     stream after ``layer`` (the forward stops after it) read through ``core.readout.make_reader``."""

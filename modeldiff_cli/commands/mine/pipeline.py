@@ -13,6 +13,7 @@ from ...core.data import Dataset, iter_batches
 from ...core.errors import UserError
 from ...core.models import LoadedModel, PairReport
 from ...core.nmf import DENSE_BUDGET, Topics, choose_backend, fit_topics, sparse_matrix
+from ...core.timing import stage
 from ...core.token_views import TokenView, view_of
 from .accumulate import Accumulated, accumulate, collect_base_rows, reduce_ranks
 from .extract import Extractor, detached, make_extractor
@@ -151,7 +152,8 @@ def order(cmd, inputs: Inputs, accs: list[Accumulated]) -> Results:
             if kind != "nmf":
                 res.orderings[kind] = make_ordering(kind, ds.name, acc.stats, view, cmd.top_n)
         if "nmf" in cmd.ordering_list:
-            nmf_topics(cmd, res, view)
+            with stage("nmf"):
+                nmf_topics(cmd, res, view)
         out.append(res)
     return Results(view, out)
 

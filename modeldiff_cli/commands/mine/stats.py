@@ -39,26 +39,51 @@ class TokenStats:
 
     def equal(self, other: TokenStats) -> bool:
         return self.total_positions == other.total_positions and all(
-            torch.equal(getattr(self, n), getattr(other, n))
-            for n in ("sum_diff", "count_positive", "count_topk_pos", "count_topk_neg", "position_hist")
+            torch.equal(getattr(self, n), getattr(other, n).to(getattr(self, n).device)) for n in ACCUMULATORS
         )
+
+    def to(self, device) -> TokenStats:
+        """Move the accumulators (in place) to ``device``: they live where the diffs are computed, so a batch
+        costs no host round trip; ``accumulate`` brings them back to the CPU at the end."""
+        for name in ACCUMULATORS:
+            setattr(self, name, getattr(self, name).to(device))
+        return self
+
+
+ACCUMULATORS = ("sum_diff", "count_positive", "count_topk_pos", "count_topk_neg", "position_hist")
+# top-K records kept on an accelerator up to this many bytes; later ones go to host memory
+DEVICE_RECORD_BYTES = 2 << 30
 
 
 @dataclass
 class TopKRecords:
-    """Top-K positive entries of every position (for NMF): ids int32 ``[n, K]``, values float32 (<= 0 -> 0)."""
+    """Top-K positive entries of every position (for NMF): ids int32 ``[n, K]``, values float32 (<= 0 -> 0).
+    Kept on the device they were computed on (no host sync per chunk) up to ``DEVICE_RECORD_BYTES``, then in
+    host memory; ``stacked()`` returns them on one device (the host when they are split)."""
 
     ids: list[Tensor] = field(default_factory=list)
     values: list[Tensor] = field(default_factory=list)
+    device_bytes: int = 0
 
     def add(self, ids: Tensor, values: Tensor) -> None:
-        self.ids.append(ids.to(torch.int32).cpu())
-        self.values.append(values.clamp_min(0).float().cpu())
+        ids, values = ids.to(torch.int32), values.clamp_min(0).float()
+        if ids.device.type != "cpu":
+            self.device_bytes += 8 * ids.numel()
+            if self.device_bytes > DEVICE_RECORD_BYTES:
+                ids, values = ids.cpu(), values.cpu()
+        self.ids.append(ids)
+        self.values.append(values)
 
     def stacked(self) -> tuple[Tensor, Tensor]:
         if not self.ids:
             return torch.zeros(0, 0, dtype=torch.int32), torch.zeros(0, 0)
+        devices = {t.device for t in self.ids}
+        if len(devices) > 1:
+            return torch.cat([t.cpu() for t in self.ids]), torch.cat([t.cpu() for t in self.values])
         return torch.cat(self.ids), torch.cat(self.values)
+
+    def cpu(self) -> TopKRecords:
+        return TopKRecords([t.cpu() for t in self.ids], [t.cpu() for t in self.values])
 
 
 def update(stats: TokenStats, diff: Tensor, positions: Tensor | None = None, records: TopKRecords | None = None) -> None:
@@ -71,28 +96,22 @@ def update(stats: TokenStats, diff: Tensor, positions: Tensor | None = None, rec
         return
     k = min(stats.top_k, v)
     dev = diff.device
+    if stats.sum_diff.device != dev:
+        stats.to(dev)
+    # every count is a scatter-add of 0/1 weights: exact integers, and no host sync (a boolean-mask index or a
+    # CUDA bincount would wait for the device to learn its output size)
     pos_vals, pos_ids = diff.topk(k, dim=1, sorted=False)
     neg_vals, neg_ids = diff.topk(k, dim=1, largest=False, sorted=False)
-    keep_pos = pos_vals > 0
-    hit_pos = pos_ids[keep_pos]
-    stats.count_topk_pos += torch.bincount(hit_pos, minlength=v).cpu()
-    stats.count_topk_neg += torch.bincount(neg_ids[neg_vals < 0], minlength=v).cpu()
+    keep_pos = (pos_vals > 0).long()
+    stats.count_topk_pos.scatter_add_(0, pos_ids.flatten(), keep_pos.flatten())
+    stats.count_topk_neg.scatter_add_(0, neg_ids.flatten(), (neg_vals < 0).long().flatten())
     if positions is not None:
         bins = (positions.to(dev) // stats.position_bin_width).clamp_max(POSITION_BINS - 1)
-        flat = hit_pos * POSITION_BINS + bins[:, None].expand_as(pos_ids)[keep_pos]
-        stats.position_hist += torch.bincount(flat, minlength=v * POSITION_BINS).view(v, POSITION_BINS).cpu()
+        flat = pos_ids * POSITION_BINS + bins[:, None]
+        stats.position_hist.view(-1).scatter_add_(0, flat.flatten(), keep_pos.flatten())
     if records is not None:
         records.add(pos_ids, pos_vals)
-    stats.sum_diff += diff.sum(0, dtype=torch.float64).cpu() if diff.dtype != torch.float32 else diff.sum(0).double().cpu()
+    stats.sum_diff += diff.sum(0, dtype=torch.float64) if diff.dtype != torch.float32 else diff.sum(0).double()
     # count of positive diffs: in place (diff becomes 1.0 / 0.0), then a fast column sum; exact below 2**24 rows
-    stats.count_positive += diff.gt_(0).sum(0).to(torch.int64).cpu()
+    stats.count_positive += diff.gt_(0).sum(0).to(torch.int64)
     stats.total_positions += n
-
-
-def merge(a: TokenStats, b: TokenStats) -> TokenStats:
-    """Sum of two accumulators (e.g. data shards processed apart); equal to one pass over both."""
-    out = TokenStats(a.vocab, a.top_k, a.position_bin_width)
-    out.total_positions = a.total_positions + b.total_positions
-    for name in ("sum_diff", "count_positive", "count_topk_pos", "count_topk_neg", "position_hist"):
-        setattr(out, name, getattr(a, name) + getattr(b, name))
-    return out

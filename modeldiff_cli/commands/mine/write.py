@@ -8,6 +8,7 @@ from pathlib import Path
 from ...core.artifacts import write_json
 from ...core.command import Result
 from ...core.payload import INDEX
+from ...core.timing import stage
 from ...core.tokens import visible
 from .stats import POSITION_BINS
 
@@ -100,12 +101,13 @@ def _plots(ordering: dict, folder: Path, stem: str, res, context: str = "") -> N
 
     if not ordering["tokens"]:
         return
-    ordering_plots(ordering, folder, stem, context=context)
-    if res is not None and stem == "top_k_occurring":
-        top = ordering["tokens"][:8]
-        ids = [t["token_id"] for t in top]
-        positional_plot(res.acc.stats.position_hist[ids], res.acc.stats.position_bin_width,
-                        [t["token_str"] for t in top], folder / "positions.png", context)
+    with stage("plots"):
+        ordering_plots(ordering, folder, stem, context=context)
+        if res is not None and stem == "top_k_occurring":
+            top = ordering["tokens"][:8]
+            ids = [t["token_id"] for t in top]
+            positional_plot(res.acc.stats.position_hist[ids], res.acc.stats.position_bin_width,
+                            [t["token_str"] for t in top], folder / "positions.png", context)
 
 
 def _ratios(res) -> list[dict]:

@@ -46,7 +46,7 @@ class Nll(Command):
     save_hidden_states: bool = option(False, "--save-hidden-states", "With --model --pairs: also write each item's hidden states into the run directory (hidden_states/<id>.npz, the --hidden-states-dir format: pass <run>/hidden_states back as --hidden-states-dir).")
     prompt_field: str = option("prompt", "--prompt-field", "Two-model mode: prompt field of prompt/completion records.")
     completion_field: str = option("completion", "--completion-field", "Two-model mode: when every record holds --prompt-field and this field, only the completion's tokens are scored.")
-    chunk_size: int = chunk_size_option()
+    chunk_size: int | None = chunk_size_option()
     js_mode: str = option("none", "--js-mode", "JS divergence between A and B at aligned positions: none, all (every scored position) or last (last scored position per item).")
     checkpoint_every: int = checkpoint_every_option()
 

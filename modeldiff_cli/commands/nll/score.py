@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from ...core.divergence import js, nll, target_is_top1
-from ...core.readout import Reader
+from ...core.readout import Reader, chunk_rows
 from ...core.typing import LayerHidden, LayerRowScores, RowMask, RowTokens
 
 
@@ -24,11 +24,12 @@ def score_layers(
     tb: RowTokens,
     js_rows: RowMask | None,
     shared_vocab: int,
-    chunk_size: int,
+    chunk_size: int | None,
 ) -> dict[str, Tensor]:
     """Read both conditions' rows with ``core.readout`` readers (``make_reader(loaded, "logit-lens")``):
     ``nll_a``, ``nll_b``, ``top1_a``, ``top1_b`` ``[layers, n]``; ``js`` ``[layers, n]`` (NaN off ``js_rows``)."""
     L, n = ha.shape[0], ha.shape[1]
+    chunk_size = chunk_rows(chunk_size, ha.device, shared_vocab)
     out = {k: torch.zeros(L, n) for k in ("nll_a", "nll_b", "top1_a", "top1_b")}
     out["js"] = torch.full((L, n), float("nan"))
     for layer in range(L):
