@@ -14,8 +14,13 @@ the generation is needed by both sides. Ceiling time = generation + floor positi
 measured GEMM rate, i.e. no padding, no wasted positions, no forward, no attention or elementwise cost, and
 GEMMs at the measured rate; ceiling ratio = inseq time / ceiling time. Optimistic by construction.
 
+``--device``, ``--dtype``, ``--shape`` and the workload options are those of ``tokenlens_speed.py`` (on CUDA the
+device is synchronised around every timed call and the GEMMs run there, in the model's dtype; no CUDA call is
+made otherwise).
+
     .venv/bin/python benchmarks/tokenlens_ceiling.py                        # saliency and IG (8 steps), ~4 min
     .venv/bin/python benchmarks/tokenlens_ceiling.py --methods saliency     # ~1.5 min
+    .venv/bin/python benchmarks/tokenlens_ceiling.py --shape tiny --repeats 1   # dry run, seconds
 """
 
 from __future__ import annotations
@@ -44,7 +49,9 @@ def layer_linears(model) -> tuple[list[nn.Linear], int]:
 def gemm_rate(model, rows: int, repeats: int = 3) -> tuple[float, float]:
     """(seconds, FLOP) of the input-gradient GEMMs of one backward over ``rows`` positions, best of ``repeats``."""
     linears, n_layers = layer_linears(model)
-    ops = [(torch.randn(rows, m.out_features), m.weight.detach()) for m in linears]
+    w0 = linears[0].weight
+    device = str(w0.device)
+    ops = [(torch.randn(rows, m.out_features, device=w0.device, dtype=w0.dtype), m.weight.detach()) for m in linears]
     flop = n_layers * sum(2 * rows * w.shape[0] * w.shape[1] for _, w in ops)
 
     def run() -> None:
@@ -55,8 +62,10 @@ def gemm_rate(model, rows: int, repeats: int = 3) -> tuple[float, float]:
     run()
     best = float("inf")
     for _ in range(repeats):
+        speed.sync(device)
         t0 = time.perf_counter()
         run()
+        speed.sync(device)
         best = min(best, time.perf_counter() - t0)
     return best, flop
 
@@ -66,21 +75,27 @@ class Timed:
 
     def __init__(self, model):
         self.model, self.fwd, self.bwd, self.bwd_rows, self.calls = model, 0.0, 0.0, 0, 0
+        self.device = str(model.get_input_embeddings().weight.device)
 
     def __enter__(self):
         self._grad, self._forward = torch.autograd.grad, self.model.forward
+        sync = speed.sync
 
         def grad(outputs, inputs, grad_outputs=None, **kw):
+            sync(self.device)
             t0 = time.perf_counter()
             out = self._grad(outputs, inputs, grad_outputs, **kw)
+            sync(self.device)
             self.bwd += time.perf_counter() - t0
             self.calls += 1
             self.bwd_rows += grad_outputs.shape[0] * sum(x.shape[0] * x.shape[1] for x in inputs)
             return out
 
         def forward(*a, **kw):
+            sync(self.device)
             t0 = time.perf_counter()
             out = self._forward(*a, **kw)
+            sync(self.device)
             self.fwd += time.perf_counter() - t0
             return out
 
@@ -94,20 +109,22 @@ class Timed:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    speed.add_model_options(ap)
     ap.add_argument("--methods", default="saliency,integrated_gradients")
-    ap.add_argument("--ig-steps", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
-    model, tok, n_params = speed.build_model()
-    prompts, new_tokens = speed.PROMPTS, 16
-    print(f"model: random Llama, {n_params / 1e6:.1f}M params; {len(prompts)} prompts x {new_tokens} new tokens; "
-          f"torch threads {torch.get_num_threads()}", flush=True)
+    a.device = speed.resolve_device(a.device)
+    model, tok, n_params = speed.build_model(a.shape, a.device, a.dtype)
+    prompts = (speed.PROMPTS * (a.prompts // len(speed.PROMPTS) + 1))[: a.prompts]
+    new_tokens, chunk = a.new_tokens, a.chunk or engine.CHUNK
+    print(speed.describe(a, n_params, tok), flush=True)
     speed.run_native(model, tok, prompts[:1], "saliency", 2, a.ig_steps, 1)  # warm-up
 
     gen = []
     for _ in range(a.repeats):
+        speed.sync(a.device)
         t0 = time.perf_counter()
-        seqs = greedy(model, tok, [tok(p)["input_ids"] for p in prompts], new_tokens, 8)
+        seqs = greedy(model, tok, [tok(p)["input_ids"] for p in prompts], new_tokens, a.batch_size)
         gen.append(time.perf_counter() - t0)
     t_gen = statistics.median(gen)
     useful = sum(s.prompt_len + t for s in seqs for t in range(s.n_targets))  # exact prefix of every target
@@ -123,7 +140,7 @@ def main() -> None:
         for _ in range(a.repeats):
             with Timed(model) as tm:
                 t0 = time.perf_counter()
-                engine.attribute(model, tok, seqs, method, n_steps=a.ig_steps, batch_size=8)
+                engine.attribute(model, tok, seqs, method, n_steps=a.ig_steps, batch_size=a.batch_size, chunk=chunk)
                 tot.append(time.perf_counter() - t0)
             fwd.append(tm.fwd)
             bwd.append(tm.bwd)

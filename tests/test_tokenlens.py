@@ -103,6 +103,91 @@ def test_padding_batched_equals_one_by_one(tiny_llama, method):
     assert len(engine.plan_batches(seqs, 3, method, 4)) == 1
 
 
+def _counting_passes(monkeypatch) -> list[int]:
+    """Record the rows of every pass (chunked forward + its backwards) the engine runs."""
+    rows: list[int] = []
+    real = engine.causal_grads
+
+    def counted(model, x, batch, score, chunk):
+        rows.append(x.shape[0])
+        return real(model, x, batch, score, chunk)
+
+    monkeypatch.setattr(engine, "causal_grads", counted)
+    return rows
+
+
+@pytest.mark.parametrize("kind", ["cpu-caps", "memory"])
+def test_ig_tiny_budgets_equal_one_pass(tiny_llama, monkeypatch, kind):
+    """Integrated gradients cut into many passes (a point or two per pass, several batches) equal one pass of
+    every prompt x every point; the memory-planned (CUDA-style) budgets are exercised with a made-up memory."""
+    from modeldiff_cli.commands.tokenlens import budgets
+
+    model, tok = tiny_llama
+    seqs = [engine.Sequence(list(range(5, 5 + n)), p) for n, p in ((14, 6), (9, 5), (11, 3), (12, 7))]
+    rows = _counting_passes(monkeypatch)
+    big = budgets.Budgets(tokens=10**9, vmap=10**9)
+    one = engine.attribute(model, tok, seqs, "integrated_gradients", n_steps=7, batch_size=4, chunk=3, budgets=big)
+    assert rows == [4 * 7]  # one pass: 4 prompts x 7 points
+    if kind == "cpu-caps":  # 2 rows x 14 positions per forward, chunks of 3: a point per pass, two batches
+        tiny = budgets.Budgets(tokens=2 * 14, vmap=2 * 14 * 3)
+    else:
+        fp = budgets.footprint(model.config, 4)
+        tiny = budgets.Budgets(memory=2.5 * fp.pass_bytes(1, 14, 3), footprint=fp)  # 2 rows of 14 positions
+    rows.clear()
+    many = engine.attribute(model, tok, seqs, "integrated_gradients", n_steps=7, batch_size=4, chunk=3, budgets=tiny)
+    assert len(rows) >= 2 * 4 and max(rows) <= 2 and sum(rows) == 4 * 7
+    for a, b in zip(many, one):
+        _nan_close(a, b)
+        assert (a.nan_to_num(0) > 0).any()
+
+
+def test_ig_out_of_memory_halves_the_budget(tiny_llama, monkeypatch):
+    """A pass that runs out of CUDA memory is retried with fewer points per pass, then a smaller batch; the
+    result is the unconstrained one."""
+    from modeldiff_cli.commands.tokenlens import budgets
+
+    model, tok = tiny_llama
+    seqs = [engine.Sequence(list(range(5, 5 + n)), p) for n, p in ((10, 4), (8, 5), (9, 3))]
+    big = budgets.Budgets(tokens=10**9, vmap=10**9)
+    ref = engine.attribute(model, tok, seqs, "integrated_gradients", n_steps=6, batch_size=3, budgets=big)
+    real, tried = engine.causal_grads, []
+
+    def small_device(model, x, batch, score, chunk):
+        tried.append(x.shape[0])
+        if x.shape[0] > 2:  # more than 2 rows do not fit
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(model, x, batch, score, chunk)
+
+    monkeypatch.setattr(engine, "causal_grads", small_device)
+    got = engine.attribute(model, tok, seqs, "integrated_gradients", n_steps=6, batch_size=3, budgets=big)
+    assert tried[0] == 18 and max(r for r in tried if r <= 2) == 2 and len(tried) > 6
+    for a, b in zip(got, ref):
+        _nan_close(a, b)
+    monkeypatch.setattr(engine, "causal_grads", lambda *a: (_ for _ in ()).throw(RuntimeError("other")))
+    with pytest.raises(RuntimeError, match="other"):  # other errors are not retried
+        engine.attribute(model, tok, seqs[:1], "integrated_gradients", n_steps=2, budgets=big)
+
+
+def test_budgets_split_and_device(tiny_llama, monkeypatch):
+    from modeldiff_cli.commands.tokenlens import budgets
+
+    assert budgets.split(16, 6) == [(0, 6), (6, 11), (11, 16)] and budgets.split(8, 100) == [(0, 8)]
+    assert budgets.split(5, 1) == [(i, i + 1) for i in range(5)]
+    model, _ = tiny_llama
+
+    def no_cuda(*a, **k):
+        raise AssertionError("a CUDA call for a CPU model")
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", no_cuda)
+    assert budgets.for_model(model) == budgets.CPU  # CPU: today's caps, no CUDA call
+    assert engine.alpha_groups(50, 8, 36, 8) == 3 == 8192 // (8 * 36 * 8)  # today's CPU caps
+    assert engine.alpha_groups(8, 2, 20, 8) == 8 and engine.alpha_groups(8, 2, 2000, 8) == 1
+    fp = budgets.footprint(model.config, 4)
+    mem = budgets.Budgets(memory=fp.pass_bytes(10, 30, 8), footprint=fp)
+    assert mem.pass_rows(30, 8) == 10 and mem.halved().pass_rows(30, 8) == 5
+    assert mem.pass_rows(60, 8) < mem.pass_rows(30, 8) and mem.pass_rows(30, 16) < 10
+
+
 def test_chunk_bounds_and_no_targets(tiny_llama):
     assert engine.chunk_bounds(5, 7, 3) == [0, 7, 10, 11]  # reads at 4..10: [4,7) in chunk 0, then 3 at a time
     assert engine.chunk_bounds(1, 2, 8) == [0, 2]

@@ -23,7 +23,9 @@ Methods (all aggregated like inseq: L2 norm over the embedding dimension):
   integrated_gradients  ``|| (e_i - b_i) * sum_k w_k d f_t / d e_i (b + a_k (e - b)) ||_2`` with captum's
                         Gauss-Legendre nodes ``a_k`` and weights ``w_k``; baseline ``b`` = embedding of the unk
                         token (pad when the tokenizer has none), eos tokens keep their own embedding. The ``k``
-                        interpolation points are extra rows of the same batch.
+                        interpolation points are extra rows of the same batch: prompts x points in one pass, as
+                        many points per pass as the device's budgets allow (``budgets``), the passes as even as
+                        possible; on CUDA a pass that runs out of memory is retried with half the budget.
 """
 
 from __future__ import annotations
@@ -45,12 +47,11 @@ from ...core.typing import (
     TargetWeights,
     TokenGrid,
 )
+from . import budgets as budgeting
+from .budgets import CHUNK, Budgets, split
 from .names import NATIVE_METHODS, SCORES
 
 __all__ = ["NATIVE_METHODS", "SCORES", "Sequence", "attribute", "attribute_batch", "left_pad", "normalize"]
-CHUNK = 8  # targets per batched backward (truncation saved vs graph traversals and small matmuls)
-TOKEN_BUDGET = 4096  # rows x positions per forward (bounds saved activations)
-VMAP_BUDGET = 8192  # targets x rows x positions per batched backward (larger ones run slower on CPU: cache)
 
 
 @dataclass
@@ -158,17 +159,28 @@ def _gauss_legendre(n_steps: int) -> tuple[list[float], list[float]]:
     return alphas(n_steps), step_sizes(n_steps)
 
 
-def alpha_groups(n_steps: int, rows: int, positions: int, chunk: int) -> int:
-    """Interpolation points per pass: as many as the forward and backward budgets allow (at least one)."""
-    return max(1, min(n_steps, TOKEN_BUDGET // (rows * positions), VMAP_BUDGET // (rows * positions * chunk)))
+def alpha_groups(n_steps: int, rows: int, positions: int, chunk: int, budgets: Budgets = budgeting.CPU) -> int:
+    """Interpolation points per pass: as many as the budgets allow for ``rows`` prompts (at least one)."""
+    return max(1, min(n_steps, budgets.pass_rows(positions, chunk) // rows))
+
+
+def _positions(seqs: list[Sequence]) -> int:
+    return max(s.prompt_len for s in seqs) + max(s.n_targets for s in seqs)
+
+
+def _chunk(seqs: list[Sequence], chunk: int) -> int:
+    """Targets per batched backward for these sequences (no more than their longest continuation)."""
+    return max(1, min(chunk, max(s.n_targets for s in seqs)))
 
 
 def attribute_batch(model, tokenizer, seqs: list[Sequence], method: str, score: str = "probability", n_steps: int = 50,
-                    chunk: int = CHUNK) -> list[torch.Tensor]:
+                    chunk: int = CHUNK, budgets: Budgets | None = None) -> list[torch.Tensor]:
     """Per sequence a float32 ``[n, T]`` matrix: row ``i`` input token, column ``t`` generated token; entries
-    for tokens not yet in the prefix of step ``t`` (``i >= P + t``) are NaN, as in inseq."""
+    for tokens not yet in the prefix of step ``t`` (``i >= P + t``) are NaN, as in inseq. ``budgets``: how many
+    interpolation points one pass holds (default: from the model's device)."""
     if method not in NATIVE_METHODS:
         raise ValueError(f"native engine does not support {method}")
+    budgets = budgets or budgeting.for_model(model)
     embed = model.get_input_embeddings()
     device = embed.weight.device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -177,41 +189,42 @@ def attribute_batch(model, tokenizer, seqs: list[Sequence], method: str, score: 
     batch = left_pad(seqs, pad_id, device)
     b, n, t = batch.ids.shape[0], batch.ids.shape[1], batch.n_targets
     chunk = max(1, min(chunk, t))
-    agg = torch.full((b, n, t), float("nan"), device=device)
     with torch.no_grad():
         x = embed(batch.ids)
     if method == "integrated_gradients":
         with torch.no_grad():
             base = embed(baseline_ids(batch.ids, tokenizer))
         alphas, weights = _gauss_legendre(n_steps)
+        alphas = torch.tensor(alphas, dtype=x.dtype, device=device)
+        weights = torch.tensor(weights, dtype=torch.float32, device=device)
         total = torch.zeros((t, b, n, x.shape[-1]), dtype=torch.float32, device=device)
-        per = alpha_groups(n_steps, b, n, chunk)
-        for lo in range(0, n_steps, per):
-            a = torch.tensor(alphas[lo:lo + per], dtype=x.dtype, device=device)
-            w = torch.tensor(weights[lo:lo + per], dtype=torch.float32, device=device)
-            k = len(a)
-            scaled = (base.unsqueeze(0) + a.view(k, 1, 1, 1) * (x - base).unsqueeze(0)).flatten(0, 1)
+        for lo, hi in split(n_steps, alpha_groups(n_steps, b, n, chunk, budgets)):
+            k = hi - lo  # interpolation points lo..hi-1 of every prompt: k x b rows of one pass
+            scaled = (base.unsqueeze(0) + alphas[lo:hi].view(k, 1, 1, 1) * (x - base).unsqueeze(0)).flatten(0, 1)
             for t_lo, t_hi, g in causal_grads(model, scaled, batch.repeat(k), score, chunk):
                 g = g.view(t_hi - t_lo, k, b, *g.shape[2:]).float()
-                total[t_lo:t_hi, :, : g.shape[3]] += torch.einsum("ckbnd,k->cbnd", g, w)
-        agg[:] = (total * (x - base).float().unsqueeze(0)).norm(dim=-1).permute(1, 2, 0)
+                total[t_lo:t_hi, :, : g.shape[3]] += torch.einsum("ckbnd,k->cbnd", g, weights[lo:hi])
+            del scaled, g
+        agg = (total * (x - base).float().unsqueeze(0)).norm(dim=-1).permute(1, 2, 0)
     else:
+        agg = torch.full((b, n, t), float("nan"), device=device)
         for t_lo, t_hi, g in causal_grads(model, x, batch, score, chunk):
             g = g.float()
             if method == "input_x_gradient":
                 g = g * x[:, : g.shape[2]].float().unsqueeze(0)
             agg[:, : g.shape[2], t_lo:t_hi] = g.norm(dim=-1).permute(1, 2, 0)
+    agg = agg.cpu()  # one transfer for the whole batch
     out = []
     for r, s in enumerate(seqs):
         off = batch.n_prompt - s.prompt_len
         m = agg[r, off:off + len(s.ids), : s.n_targets].clone()
-        future = torch.arange(len(s.ids), device=m.device)[:, None] >= (s.prompt_len + torch.arange(s.n_targets, device=m.device))[None, :]
-        m[future] = float("nan")
-        out.append(m.cpu())
+        m[torch.arange(len(s.ids))[:, None] >= (s.prompt_len + torch.arange(s.n_targets))[None, :]] = float("nan")
+        out.append(m)
     return out
 
 
-def plan_batches(seqs: list[Sequence], batch_size: int, method: str, n_steps: int) -> list[list[int]]:
+def plan_batches(seqs: list[Sequence], batch_size: int, method: str, n_steps: int,
+                 budgets: Budgets = budgeting.CPU, chunk: int = CHUNK) -> list[list[int]]:
     """Group sequence indices into batches within the budgets, sorted by prompt length (left padding stays
     small) and then by continuation length."""
     order = sorted(range(len(seqs)), key=lambda i: (seqs[i].prompt_len, seqs[i].n_targets))
@@ -219,8 +232,8 @@ def plan_batches(seqs: list[Sequence], batch_size: int, method: str, n_steps: in
     cur: list[int] = []
     for i in order:
         cand = cur + [i]
-        n = max(seqs[j].prompt_len for j in cand) + max(seqs[j].n_targets for j in cand)
-        if cur and (len(cand) > batch_size or len(cand) * n > TOKEN_BUDGET):
+        picked = [seqs[j] for j in cand]
+        if cur and (len(cand) > batch_size or len(cand) > budgets.forward_rows(_positions(picked), _chunk(picked, chunk))):
             batches.append(cur)
             cand = [i]
         cur = cand
@@ -248,14 +261,36 @@ def eager_attention(model):
 
 
 def attribute(model, tokenizer, seqs: list[Sequence], method: str, *, score: str = "probability", n_steps: int = 50,
-              batch_size: int = 8, chunk: int = CHUNK, on_batch=None) -> list[torch.Tensor]:
-    """Attribute every sequence (see :func:`attribute_batch`), batching within ``batch_size`` and the budgets."""
+              batch_size: int = 8, chunk: int = CHUNK, on_batch=None, budgets: Budgets | None = None) -> list[torch.Tensor]:
+    """Attribute every sequence (see :func:`attribute_batch`), batching within ``batch_size`` and the budgets
+    (default: from the model's device). A batch that runs out of CUDA memory is retried with half the budget
+    (fewer interpolation points per pass), then split in two; a single sequence at one point per pass re-raises."""
+    budgets = budgets or budgeting.for_model(model)
     results: list[torch.Tensor | None] = [None] * len(seqs)
     with eager_attention(model):
-        for group in plan_batches(seqs, batch_size, method, n_steps):
-            mats = attribute_batch(model, tokenizer, [seqs[i] for i in group], method, score, n_steps, chunk)
-            for i, m in zip(group, mats):
-                results[i] = m
+        for group in plan_batches(seqs, batch_size, method, n_steps, budgets, chunk):
+            todo = [group]
+            while todo:
+                part = todo.pop(0)
+                picked = [seqs[i] for i in part]
+                try:
+                    mats = attribute_batch(model, tokenizer, picked, method, score, n_steps, chunk, budgets)
+                except Exception as err:  # noqa: BLE001 - only CUDA out-of-memory is retried
+                    if not budgeting.is_out_of_memory(err):
+                        raise
+                    mats = None
+                    steps = alpha_groups(n_steps, len(part), _positions(picked), _chunk(picked, chunk), budgets)
+                    if method == "integrated_gradients" and steps > 1:
+                        budgets, todo = budgets.halved(), [part, *todo]
+                    elif len(part) > 1:
+                        todo = [part[: len(part) // 2], part[len(part) // 2:], *todo]
+                    else:
+                        raise
+                if mats is None:
+                    budgeting.release_cache(model)  # outside the handler: the failed pass's tensors are gone
+                    continue
+                for i, m in zip(part, mats):
+                    results[i] = m
             if on_batch is not None:
                 on_batch(group)
     return results  # type: ignore[return-value]

@@ -65,7 +65,9 @@ class InseqAttributor:
 
         self._stack.enter_context(eager_attention(self.lm))
         self._stack.enter_context(hook_guard(self.lm))
-        self.model = inseq.load_model(self.lm, self.method, tokenizer=self.tokenizer)
+        # inseq moves the model to CUDA whenever CUDA exists unless given its device (a device-mapped model stays)
+        where = {} if getattr(self.lm, "hf_device_map", None) else {"device": str(self.lm.get_input_embeddings().weight.device)}
+        self.model = inseq.load_model(self.lm, self.method, tokenizer=self.tokenizer, **where)
         return self
 
     def __exit__(self, *exc):
