@@ -34,7 +34,7 @@ def test_trackstar_matches_explicit_per_example_gradients(tmp_path):
     items = _items()
     got, _ = bergson_gradients(model, items, 0, 0, tmp_path / "bergson")
     direct = []
-    linears = [m for m in model.model.modules() if isinstance(m, torch.nn.Linear)]
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]  # lm_head included
     for it in items:
         ids = torch.tensor([it.ids])
         logits = model(input_ids=ids).logits[0]

@@ -12,7 +12,9 @@ from ...core.ingredients import Model, Pair, Reading, Readout, RunOpts
 from ...core.spec import Param, option
 from . import choices
 
-METHOD_HELP = "Comma list of: " + ", ".join(choices.METHODS) + "."
+METHOD_HELP = ("Comma list of: " + ", ".join(choices.METHODS) + "; and the fused forms " + choices.FUSION_HELP
+               + ". ekfac, kfac, trackstar need the extra modeldiff[influence]. The headline reports the method with "
+               "the best MAP over all queries (at the default: usually zfused:bm25+grad).")
 NO_PATCHSCOPE = "attribute reads no patchscope (it compares hidden states and gradients of the two checkpoints)"
 
 
@@ -53,7 +55,8 @@ class Attribute(Command):
     select_fraction: float = option(0.5, "--select-fraction", "--aggregate best: share of the query functions (seeded by --seed) used to choose the layer; the metrics are on the rest.")
     target_field: str = option("targets", "--target-field", "Training-record field with the fact each document teaches, for --pooling span on documents: a string (or list of strings) in the text, or [start, end] character spans. Hops records need none (the constant; a wrapper: its base function).")
     damping: float | None = option(None, "--damping", "ekfac / kfac: damping added to the curvature's eigenvalues (default: Kronfluence's heuristic, 0.1 x mean eigenvalue).")
-    projection_dim: int = option(16, "--projection-dim", "trackstar: Bergson's random projection of each module's gradient to P x P (0: no projection).", min=0)
+    projection_dim: int = option(16, "--projection-dim", "trackstar: Bergson's random projection of each module's gradient to P x P (TrackStar's preconditioner needs one: P >= 1).", min=1)
+    trackstar_damping: float = option(10.0, "--trackstar-damping", "trackstar: damping of the mixed autocorrelation's inverse square root, as a multiple of its mean eigenvalue (Bergson's damped_inverse; Bergson's default 0.1 over-amplifies the directions a few hundred documents do not span).")
     zscore: bool = option(False, "--zscore", "Standardise each query's scores per layer before aggregating.")
     ks: str = option("1,5,10,20,50", "--k", "Cut-offs of recall@k / precision@k / top-k composition.")
     id_field: str = option("uid", "--id-field", "JSONL field holding each record's id.")
@@ -99,6 +102,8 @@ class Attribute(Command):
             raise UserError(f"--aggregate {self.aggregate!r}: expected mean, top3, all or best")
         if not 0 < self.select_fraction < 1:
             raise UserError(f"--select-fraction {self.select_fraction}: must lie in (0, 1)")
+        if self.trackstar_damping <= 0:
+            raise UserError(f"--trackstar-damping {self.trackstar_damping}: must be positive")
         if self.damping is not None and self.damping <= 0:
             raise UserError(f"--damping {self.damping}: must be positive")
         if self.ig_steps < 1:
@@ -173,6 +178,7 @@ class Attribute(Command):
         return Fingerprints(self.pair.labels, (dataset_name(self.train), dataset_name(self.queries)), values)
 
     def execute(self, run) -> Result:
+        from ...core.timing import stage
         from .pipeline import (
             add_fusions,
             encode,
@@ -185,18 +191,24 @@ class Attribute(Command):
         )
         from .report import evaluate, headline, write_outputs
 
-        inputs = read_inputs(self)  # records, ground truth, kept queries: checked before any model loads
-        old, new = load_checkpoints(self.pair)
-        encoded = encode(inputs, old, new, self)
+        with stage("read inputs"):
+            inputs = read_inputs(self)  # records, ground truth, kept queries: checked before any model loads
+        with stage("load models"):
+            old, new = load_checkpoints(self.pair)
+        with stage("encode"):
+            encoded = encode(inputs, old, new, self)
         layers = self.readout.resolve_layers(old.adapter.n_layers)
-        vectors, timing = extract_all(old, new, inputs, encoded, layers, self)  # torchrun: sharded, gathered
+        with stage("extract"):
+            vectors, timing = extract_all(old, new, inputs, encoded, layers, self)  # torchrun: sharded, gathered
         from ...core import distributed as dist
 
         dist.handoff()  # a non-zero rank stops here: scoring (patch, ekfac/kfac, trackstar, baselines) is rank 0's
-        scores = score_all(old, new, encoded, layers, vectors, self)
-        split = select_layers(scores, inputs.truth, layers, self)  # --aggregate best: on held-out functions
-        scores, scored = restrict(add_fusions(scores, self), inputs, split)
-        results = evaluate(scores, scored.truth, self.k_values)
+        with stage("score"):
+            scores = score_all(old, new, encoded, layers, vectors, self)
+            split = select_layers(scores, inputs.truth, layers, self)  # --aggregate best: on held-out functions
+            scores, scored = restrict(add_fusions(scores, self), inputs, split)
+        with stage("evaluate"):
+            results = evaluate(scores, scored.truth, self.k_values)
         timing["methods"] = {m: {"seconds": s.get("seconds"), "samples_per_s": (len(encoded.train) + len(encoded.queries))
                                  / s["seconds"] if s.get("seconds") else None} for m, s in scores.items()}
         if split is not None:
@@ -206,8 +218,9 @@ class Attribute(Command):
         from ...core.datasource import dataset_name
 
         data = dataset_name(self.train) if self.train else "the hops organism's data"
-        write_outputs(run, scores, results, scored.truth, scored.train_rows, scored.query_rows, layers, timing,
-                      f"{old.source.label} vs {new.source.label} on {data}")
+        with stage("write"):
+            write_outputs(run, scores, results, scored.truth, scored.train_rows, scored.query_rows, layers, timing,
+                          f"{old.source.label} vs {new.source.label} on {data}")
         return headline(results, timing, len(scored.query_rows), len(scored.train_rows))
 
 

@@ -8,11 +8,12 @@ library is installed without importing it.
   tokens, or the margin), L(z) = the document's next-token cross-entropy (summed over its loss positions).
   ``--damping`` is λ (default Kronfluence's 0.1 × mean eigenvalue). Factors are cached in the vector cache
   under a key of the new checkpoint's and the training data's fingerprints.
-* ``trackstar`` — Bergson's per-example gradients at the new checkpoint: each ``nn.Linear``'s weight gradient
-  (the same losses as above, mean over loss positions) projected to P × P by a seeded two-sided Rademacher
-  projection (``--projection-dim P``; 0 = none), concatenated and unit-normalised; score = cosine
-  (TrackStar of Chang et al. 2024 without its optimizer second-moment normaliser: the checkpoints here carry no
-  optimizer state).
+* ``trackstar`` — TrackStar (Chang et al. 2024) the way ``bergson trackstar`` builds it, at the new checkpoint:
+  Bergson's per-example gradients of every ``nn.Linear`` (lm_head included; mean CE over the loss positions),
+  each projected to P × P by a seeded two-sided Rademacher projection (``--projection-dim P``), the train and
+  query autocorrelations R = E[ggᵀ] per module mixed with Bergson's λ (``compute_lambda``), both sides multiplied
+  by the damped R^(−1/2) (``--trackstar-damping``), unit-normalised; score = cosine. Without its optimizer
+  second-moment normaliser (the checkpoints here carry no optimizer state).
 """
 
 from __future__ import annotations
@@ -128,8 +129,12 @@ def _bergson_rows(items):
     return {"input_ids": ids, "labels": labels}
 
 
-def bergson_gradients(model, items, projection_dim: int, seed: int, workdir):
-    """``[n, D]`` per-example gradients from Bergson (projected per module, concatenated; not normalised)."""
+def bergson_gradients(model, items, projection_dim: int, seed: int, workdir, autocorrelation: bool = False,
+                      head: bool = True):
+    """``[n, D]`` per-example gradients from Bergson (projected per module, concatenated in sorted module order;
+    not normalised) and the module names. ``autocorrelation``: also return Bergson's per-module gradient
+    autocorrelation (its ``GradientProcessor`` with ``hessians`` = mean PᵀP over the items and their
+    eigendecompositions), the statistic TrackStar preconditions with."""
     import torch
     from bergson import GradientProcessor, InMemoryCollector
     from bergson.collector.collector import CollectorComputer
@@ -141,26 +146,77 @@ def bergson_gradients(model, items, projection_dim: int, seed: int, workdir):
                       projection_seed=seed)
     Path(cfg.partial_run_path).mkdir(parents=True, exist_ok=True)  # Bergson writes its row count there
     proc = GradientProcessor(projection_dim=projection_dim or None, projection_seed=seed)
-    collector = InMemoryCollector(model=model.base_model, cfg=cfg, processor=proc, data=data)
-    with torch.enable_grad():
+    collector = InMemoryCollector(model=model if head else model.base_model, cfg=cfg, processor=proc, data=data,
+                                  skip_hessians=not autocorrelation)
+    import contextlib
+    import sys
+
+    # Bergson prints its progress ("Saving hessians...") on stdout, which is the command's output: send it to stderr
+    with torch.enable_grad(), contextlib.redirect_stdout(sys.stderr):
         CollectorComputer(model=model, data=data, collector=collector, cfg=cfg).run_with_collector_hooks(desc="trackstar")
     names = sorted(collector.gradients)
-    return torch.cat([collector.gradients[n].float().reshape(len(items), -1) for n in names], 1), names
+    grads = torch.cat([collector.gradients[n].float().reshape(len(items), -1) for n in names], 1)
+    return (grads, names, proc) if autocorrelation else (grads, names)
 
 
-def trackstar_scores(new, train_items, query_items, projection_dim: int, seed: int, cache_dir):
-    """``[Q, N]`` cosine of Bergson's projected per-example gradients at the new checkpoint."""
+def mixed_preconditioner(train_proc, query_proc, downweight: float, damping: float = 0.1):
+    """TrackStar's preconditioner as Bergson builds it (``bergson trackstar``: value hessian, query hessian, mix):
+    R = λ R_query + (1 − λ) R_train per module, λ from Bergson's ``compute_lambda`` so that the pooled sorted
+    eigenvalue curves of λ R_query and (1 − λ) R_train cross at component k (Chang et al. 2024 §A.1.3), then
+    Bergson's damped R^(−1/2) (``power=-0.5``, the split form applied to both sides before unit-normalising;
+    eigenvalues λ_i → (λ_i + ``damping`` · mean λ)^(−1/2), Bergson's ``damped_inverse``).
+    k = ``downweight`` × the number of gradient components (Bergson's default 1000 is ~1.5 % of the ~65 k
+    components of its reference setting; a fixed 1000 would exceed a tiny model's rank). Returns
+    (preconditioner, λ, k)."""
+    from bergson import GradientProcessor
+    from bergson.config.config import InversionConfig
+    from bergson.hessians.preconditioner import DensePreconditioner
+    from bergson.utils.math import compute_lambda
+
+    total = sum(h.shape[0] for h in train_proc.hessians.values())
+    k = max(1, round(downweight * total))
+    lam = compute_lambda(query_proc.hessians_eigen, train_proc.hessians_eigen, target_components=k)
+    mixed = {n: lam * query_proc.hessians[n] + (1 - lam) * train_proc.hessians[n] for n in train_proc.hessians}
+    inversion = InversionConfig(inversion="damped_inverse", damping_factor=damping)
+    return DensePreconditioner.from_processor(GradientProcessor(hessians=mixed), power=-0.5,
+                                              inversion_cfg=inversion), lam, k
+
+
+def _precondition(pre, grads, names, sizes):
+    import torch
+
+    parts = dict(zip(names, torch.split(grads, sizes, dim=1)))
+    out = pre.apply(parts)
+    return torch.cat([out[n].float() for n in names], 1)
+
+
+# share of the gradient components TrackStar's hessian mixing downweights (Bergson: 1000 of ~65 k ≈ 1.5 %)
+DOWNWEIGHT = 1000 / 65536
+
+
+def trackstar_scores(new, train_items, query_items, projection_dim: int, seed: int, cache_dir,
+                     damping: float = 10.0, downweight: float = DOWNWEIGHT):
+    """``[Q, N]`` TrackStar scores at the new checkpoint, Bergson's recipe: per-example projected weight gradients
+    (P × P per module) of every ``nn.Linear`` (lm_head included, as for Kronfluence here), the mixed train / query
+    autocorrelation R, both sides multiplied by R^(−1/2), unit-normalised, cosine. No optimizer second-moment
+    normaliser (the checkpoints carry no optimizer state). Returns the scores and a small record (λ, k, damping)."""
+    import copy
     import logging
     import tempfile
 
+    if projection_dim < 1:
+        raise UserError("--projection-dim 0: trackstar needs a projection (its preconditioner is a dense "
+                        "P²×P² matrix per module, as in `bergson trackstar`); give e.g. --projection-dim 16")
     logging.getLogger("CollectorComputer").setLevel(logging.WARNING)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    import copy
-
     model = copy.deepcopy(new.model).float().eval().requires_grad_(True)  # loaded models are frozen
     with tempfile.TemporaryDirectory(dir=cache_dir) as work:
-        t, _ = bergson_gradients(model, train_items, projection_dim, seed, f"{work}/train")
-        q, _ = bergson_gradients(model, query_items, projection_dim, seed, f"{work}/queries")
+        t, names, t_proc = bergson_gradients(model, train_items, projection_dim, seed, f"{work}/train", True)
+        q, _, q_proc = bergson_gradients(model, query_items, projection_dim, seed, f"{work}/queries", True)
+    pre, lam, k = mixed_preconditioner(t_proc, q_proc, downweight, damping)
+    sizes = [t_proc.hessians[n].shape[0] for n in names]
+    t, q = _precondition(pre, t, names, sizes), _precondition(pre, q, names, sizes)
     t = t / t.norm(dim=1, keepdim=True).clamp(min=1e-12)
     q = q / q.norm(dim=1, keepdim=True).clamp(min=1e-12)
-    return (q.double() @ t.double().T).numpy()
+    return (q.double() @ t.double().T).numpy(), {"lambda": lam, "downweight_components": k, "damping": damping,
+                                                  "modules": len(names)}

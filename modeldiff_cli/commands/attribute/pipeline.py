@@ -268,8 +268,9 @@ def score_all(old, new, encoded: Encoded, layers: list[int], vectors, cmd) -> di
             from .influence import alone, trackstar_scores
 
             with alone():  # rank 0 only under torchrun
-                sc = trackstar_scores(new, train_items, query_items, cmd.projection_dim, cmd.run.seed, cache_dir)
-            out[m] = {"scores": sc, "per_layer": None}
+                sc, info = trackstar_scores(new, train_items, query_items, cmd.projection_dim, cmd.run.seed, cache_dir,
+                                            cmd.trackstar_damping)
+            out[m] = {"scores": sc, "per_layer": None, "trackstar": info}
         out[m]["seconds"] = time.perf_counter() - t0
     return out
 

@@ -21,16 +21,22 @@ def render(run, ctx) -> str:
     methods = m.get("methods") or {}
     ks = m.get("ks") or []
     k = run.headline.get("k", 10)
+    best = run.headline.get("headline_method", run.headline.get("best_method", "?"))
+    partner = (methods.get(best) or {}).get("wrapper_partner", {}).get(f"partner_recall@{k}")
+    part = f"; its wrapper→partner recall@{k}: {partner:.3f}" if isinstance(partner, (int, float)) else ""
     out = [f'<p class="muted">{esc(m.get("n_queries", "?"))} queries x {esc(m.get("n_train", "?"))} training documents; '
-           f'best method: {esc(run.headline.get("best_method", "?"))}</p>']
+           f'headline method (best MAP): {esc(best)}{esc(part)}</p>']
     rows = []
     for method, d in methods.items():
+        wp = (d.get("wrapper_partner") or {})
         for kind, vals in (d.get("aggregate") or {}).items():
             rows.append([method, kind, vals.get(f"recall@{k}"), vals.get(f"precision@{k}"), vals.get("map"),
-                         vals.get("auc"), vals.get("n_queries")])
+                         vals.get("auc"), wp.get(f"partner_recall@{k}") if kind == "wrapper" else None,
+                         vals.get("n_queries")])
     if rows:
         out.append("<h2>Metrics by method and query kind</h2>")
-        out.append(table(["method", "query kind", f"recall@{k}", f"precision@{k}", "MAP", "ROC-AUC", "queries"], rows, ctx.ids))
+        out.append(table(["method", "query kind", f"recall@{k}", f"precision@{k}", "MAP", "ROC-AUC",
+                          f"wrapper→partner recall@{k}", "queries"], rows, ctx.ids))
     if ks and methods:
         kinds = sorted({kind for d in methods.values() for kind in (d.get("aggregate") or {})}, key=lambda s: s != "all")
         out.append('<h2>Recall@k</h2><div class="grid">')
