@@ -50,8 +50,10 @@ class Info(Command):
         from ..core import console
         from ..core.artifacts import write_json
         from ..core.errors import UserError
+        from ..core.timing import stage
 
-        payload = facts(self.pair)
+        with stage("load models and describe them"):
+            payload = facts(self.pair)
         self.__dict__["_payload"] = payload  # --json prints it even when the pair cannot be diffed
         if not payload["compatible"]:  # the table still shows what differs; no run directory is written
             if not self.as_json:

@@ -145,9 +145,9 @@ class Command:
         models = "_vs_".join(slug(label) for label in dict.fromkeys(fp.labels))
         return [self.name, models or "none", f"{slug(self.run_name())}-{config_hash(config)}"]
 
-    @property
-    def out(self) -> Path:
-        return Path(self.run.out)  # type: ignore[attr-defined]
+    def draws_figures(self) -> bool:
+        """Whether this run writes plots (``core.plot_queue`` starts its workers for those that do)."""
+        return bool(getattr(self, "plots", False))
 
 
 def _settings(obj) -> dict:
@@ -184,11 +184,9 @@ def launch(cmd: Command) -> Path:
 
 
 def _launch(cmd: Command, profile) -> tuple[Path, dict | None]:
-    from . import checkpoint, distributed
+    from . import checkpoint, distributed, plot_queue
     from .timing import stage
 
-    with stage("import torch"):
-        import torch  # noqa: F401 - every command that runs uses it; charged here, not to its first stage
     with stage("resolve and fingerprint inputs"):
         config = cmd.config()
     run_opts = cmd.run  # type: ignore[attr-defined]
@@ -217,11 +215,16 @@ def _launch(cmd: Command, profile) -> tuple[Path, dict | None]:
                              f"this one {code_digest()}): its results may differ; --overwrite recomputes it")
             timings = _stored_timings(run.path)
         else:
+            with stage("import torch"):  # every command that computes uses it; charged here, not to its first stage
+                import torch  # noqa: F401
             if getattr(run_opts, "seed", None) is not None:
                 _seed(run_opts.seed)
             checkpoint.activate(run.work if resumable else None)
             try:
-                result = cmd.execute(run)
+                # figures go to worker processes where the machine has cores to spare (core.plot_queue);
+                # every one of them is written when this block ends
+                with plot_queue.plotting(None if cmd.draws_figures() else 0):
+                    result = cmd.execute(run)
             finally:
                 checkpoint.activate(None)
             if resumable:

@@ -63,8 +63,8 @@ def sparse_matrix(ids: Tensor, values: Tensor, keep: Tensor | None, mode: str) -
     """COO ``[positions, m]`` of the positive entries and the token id of each of its ``m`` columns."""
     mask = values > 0
     if keep is not None:
-        mask &= keep[ids.long()]
-    rows = torch.arange(ids.shape[0])[:, None].expand_as(ids)[mask]
+        mask &= keep.to(ids.device)[ids.long()]
+    rows = torch.arange(ids.shape[0], device=ids.device)[:, None].expand_as(ids)[mask]
     cols = ids[mask].long()
     vals = torch.ones_like(values[mask]) if mode == "binary" else values[mask].float()
     token_ids, inv = torch.unique(cols, return_inverse=True)
@@ -130,7 +130,7 @@ def multiplicative_updates(v: SparseV, h: Tensor, w: Tensor, beta: float, orthog
     loss falls below ``tol``), on a CSR matrix. ``orthogonal`` adds ``lam * sum_{i != j} w_i . w_j``
     (distinct topics' token vectors) to the objective of W: ``lam * W (11^T - I)`` joins W's denominator."""
     r = w.shape[1]
-    off = orthogonal * (torch.ones(r, r) - torch.eye(r)) if orthogonal > 0 else None
+    off = orthogonal * (torch.ones(r, r, device=w.device) - torch.eye(r, device=w.device)) if orthogonal > 0 else None
     first = prev = _loss(v, h, w, beta)
     it = 0
     for it in range(1, max_iter + 1):
@@ -172,7 +172,9 @@ def init_factors(n: int, m: int, rank: int, total: float, seed: int) -> tuple[Te
 def fit_topics(v: Tensor, token_ids: Tensor, *, topics: int, beta: float, orthogonal: float, seed: int,
                max_iter: int = 200, tol: float = 1e-4, backend: str = "auto", budget: int = DENSE_BUDGET) -> Topics:
     """Factorise ``v`` (sparse ``[positions, m]``) into ``topics`` topics with ``backend`` (auto, torchnmf,
-    sparse; see ``choose_backend``); same seed, same topics."""
+    sparse; see ``choose_backend``); same seed, same topics. The updates run on ``v``'s device (the
+    initialisation is drawn on the CPU, so a GPU fit starts from the same factors); the topics come back on
+    the CPU."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown NMF backend {backend!r}")
     v = v.coalesce()
@@ -182,6 +184,7 @@ def fit_topics(v: Tensor, token_ids: Tensor, *, topics: int, beta: float, orthog
     if chosen == "torchnmf" and orthogonal > 0:
         raise ValueError("the torchnmf backend has no orthogonality penalty; use the sparse backend")
     h, w = init_factors(n, m, rank, float(v.values().float().sum()), seed)
+    h, w = h.to(v.device), w.to(v.device)
     if chosen == "torchnmf":
         h, w, iters = torchnmf_updates(v, h, w, beta, max_iter, tol)
     else:
@@ -201,5 +204,6 @@ def _topics(h: Tensor, w: Tensor, token_ids: Tensor, iters: int, n_entries: int,
     dominant = h[active].argmax(1)
     prevalence = torch.bincount(dominant, minlength=rank).double() / max(int(active.sum()), 1)
     unit = w / w.norm(dim=0, keepdim=True).clamp_min(1e-12)
-    return Topics(token_ids=token_ids, weights=w.t().contiguous(), loadings=h, mass=mass, prevalence=prevalence,
-                  cosine=unit.t() @ unit, iterations=int(iters), n_entries=n_entries, backend=backend)
+    return Topics(token_ids=token_ids.cpu(), weights=w.t().contiguous().cpu(), loadings=h.cpu(), mass=mass.cpu(),
+                  prevalence=prevalence.cpu(), cosine=(unit.t() @ unit).cpu(), iterations=int(iters),
+                  n_entries=n_entries, backend=backend)

@@ -9,6 +9,7 @@ from ...core.command import Command, Fingerprints, Result
 from ...core.errors import UserError
 from ...core.ingredients import Data, Pair, Readout, RunOpts, TokenFilter, checkpoint_every_option
 from ...core.spec import option
+from ...core.timing import stage
 
 POSITIONS = ("all", "last")
 
@@ -58,10 +59,14 @@ class Lens(Command):
         from .pipeline import accumulate, dataset, order
         from .write import headline, write_outputs
 
-        pair = self.pair.load()
-        data = dataset(self, pair.tokenizer)
+        with stage("load models and data"):
+            pair = self.pair.load()
+            data = dataset(self, pair.tokenizer)
         layers = self.readout.resolve_layers(pair.base.adapter.n_layers)
-        acc = accumulate(pair, data, layers, self)
-        results = order(acc, pair, self)
-        write_outputs(run, acc, results, pair, data, layers, self)
+        with stage("forward and layer readouts"):
+            acc = accumulate(pair, data, layers, self)
+        with stage("order"):
+            results = order(acc, pair, self)
+        with stage("write outputs"):
+            write_outputs(run, acc, results, pair, data, layers, self)
         return headline(results, layers, pair)

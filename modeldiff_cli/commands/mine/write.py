@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...core import plot_queue
 from ...core.artifacts import write_json
 from ...core.command import Result
 from ...core.payload import INDEX
@@ -101,13 +102,14 @@ def _plots(ordering: dict, folder: Path, stem: str, res, context: str = "") -> N
 
     if not ordering["tokens"]:
         return
-    with stage("plots"):
-        ordering_plots(ordering, folder, stem, context=context)
+    with stage("plots"):  # drawn by core.plot_queue's workers where the machine has the cores, else here
+        plot_queue.submit(ordering_plots, ordering, folder, stem, context=context)
         if res is not None and stem == "top_k_occurring":
             top = ordering["tokens"][:8]
             ids = [t["token_id"] for t in top]
-            positional_plot(res.acc.stats.position_hist[ids], res.acc.stats.position_bin_width,
-                            [t["token_str"] for t in top], folder / "positions.png", context)
+            plot_queue.submit(positional_plot, res.acc.stats.position_hist[ids].numpy(),
+                              res.acc.stats.position_bin_width, [t["token_str"] for t in top],
+                              folder / "positions.png", context)
 
 
 def _ratios(res) -> list[dict]:

@@ -18,6 +18,7 @@ from ...core.errors import UserError
 from ...core.ingredients import Conditions, Data, Pair, RunOpts, checkpoint_every_option, chunk_size_option
 from ...core.sources import ModelSource
 from ...core.spec import option
+from ...core.timing import stage
 
 JS_MODES = ("none", "all", "last")
 NEEDS_PAIRS = "--hidden-states-dir needs --pairs (the token ids and positions of each item)"
@@ -121,11 +122,14 @@ class Nll(Command):
         from .pipeline import conditions, load, score_all
         from .write import headline, write_outputs
 
-        setup = load(self)
-        cond = conditions(self, setup)
-        views = score_all(setup, cond, self, run)
+        with stage("load models and data"):
+            setup = load(self)
+            cond = conditions(self, setup)
+        with stage("forward and per-layer scores"):
+            views = score_all(setup, cond, self, run)
         run.metadata.update(mode=setup.mode, sources=setup.sources, labels=list(setup.labels))
-        summary = write_outputs(run, views, cond, setup, self)
+        with stage("write outputs"):
+            summary = write_outputs(run, views, cond, setup, self)
         return headline(summary, setup.labels)
 
 

@@ -9,6 +9,7 @@ from ...core.command import Command, Fingerprints, Result
 from ...core.errors import UserError
 from ...core.ingredients import Conditions, Data, Pair, RunOpts, checkpoint_every_option
 from ...core.spec import option
+from ...core.timing import stage
 
 
 def parse_sweep(text: str | None) -> list[int]:
@@ -151,11 +152,16 @@ class Routing(Command):
         from .sweep import run_sweep
         from .write import headline, write_outputs, write_sweep
 
-        models, inputs = load_inputs(self)  # load
-        stats = collect(models, inputs, self)  # extract + accumulate (one forward per model per batch), all ranks
-        results = order(stats, self)  # usage, diffs, q-values, thresholds, bootstrap intervals
-        sweep = run_sweep(models, inputs, results, self) if self.sweep else None  # mask sweep over the same shards
-        write_outputs(run, stats, results, self)  # rank 0 (the others stopped after the last reduction)
-        if sweep is not None:
-            write_sweep(run, sweep, self)
+        with stage("load models and data"):
+            models, inputs = load_inputs(self)  # load
+        with stage("forward and router statistics"):
+            stats = collect(models, inputs, self)  # extract + accumulate (one forward per model per batch), all ranks
+        with stage("order"):
+            results = order(stats, self)  # usage, diffs, q-values, thresholds, bootstrap intervals
+        with stage("mask sweep"):
+            sweep = run_sweep(models, inputs, results, self) if self.sweep else None  # mask sweep over the same shards
+        with stage("write outputs"):
+            write_outputs(run, stats, results, self)  # rank 0 (the others stopped after the last reduction)
+            if sweep is not None:
+                write_sweep(run, sweep, self)
         return headline(results, sweep, self)
