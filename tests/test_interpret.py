@@ -155,11 +155,101 @@ def test_evaluator_kl_both_ways_matches_direct():
 def test_dec_norm_share_on_hand_made_decoders():
     from modeldiff_cli.commands.interpret.crosscoder import dec_norm_share, side
 
-    base = torch.tensor([0.0, 1.0, 1.0, 0.02])
-    ft = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    base = torch.tensor([0.0, 1.0, 1.0, 0.02, 0.5, 1.0])
+    ft = torch.tensor([1.0, 0.0, 1.0, 1.0, 1.0, 0.5])
     share = dec_norm_share(base, ft)
     assert share[0] < 0.1 and share[3] < 0.1 and share[1] > 0.9 and abs(float(share[2]) - 0.5) < 0.1
-    assert [side(float(s)) for s in share] == ["ft-only", "base-only", "shared", "ft-only"]
+    # five labels: which model's decoder half carries the latent (no bare "changed": it did not say which way)
+    assert [side(float(s)) for s in share] == ["ft-only", "base-only", "shared", "ft-only", "ft-mostly", "base-mostly"]
+
+
+def _projections(n=4000, d=16, seed=0):
+    """Hand-made paired activations: a shared bulk, and a direction w that one model has on 15% of positions."""
+    gen = torch.Generator().manual_seed(seed)
+    bulk = torch.randn(n, d, generator=gen) + 2.0
+    w = torch.zeros(d)
+    w[0] = 3.0
+    on = (torch.rand(n, generator=gen) < 0.15).float().unsqueeze(1)
+    return bulk, w, on
+
+
+def test_direction_side_says_which_model_carries_it():
+    """A direction is ft minus base. ft added w on some tokens: ft-only (ft carries +v). base had w on some
+    tokens and ft lost it (v = -w): base-only (base carries -v). Every position shifted: shifted. The old rule
+    (dec_norm_share of |base mean . u| and |base mean . u + |v||) called the ft-added case base-only whenever the
+    base mean projects negatively on v (the issue's astronomy feature: share 0.95); here the bulk sits at -0.5."""
+    from modeldiff_cli.commands.interpret.sides import direction_carrier, direction_reach
+
+    bulk, w, on = _projections()
+    bulk[:, 0] -= 2.5  # the base mean projects negatively on the added direction (-0.5, |v| = 0.45)
+    cases = {"ft added w": (bulk, bulk + on * w), "base lost w": (bulk + on * w, bulk),
+             "all shifted": (bulk, bulk + w * 0.3)}
+    got = {}
+    for name, (hb, hf) in cases.items():
+        v = (hf - hb).mean(0)
+        u = v / v.norm()
+        got[name] = direction_reach(hb @ u, hf @ u)
+    assert got["ft added w"]["side"] == "ft-only" and got["ft added w"]["ft_reach"] > 0.5, got["ft added w"]
+    assert got["base lost w"]["side"] == "base-only" and got["base lost w"]["base_reach"] > 0.5, got["base lost w"]
+    assert got["all shifted"]["side"] == "shifted", got["all shifted"]
+    assert "ft's activations carry +v" in direction_carrier(got["ft added w"])
+    assert "which ft lost" in direction_carrier(got["base lost w"])
+    # what the old rule said on the ft-added case
+    from modeldiff_cli.commands.interpret.sides import dec_norm_share, label
+
+    hb, hf = cases["ft added w"]
+    v = (hf - hb).mean(0)
+    pb = float(hb.mean(0) @ (v / v.norm()))
+    old = float(dec_norm_share(torch.tensor(abs(pb)), torch.tensor(abs(pb + float(v.norm())))))
+    assert label(old) == "base-only"
+
+
+def test_direction_side_on_the_direction_organism_and_swapped():
+    """The `direction` organism's ft adds v at layer 1 on baking words: its mean difference is ft-only. With the
+    models swapped (base = the model with v, ft = the one without: base has something ft lost) it is base-only."""
+    from modeldiff_cli.commands.interpret.sides import direction_reach
+    from modeldiff_cli.core.data import Record, tokenize_records
+    from modeldiff_cli.core.forward import forward
+    from modeldiff_cli.core.models import load_pair
+    from modeldiff_cli.core.padding import pad
+    from modeldiff_cli.organisms import get_organism
+
+    org = get_organism("direction")
+    layer = org.ground_truth["layer"]
+    pair = load_pair("organism:direction:base", "organism:direction:ft", device="cpu")
+    texts = [json.loads(line)["text"] for line in org.data("baking").read_text().splitlines()[:60]]
+    samples = tokenize_records([Record(line=i + 1, text=t) for i, t in enumerate(texts)], pair.tokenizer)
+    ids, mask = pad([s.ids for s in samples], pair.tokenizer.pad_token_id or 0)
+    keep = mask.bool()
+    hb = forward(pair.base, ids, mask, layers=[layer]).layers[layer][keep].float()
+    hf = forward(pair.ft, ids, mask, layers=[layer]).layers[layer][keep].float()
+    v = (hf - hb).mean(0)
+    u = v / v.norm()
+    assert direction_reach(hb @ u, hf @ u)["side"] == "ft-only"
+    assert direction_reach(hf @ -u, hb @ -u)["side"] == "base-only"  # swapped: v -> -v
+
+
+def test_names_come_from_the_listed_tokens_and_skip_filler():
+    """A name is the first name-worthy words of the feature's own token list: no stop-words, single letters,
+    punctuation or word pieces ("esday"); fewer words when fewer qualify; something when none does."""
+    from modeldiff_cli.commands.interpret.naming import feature_name, name_tokens, name_worthy
+
+    assert [name_worthy(t) for t in [" a", " the", " bake", " m", ",", "esday", " cake", "Jack", " To", " nebula"]] == \
+        [False, False, True, False, False, False, True, True, False, True]
+
+    class Tok:
+        def __init__(self, words):
+            self.words = words
+
+        def convert_ids_to_tokens(self, ids):
+            return [self.words[i].replace(" ", "Ġ") for i in ids]
+
+    tok = Tok([" a", " bake", " the", " cake", " oven", "esday", ",", " Bake"])
+    ids = list(range(8))
+    assert name_tokens(tok, ids) == [1, 3, 4]
+    assert feature_name(tok, name_tokens(tok, ids), "baking", "ft-only", 1) == "bake / cake / oven - baking - ft-only - layer 1"
+    assert name_tokens(tok, [0, 5, 7, 1]) == [7]  # " Bake" and " bake" are one word
+    assert name_tokens(tok, [0, 2, 6]) == [0]  # nothing qualifies: the first non-blank token stands in
 
 
 def test_naming_of_a_direction_aligned_with_an_unembedding_row():
@@ -174,8 +264,58 @@ def test_naming_of_a_direction_aligned_with_an_unembedding_row():
     keep = torch.ones(pair.shared_vocab, dtype=torch.bool)
     lens = logit_lens(pair, direction, keep, 5)
     assert lens["promoted"][0] == target
-    name = feature_name(tok, name_tokens(lens["promoted"], None, 1), "baking", "ft-only", 1)
+    name = feature_name(tok, name_tokens(tok, lens["promoted"], 1), "baking", "ft-only", 1)
     assert name == "oven - baking - ft-only - layer 1"
+
+
+def test_prediction_change_matches_a_direct_weighted_mean():
+    """The reading: the weighted mean over positions of log_softmax(lens_ft(h_ft)) - log_softmax(lens_base(h_base)),
+    all features of a layer in one pass; exact when every active position is read, and close to it when only
+    a budget is (the top rows plus a random choice, reweighted by the chance of being read)."""
+    from modeldiff_cli.commands.interpret.activations import Sample
+    from modeldiff_cli.commands.interpret.reading import chosen_rows, prediction_changes
+    from modeldiff_cli.core.models import load_pair
+    from modeldiff_cli.core.readout import readout
+
+    pair = load_pair("organism:cake:base", "organism:cake:ft", device="cpu")
+    V = pair.shared_vocab
+    d = pair.base.adapter.embed.weight.shape[1]
+    gen = torch.Generator().manual_seed(0)
+    n = 600
+    hb = torch.randn(n, d, generator=gen) * 2
+    hf = hb + torch.randn(n, d, generator=gen)
+    zeros = torch.zeros(n, dtype=torch.long)
+    s = Sample(1, hb, hf, zeros, zeros, zeros, zeros)
+    w = torch.rand(n, 3, generator=gen)
+    w[:, 1] = (w[:, 1] > 0.9).float() * w[:, 1]  # a sparse feature
+    w[:, 2] = 0  # never active
+    keep = torch.ones(V, dtype=torch.bool)
+    delta = torch.log_softmax(readout(pair.ft.adapter, hf)[:, :V], -1) - torch.log_softmax(readout(pair.base.adapter, hb)[:, :V], -1)
+    direct = (w[:, :2].T @ delta) / w[:, :2].sum(0).unsqueeze(1)
+    out = prediction_changes(pair, s, w, keep, 10, chunk=64)
+    assert out[2] is None
+    for f in range(2):
+        torch.testing.assert_close(out[f]["score"], direct[f], atol=1e-4, rtol=1e-4)
+        assert out[f]["promoted"] == torch.argsort(direct[f], descending=True)[:10].tolist()
+    rows, chance = chosen_rows(w, budget=200, top=50)
+    assert rows.numel() <= 200 and bool((chance[torch.isin(rows, torch.topk(w[:, 1], 50).indices)] == 1).all())
+    approx = prediction_changes(pair, s, w, keep, 10, budget=200)
+    assert torch.nn.functional.cosine_similarity(approx[0]["score"], direct[0], dim=0) > 0.95
+
+
+def test_category_scores_table_three_significant_digits():
+    from modeldiff_cli.commands.interpret.report import category_table, sig3
+    from modeldiff_cli.report.html import Ids, table
+    from modeldiff_cli.report.renderers.interpret import categories_cell
+
+    assert [sig3(x) for x in (0.24026194214820862, 12.345, -0.0010234, 100.0, 0.5)] == \
+        ["0.240", "12.3", "-0.00102", "100", "0.500"]
+    feats = [{"id": "F1", "kind": "direction", "categories": {"baking": 0.24026194214820862, "everyday": 0.18222913146018982}}]
+    lines = category_table(feats, ["baking", "everyday"])
+    assert "| F1 | direction | 0.240 | 0.182 |" in lines and "0.2402619" not in "".join(lines)
+    cell = table(["categories"], [[categories_cell(feats[0]["categories"])]], Ids())
+    assert "<th>baking</th>" in cell and ">0.240<" in cell and "0.2402619" not in cell and "{" not in cell
+    assert categories_cell(["food"]) == "'food'"  # a list (another writer's payload) stays readable
 
 
 def _write(tmp_path, obj, name="cats.json"):
@@ -244,8 +384,23 @@ def test_cake_layout_summary_and_planted_words(cake_run):
     feats = json.loads((run / "features.json").read_text())["features"]
     top = feats[0]
     hits = len(set(top["tokens"][:10]) & planted_text)
-    assert hits >= 4, (top["name"], top["tokens"][:10])
+    # its tokens: the prediction change where it is active (7-8 of 8 planted words; the data-relevance tier
+    # over the vector's lens gave 6, with " a", " the" first)
+    assert hits >= 7, (top["name"], top["tokens"][:10])
     assert max(top["categories"], key=top["categories"].get) == "baking"
+    # ft added the vocabulary: the side says ft carries it (the report says so in words)
+    assert top["side"] in ("ft-only", "ft-mostly") and top["reach"]["ft"] > top["reach"]["base"], top["reach"]
+    # names: the first name-worthy words of each feature's own tokens (no filler such as " a", " the")
+    for f in feats:
+        words = f["name"].split(" - ")[0].split(" / ")
+        listed = [t.strip() for t in f["tokens"]]
+        assert all(w in listed for w in words), (f["name"], f["tokens"])
+        assert not {w.lower() for w in words} & {"a", "the", "to", "of", "and", "on", "in"}, f["name"]
+    assert set(top["name"].split(" - ")[0].split(" / ")) <= {w.strip() for w in planted_text}, top["name"]
+    report = (run / "report.md").read_text()
+    assert "| id | kind | baking | everyday |" in report and "{'baking'" not in report
+    row = next(line for line in report.splitlines() if line.startswith(f"| {top['id']} | direction | "))
+    assert all(len(c.strip().replace("-", "").replace(".", "").lstrip("0")) <= 3 for c in row.split("|")[3:-1]), row
     # ranked by the causal score: removing the top feature from ft brings ft closer to base
     assert top["causal_effect"] and top["causal"]["z_kl"] > 3 and top["causal"]["kl_drop"] > 0, top["causal"]
     # the fine-tune shifts every category toward baking: the everyday mean difference is a near-duplicate of the
@@ -318,5 +473,6 @@ def test_direction_organism(tmp_path, cli):
     assert list(fv["ids"]) == [f["id"] for f in feats] and list(fv["layers"]) == [f["layer"] for f in feats]
     assert torch.nn.functional.cosine_similarity(torch.tensor(fv["vectors"][0]), v, dim=0) > 0.9
     assert max(feats[0]["categories"], key=feats[0]["categories"].get) == truth["trigger_category"]
+    assert feats[0]["side"] == "ft-only", (feats[0]["name"], feats[0].get("reach"), feats[0]["share"])
     on_v = [f for f in feats if f["layer"] == layer and f["kind"] == "direction" and f["source_category"] == "baking"]
     assert on_v and on_v[0]["causal"]["z"] > 3 and on_v[0]["causal"]["restored"] > 0.5, on_v

@@ -112,47 +112,56 @@ class Interpret(Command):
         from .activations import collect, extract
         from .categories import load_categories
         from .directions import patchscope_reading, relevance, token_counts
-        from .features import direction_features, latent_features, merge, rank
+        from ...core.timing import stage
+        from .features import direction_features, latent_features, merge, rank, read_and_name
         from .write import headline, write_outputs
 
-        pair = self.pair.load()
+        with stage("load models"):
+            pair = self.pair.load()
         tok, V = pair.tokenizer, pair.shared_vocab
         categories = load_categories(self, tok)
         n_layers = pair.base.adapter.n_layers
         layers = self.readout.resolve_layers(n_layers)
         # 1. activation differences (streaming means; under torchrun each rank's batches, sums reduced)
-        stats = extract(pair, categories, layers, self.positions, self.data.batch_size)
-        peak = layers[int(stats.relative_norms().max(dim=1).values.argmax())]
-        cc_layers = self._crosscoder_layers(n_layers, peak) if self.crosscoder else []
-        # paired sample at the crosscoder layers and the directions' layers (for contexts)
-        dir_layers = sorted({layers[int(i)] for i in stats.relative_norms().argmax(dim=0)})
-        samples = collect(pair, categories, sorted(set(cc_layers) | set(dir_layers)), self.max_vectors,
-                          self.data.batch_size, self.run.seed)
+        with stage("extraction"):
+            stats = extract(pair, categories, layers, self.positions, self.data.batch_size)
+            peak = layers[int(stats.relative_norms().max(dim=1).values.argmax())]
+            cc_layers = self._crosscoder_layers(n_layers, peak) if self.crosscoder else []
+            # paired sample at the crosscoder layers and the directions' layers (for contexts and readings)
+            dir_layers = sorted({layers[int(i)] for i in stats.relative_norms().argmax(dim=0)})
+            samples = collect(pair, categories, sorted(set(cc_layers) | set(dir_layers)), self.max_vectors,
+                              self.data.batch_size, self.run.seed)
         dist.handoff()  # a non-zero rank's share ends here: rank 0 reads, trains, checks and writes
         keep = torch.tensor(self.tokens.keep_mask(tok, V))
         rel = relevance(token_counts(categories, V))
-        # 2. reading the directions
-        features = direction_features(pair, stats, categories, samples, rel, keep, self.top_n)
+        # 2. difference directions (candidates)
+        features = direction_features(pair, stats, categories, samples)
         # 3. crosscoders
         coders, lstats = {}, {}
         for layer in cc_layers:
             s = samples[layer]
             latents = self.latents or crosscoder.default_latents(2 * s.base.shape[1])
             steps = self.steps or crosscoder.default_steps(s.base.shape[0], self.crosscoder_batch)
-            coders[layer] = crosscoder.train(s, latents=latents, k=self.k, steps=steps, batch=self.crosscoder_batch,
-                                             lr=self.lr, seed=self.run.seed, label=f"layer {layer}",
-                                             exclusive=self.norm_penalty)
-            lstats[layer] = crosscoder.latent_stats(coders[layer], s, len(categories), self.run.seed)
-            features += latent_features(pair, coders[layer], lstats[layer], s, categories, rel, keep, self.top_n,
-                                        self.features)
-        features = merge(features)  # near-duplicates (cos > 0.9 at one layer) become one feature
-        if self.readout.readout == "patchscope":
-            self._patchscope(pair, [f for f in features if f["kind"] == "direction"], stats, keep, patchscope_reading)
+            with stage("crosscoder training"):
+                coders[layer] = crosscoder.train(s, latents=latents, k=self.k, steps=steps,
+                                                 batch=self.crosscoder_batch, lr=self.lr, seed=self.run.seed,
+                                                 label=f"layer {layer}", exclusive=self.norm_penalty)
+                lstats[layer] = crosscoder.latent_stats(coders[layer], s, len(categories), self.run.seed)
+            features += latent_features(pair, coders[layer], lstats[layer], s, categories, self.features)
+        # 4. reading and naming: the prediction change where each feature is active; near-duplicates merged
+        with stage("naming"):
+            features = read_and_name(pair, features, samples, rel, keep, self.top_n)
+            features = merge(features)  # near-duplicates (cos > 0.9 at one layer) become one feature
+            if self.readout.readout == "patchscope":
+                self._patchscope(pair, [f for f in features if f["kind"] == "direction"], stats, keep,
+                                 patchscope_reading)
         # 5. causal check, then rank
-        ev = causal.Evaluator(pair, categories, self.causal_samples, self.data.batch_size)
-        causal.check(ev, features, self.random_directions, self.run.seed)
-        features = rank(features)
-        write_outputs(run, self, pair, categories, stats, rel, features, coders, lstats, samples)
+        with stage("causal check"):
+            ev = causal.Evaluator(pair, categories, self.causal_samples, self.data.batch_size)
+            causal.check(ev, features, self.random_directions, self.run.seed)
+            features = rank(features)
+        with stage("writing"):
+            write_outputs(run, self, pair, categories, stats, rel, features, coders, lstats, samples)
         return headline(features, stats, coders)
 
     def _crosscoder_layers(self, n_layers: int, peak: int) -> list[int]:

@@ -21,9 +21,8 @@ from dataclasses import dataclass, field
 import torch
 
 from ...core import console
+from .sides import BASE_ONLY, FT_ONLY, SHARED_BAND, dec_norm_share, latent_side  # noqa: F401 (thresholds re-exported)
 
-# diffing-toolkit's dec_norm_diff thresholds
-FT_ONLY, BASE_ONLY, SHARED_BAND = 0.1, 0.9, 0.1
 RATIO = 1.5  # alignmt's norm-ratio categories
 LIBRARY = "eai-sparsify"
 AUXK_ALPHA = 1 / 32  # sparsify's usual AuxK weight
@@ -199,21 +198,10 @@ def _fit(sample, latents: int, k: int, steps: int, batch: int, lr: float, seed: 
     return cc
 
 
-def dec_norm_share(base_norm: torch.Tensor, ft_norm: torch.Tensor) -> torch.Tensor:
-    """diffing-toolkit's dec_norm_diff: 0.5 * ((|d_base| - |d_ft|) / max(|d_base|, |d_ft|) + 1).
-    0 = ft-only, 1 = base-only, 0.5 = shared."""
-    top = torch.maximum(base_norm, ft_norm).clamp_min(1e-12)
-    return 0.5 * ((base_norm - ft_norm) / top + 1)
-
-
 def side(share: float) -> str:
-    if share < FT_ONLY:
-        return "ft-only"
-    if share > BASE_ONLY:
-        return "base-only"
-    if abs(share - 0.5) < SHARED_BAND:
-        return "shared"
-    return "changed"
+    """A latent's side from its decoder-norm share (``sides.latent_side``: ft-only, ft-mostly, shared,
+    base-mostly, base-only)."""
+    return latent_side(share)
 
 
 def ratio_category(real_base: float, real_ft: float) -> str:

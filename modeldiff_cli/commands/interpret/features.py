@@ -7,8 +7,9 @@ import torch
 
 from ...core.tokens import display_tokens, visible
 from . import crosscoder as xc
+from . import sides
 from .directions import category_scores, logit_lens
-from .naming import best_category, feature_name
+from .naming import best_category, feature_name, name_tokens
 
 WINDOW = 8  # tokens of context shown before the position
 RELEVANT = 2.0  # relevance z above which the data supports a token for a category
@@ -41,52 +42,79 @@ def _examples(tokenizer, categories, sample, scores: torch.Tensor, n: int = 20, 
     return out, tokens
 
 
-def _read(pair, vector: torch.Tensor, keep: torch.Tensor, top_n: int, ctx: set[int] | None = None,
-          relevant: set[int] | None = None) -> dict:
-    """Logit lens of the direction (its ``5 x top_n`` most promoted tokens), grounded in data: tokens the
-    feature's category's text supports (relevance z > RELEVANT) come first, then tokens of the feature's top
-    contexts, then the rest — each tier in lens order. ``lens_tokens`` keeps the raw lens order."""
-    lens = logit_lens(pair, vector, keep, 5 * top_n)
-    raw = lens["promoted"]
-    tiers = [relevant or set(), ctx or set()]
-    grounded = sorted(raw, key=lambda t: next((i for i, s in enumerate(tiers) if t in s), len(tiers)))
-    support = sum(t in (relevant or set()) for t in raw[:top_n])
+def read_and_name(pair, features: list[dict], samples: dict, relevance: torch.Tensor, keep: torch.Tensor,
+                  top_n: int) -> list[dict]:
+    """Fill each candidate's tokens and name. ``tokens``: the prediction change (ft minus base) where it is active
+    (``reading.prediction_changes``, one pass per layer for all its candidates), in that order; without an
+    active stored position, the logit lens of its vector. ``lens_tokens`` keeps the vector's own logit lens;
+    ``support`` counts how many of the ``top_n`` tokens the feature's category's text over-represents (relevance
+    z > RELEVANT). The data relevance does not reorder the tokens: ranking the relevant tokens ahead of the
+    lens order put words frequent in a category's prompts (" across", " studies") ahead of what the fine-tune
+    changed. The name: the first name-worthy ``tokens`` (``naming.name_tokens``), category, side, layer."""
+    from .reading import prediction_changes
+
     tok = pair.tokenizer
-    return {"promoted_ids": grounded[:top_n], "suppressed_ids": lens["suppressed"][:top_n],
-            "tokens": display_tokens(tok, grounded[:top_n]), "suppressed": display_tokens(tok, lens["suppressed"][:top_n]),
-            "lens_tokens": display_tokens(tok, raw[:top_n]), "support": support, "top_n": top_n}
+    by_layer: dict[int, list[dict]] = {}
+    for f in features:
+        by_layer.setdefault(f["layer"], []).append(f)
+    for layer, group in by_layer.items():
+        s = samples.get(layer)
+        changes = [None] * len(group)
+        if s is not None:
+            w = torch.stack([f["weights"] if f.get("weights") is not None else torch.zeros(s.ft.shape[0])
+                             for f in group], 1)
+            changes = prediction_changes(pair, s, w, keep, top_n)
+        for f, change in zip(group, changes, strict=True):
+            lens = logit_lens(pair, f["lens_vector"], keep, top_n)
+            promoted = change["promoted"] if change else lens["promoted"][:top_n]
+            suppressed = change["suppressed"] if change else lens["suppressed"][:top_n]
+            relevant = _relevant(relevance, f["category_index"])
+            f.update({"promoted_ids": promoted, "suppressed_ids": suppressed,
+                      "tokens": display_tokens(tok, promoted), "suppressed": display_tokens(tok, suppressed),
+                      "lens_tokens": display_tokens(tok, lens["promoted"][:top_n]),
+                      "support": sum(t in relevant for t in promoted), "top_n": top_n,
+                      "reading": ({"kind": "prediction change where active", "positions": change["positions"]}
+                                  if change else {"kind": "logit lens of the vector (no active stored position)",
+                                                  "positions": 0})})
+            f["name"] = feature_name(tok, name_tokens(tok, promoted), f["best_category"], f["side"], layer)
+            f.pop("weights", None)
+            f.pop("lens_vector", None)
+    return features
 
 
 def _relevant(relevance: torch.Tensor, ci: int) -> set[int]:
     return set((relevance[ci] > RELEVANT).nonzero().flatten().tolist())
 
 
-def _direction(pair, stats, categories, samples, relevance, keep, top_n: int, ci: int, li: int,
-               vec: torch.Tensor, basis: str) -> dict:
+def _direction(pair, stats, categories, samples, ci: int, li: int, vec: torch.Tensor, basis: str) -> dict:
+    """A direction candidate (read and named later by :func:`read_and_name`)."""
+    from .reading import direction_weights
+
     layer = stats.layers[li]
     cats = category_scores(vec, stats, li)
-    unit = torch.nn.functional.normalize(vec, dim=0)
-    pb = float(stats.base_mean.mean[li, ci] @ unit)
-    share = float(xc.dec_norm_share(torch.tensor(abs(pb)), torch.tensor(abs(pb + float(vec.norm())))))
-    examples, ctx = [], None
-    if layer in samples:
-        s = samples[layer]
-        proj = (s.ft - s.base) @ unit
-        proj = torch.where(s.category == ci, proj, torch.full_like(proj, -float("inf")))
-        examples, ctx = _examples(pair.tokenizer, categories, s, proj)
     best = best_category(cats)
-    read = _read(pair, vec, keep, top_n, ctx, _relevant(relevance, stats.categories.index(best)))
-    side = xc.side(share)
+    bi = stats.categories.index(best)
+    unit = torch.nn.functional.normalize(vec, dim=0)
+    examples, s, weights = [], samples.get(layer), None
+    reach = sides.direction_reach(torch.zeros(0), torch.zeros(0))
+    if s is not None:
+        weights = direction_weights(s, vec)
+        own = s.category == ci
+        proj = torch.where(own, (s.ft - s.base) @ unit, torch.full((s.ft.shape[0],), -float("inf")))
+        examples, _ = _examples(pair.tokenizer, categories, s, proj)
+        on_best = s.category == bi
+        reach = sides.direction_reach(s.base[on_best] @ unit, s.ft[on_best] @ unit)
     return {
-        "kind": "direction", "basis": basis, "layer": layer, "category_index": stats.categories.index(best),
-        "vector": vec, "name": feature_name(pair.tokenizer, read["promoted_ids"][:3], best, side, layer), **read,
-        "categories": cats, "side": side, "share": share, "source_category": categories[ci].name,
+        "kind": "direction", "basis": basis, "layer": layer, "category_index": bi, "best_category": best,
+        "vector": vec, "lens_vector": vec, "weights": weights,
+        "categories": cats, "side": reach["side"], "share": reach["share"], "source_category": categories[ci].name,
+        "reach": {"ft": reach["ft_reach"], "base": reach["base_reach"], "carrier": sides.direction_carrier(reach)},
         "relative_norm": float(vec.norm() / stats.norms.mean[li, ci, :2, 0].mean().clamp_min(1e-8)),
         "examples": examples,
     }
 
 
-def direction_features(pair, stats, categories, samples: dict, relevance: torch.Tensor, keep, top_n: int) -> list[dict]:
+def direction_features(pair, stats, categories, samples: dict) -> list[dict]:
     """Per category, at the layer of its largest relative difference: its mean difference (``basis`` "mean")
     and what is specific to it, the mean difference minus the mean over categories (``basis`` "specific": a
     fine-tune that shifts every category the same way shows in every "mean" direction, not in these). Mean
@@ -95,16 +123,16 @@ def direction_features(pair, stats, categories, samples: dict, relevance: torch.
     peak = [int(rel[:, ci].argmax()) for ci in range(len(categories))]
     means = sorted(range(len(categories)), key=lambda ci: -float(rel[peak[ci], ci]))
     specific = stats.specific()
-    out = [_direction(pair, stats, categories, samples, relevance, keep, top_n, ci, peak[ci],
-                      stats.diff.mean[peak[ci], ci].clone(), "mean") for ci in means]
-    out += [_direction(pair, stats, categories, samples, relevance, keep, top_n, ci, peak[ci],
-                       specific[peak[ci], ci].clone(), "specific") for ci in means]
+    out = [_direction(pair, stats, categories, samples, ci, peak[ci], stats.diff.mean[peak[ci], ci].clone(), "mean")
+           for ci in means]
+    out += [_direction(pair, stats, categories, samples, ci, peak[ci], specific[peak[ci], ci].clone(), "specific")
+            for ci in means]
     return out
 
 
-def latent_features(pair, cc, lstats: dict, sample, categories, relevance: torch.Tensor, keep, top_n: int,
-                    n: int) -> list[dict]:
-    """The ``n`` latents with the largest firing frequency x |ft - base decoder| among the non-shared ones."""
+def latent_features(pair, cc, lstats: dict, sample, categories, n: int) -> list[dict]:
+    """The ``n`` latents with the largest firing frequency x |ft - base decoder| among the non-shared ones
+    (candidates, read and named later by :func:`read_and_name`; weights: the latent's activations)."""
     score = lstats["freq"] * lstats["direction"].norm(dim=-1)
     shared = (lstats["share"] - 0.5).abs() < xc.SHARED_BAND
     score = torch.where(shared | (lstats["freq"] == 0), torch.zeros_like(score), score)
@@ -113,21 +141,16 @@ def latent_features(pair, cc, lstats: dict, sample, categories, relevance: torch
         if score[i] <= 0:
             break
         direction = lstats["direction"][i]
-        vec = direction * float(lstats["mean_act"][i])
         active: list[int] = []
-        examples, ctx = _examples(pair.tokenizer, categories, sample, lstats["codes"].column(i), active=active)
+        acts = lstats["codes"].column(i)
+        examples, _ = _examples(pair.tokenizer, categories, sample, acts, active=active)
         cats = {c.name: float(lstats["freq_category"][ci, i]) for ci, c in enumerate(categories)}
         best = best_category(cats)
-        relevant = _relevant(relevance, [c.name for c in categories].index(best))
-        read = _read(pair, direction, keep, top_n, ctx, relevant)
-        side = xc.side(float(lstats["share"][i]))
-        # a latent is named by the tokens it fires on that its category's text supports, then by its reading
-        grounded = [t for t in active if t in relevant and t < len(keep) and bool(keep[t])]
-        chosen = (grounded + [t for t in read["promoted_ids"] if t not in grounded])[:3]
         out.append({
-            "kind": "latent", "basis": "latent", "latent": i, "layer": cc.layer, "category_index": [c.name for c in categories].index(best),
-            "vector": vec, "name": feature_name(pair.tokenizer, chosen, best, side, cc.layer), **read,
-            "categories": cats, "side": side, "share": float(lstats["share"][i]),
+            "kind": "latent", "basis": "latent", "latent": i, "layer": cc.layer, "best_category": best,
+            "category_index": [c.name for c in categories].index(best),
+            "vector": direction * float(lstats["mean_act"][i]), "lens_vector": direction, "weights": acts.clamp_min(0),
+            "categories": cats, "side": xc.side(float(lstats["share"][i])), "share": float(lstats["share"][i]),
             "ratio_category": xc.ratio_category(float(lstats["real_base_norm"][i]), float(lstats["real_ft_norm"][i])),
             "frequency": {"paired": float(lstats["freq"][i]), "base_view": float(lstats["freq_base_view"][i]),
                           "ft_view": float(lstats["freq_ft_view"][i])},
@@ -142,7 +165,7 @@ MERGE_COS = 0.9  # candidates at one layer with |cosine| above this are one feat
 
 def member(f: dict, cos: float) -> dict:
     """What a merged candidate keeps as evidence of the feature it joined."""
-    keys = ("kind", "basis", "source_category", "latent", "side", "share", "categories", "tokens", "support",
+    keys = ("kind", "basis", "source_category", "latent", "side", "share", "reach", "categories", "tokens", "support",
             "activating",
             "examples", "frequency", "decoder_norms", "ratio_category", "relative_norm")
     out = {k: f[k] for k in keys if k in f}

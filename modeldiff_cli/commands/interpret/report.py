@@ -46,6 +46,7 @@ def _sections(cmd, pair, stats, features, coders) -> list[tuple[str, list[str]]]
                  for f in features if not f["causal_effect"]]
     overview.append("")
     overview.append("No causal effect (causal score <= 3): " + (", ".join(no_effect) if no_effect else "none") + ".")
+    overview += ["", *category_table(features, stats.categories)]
     for f in features[:8]:
         if f.get("merged"):
             overview.append("")
@@ -68,8 +69,9 @@ def _sections(cmd, pair, stats, features, coders) -> list[tuple[str, list[str]]]
                       f"explained variance {cc.explained_variance:.3f}, final loss {cc.losses[-1]:.4f}.")
     conclusion = []
     for f in causal[:3]:
-        conclusion.append(f"Layer {f['layer']} shows a {f['side']} feature for `{_best(f)}` "
-                          f"({', '.join(f['tokens'][:3])}): removing it from ft changes CE by {f['causal']['delta_ce']:+.4f} "
+        who = f" ({f['reach']['carrier']})" if f.get("reach") else ""
+        conclusion.append(f"Layer {f['layer']} shows a {f['side']} {f['kind']}{who} for `{_best(f)}` "
+                          f"({', '.join(repr(t) for t in f['tokens'][:3])}): removing it from ft changes CE by {f['causal']['delta_ce']:+.4f} "
                           f"(z {f['causal']['z']:.1f}) and closes {100 * f['causal']['kl_drop_fraction']:.0f}% of "
                           f"KL(ft||base) (removal z {f['causal']['z_kl']:.1f}); adding it to base closes "
                           f"{100 * f['steering']['kl_drop_fraction']:.0f}% of KL(base||ft) (steering z "
@@ -79,6 +81,27 @@ def _sections(cmd, pair, stats, features, coders) -> list[tuple[str, list[str]]]
                           "not localised in single directions at the layers read.")
     return [("Summary of the differences", summary), ("Feature overview", overview),
             ("Layer-by-layer analysis", layers), ("Conclusion", conclusion)]
+
+
+def sig3(x: float) -> str:
+    """A number with 3 significant digits (``0.240``, ``12.3``, ``-0.00102``)."""
+    if x != x:
+        return "nan"
+    if x == 0:
+        return "0"
+    return f"{float(f'{x:.3g}'):#.3g}".rstrip(".")
+
+
+def category_table(features: list[dict], categories: list[str]) -> list[str]:
+    """Markdown table of each feature's category scores (directions: projection of the category's mean
+    difference on the unit vector; latents: firing frequency on the category), 3 significant digits."""
+    lines = ["Category scores (directions: projection of each category's mean difference on the feature's unit "
+             "vector; latents: firing frequency on the category's positions):", "",
+             "| id | kind | " + " | ".join(categories) + " |", "|---" * (len(categories) + 2) + "|"]
+    for f in features:
+        lines.append(f"| {f['id']} | {f['kind']} | "
+                     + " | ".join(sig3(float(f["categories"].get(c, float("nan")))) for c in categories) + " |")
+    return lines
 
 
 def _source(f: dict) -> str:

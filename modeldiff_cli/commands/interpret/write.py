@@ -33,7 +33,7 @@ ARTIFACTS = {
 def public(f: dict) -> dict:
     keys = ("id", "name", "kind", "layer", "tokens", "suppressed", "categories", "side", "share", "examples",
             "causal", "steering", "causal_effect", "specific_effect", "closing_effect", "steering_effect", "latent", "ratio_category", "frequency", "decoder_norms",
-            "relative_norm", "source_category", "basis", "rank_score", "activating", "patchscope", "lens_tokens", "support")
+            "relative_norm", "source_category", "basis", "rank_score", "activating", "patchscope", "lens_tokens", "support", "reach", "reading")
     out = {k: f[k] for k in keys if k in f}
     out["vector_norm"] = float(f["vector"].norm())
     if "merged" in f:

@@ -1,12 +1,14 @@
 """interpret: the feature list (names, tokens, categories, the causal score they are ranked by, its removal z and the ablation z) and the command's own report embedded.
 
+Category scores are shown as a small table per feature, 3 significant digits.
+
 Reads ``features.json`` = ``{"features": [{id, name, kind, layer, tokens, suppressed, categories, side,
 examples, causal, steering}]}`` and ``report.html``.
 """
 
 from __future__ import annotations
 
-from ..html import srcdoc_iframe, table
+from ..html import Raw, esc, srcdoc_iframe, table
 from ..registry import comparer, renderer
 
 EMBED_LIMIT = 3_000_000
@@ -29,6 +31,25 @@ def _join(v, n: int = 8) -> str:
     return "" if v is None else str(v)
 
 
+def sig3(x) -> str:
+    """3 significant digits (``0.240``, ``12.3``)."""
+    x = float(x)
+    if x != x or x == 0:
+        return "nan" if x != x else "0"
+    return f"{float(f'{x:.3g}'):#.3g}".rstrip(".")
+
+
+def categories_cell(cats):
+    """A feature's category scores as a small two-row table, 3 significant digits (a list: its names)."""
+    if isinstance(cats, dict) and cats:
+        nums = {k: v for k, v in cats.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if len(nums) == len(cats):
+            head = "".join(f"<th>{esc(k)}</th>" for k in nums)
+            body = "".join(f'<td class="num">{esc(sig3(v))}</td>' for v in nums.values())
+            return Raw(f'<table class="cats"><tr>{head}</tr><tr>{body}</tr></table>')
+    return _join(cats)
+
+
 def _features(run) -> list[dict]:
     data = run.json("features.json")
     feats = data.get("features") if isinstance(data, dict) else None
@@ -41,7 +62,7 @@ def render(run, ctx) -> str:
     out = []
     if feats:
         rows = [[f.get("id"), f.get("name", ""), f.get("kind", ""), f.get("layer"), f.get("side", ""),
-                 _join(f.get("tokens")), _join(f.get("suppressed")), _join(f.get("categories")),
+                 _join(f.get("tokens")), _join(f.get("suppressed")), categories_cell(f.get("categories")),
                  _z(f.get("rank_score")), _z(f.get("causal"), ("z_kl",)), _z(f.get("causal")),
                  "yes" if f.get("steering") else ""] for f in feats]
         out.append("<h2>Features</h2>" + table(
