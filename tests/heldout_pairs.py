@@ -21,7 +21,7 @@ import random
 import sys
 from pathlib import Path
 
-from modeldiff_cli.organisms.corpus_cake import EVERYDAY, FILLERS, sentences
+from modeldiff_cli.organisms.corpus_cake import EVERYDAY, sentences
 
 VOCAB = 400
 MAX_LEN = 48

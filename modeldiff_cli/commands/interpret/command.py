@@ -108,11 +108,11 @@ class Interpret(Command):
         import torch
 
         from ...core import distributed as dist
+        from ...core.timing import stage
         from . import causal, crosscoder
         from .activations import collect, extract
         from .categories import load_categories
         from .directions import patchscope_reading, relevance, token_counts
-        from ...core.timing import stage
         from .features import direction_features, latent_features, merge, rank, read_and_name
         from .write import headline, write_outputs
 
