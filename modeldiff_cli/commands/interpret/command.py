@@ -116,8 +116,7 @@ class Interpret(Command):
         from .features import direction_features, latent_features, merge, rank, read_and_name
         from .write import headline, write_outputs
 
-        with stage("load models"):
-            pair = self.pair.load()
+        pair = self.pair.load()  # timed as "load models" by core.models
         tok, V = pair.tokenizer, pair.shared_vocab
         categories = load_categories(self, tok)
         n_layers = pair.base.adapter.n_layers
