@@ -1,11 +1,12 @@
 """`mine` overhead vs two bare forward passes, peak memory vs samples, and NMF time.
 
-Usage: .venv/bin/python benchmarks/mine_overhead.py [--samples 64] [--tokens 128] [--batch-size 8] [--repeats 3] [--chunk-size N]
+Usage: .venv/bin/python benchmarks/mine_overhead.py [--device cpu] [--dtype float32] [--shape smollm-135m] [--samples 64] [--tokens 128] [--batch-size 8] [--repeats 3] [--chunk-size N]
        [--memory-tokens 128] [--skip-memory] [--skip-nmf] [--skip-overhead] [--nmf-small 300] [--nmf-dense 2000]
        [--nmf-coo 100000] [--nmf-iters 5]
 
-Pair: SmolLM-135M-shaped Llama (vocab 49152, hidden 576, 30 layers, 9 heads, 3 KV heads, intermediate 1536),
-random weights from config (two seeds). Ratio = median mine-loop time (core.forward + core.readout extractors,
+Pair: a random Llama pair of ``--shape`` (benchmarks/shapes.py; default SmolLM-135M's: vocab 49152, hidden 576,
+30 layers, 9 heads, 3 KV heads, intermediate 1536; ``llama-0.4b`` for the 0.4B shape), two seeds, on ``--device`` in
+``--dtype``. The NMF timings run on ``--device`` too. Ratio = median mine-loop time (core.forward + core.readout extractors,
 readout chunks of --chunk-size rows, default the shared 256) / median time of both models' plain forward (full
 logits) over the same batches, after a warm-up, in one process, the two alternating within each repeat. Memory: ru_maxrss of a fresh
 subprocess per sample count at the same batch size (orderings top-k-occurring,fraction-positive-diff).
@@ -23,49 +24,41 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-SMOLLM = dict(vocab_size=49152, hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
-              intermediate_size=1536, max_position_embeddings=2048, tie_word_embeddings=True)
-SMOLLM_PARAMS = 134_515_008
-
-
-def build_pair():
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from modeldiff_cli.core.arch import adapter_for
-    from modeldiff_cli.core.models import LoadedModel, ModelSource
-
-    out = []
-    for seed in (0, 1):
-        torch.manual_seed(seed)
-        m = LlamaForCausalLM(LlamaConfig(**SMOLLM)).eval().requires_grad_(False)
-        n = sum(p.numel() for p in m.parameters())
-        assert n == SMOLLM_PARAMS, n
-        out.append(LoadedModel(ModelSource("bench", "bench", True, "bench"), m, None, adapter_for(m), torch.device("cpu"), torch.float32))
-    return out
+from shapes import SHAPES, add_device_options, llama, loaded, resolve_device, sync  # noqa: E402
 
 
-def batches(samples: int, tokens: int, batch_size: int):
+def build_pair(a):
+    return [loaded(llama(a.shape, seed, dtype=a.dtype, device=a.device)) for seed in (0, 1)]
+
+
+def vocab(a) -> int:
+    return SHAPES[a.shape]["vocab_size"]
+
+
+def batches(samples: int, tokens: int, batch_size: int, vocab: int = 49152):
     import torch
 
     from modeldiff_cli.core.data import Sample, iter_batches
 
     g = torch.Generator().manual_seed(0)
-    ss = [Sample(i, torch.randint(3, 49152, (tokens,), generator=g).tolist(), [True] * tokens) for i in range(samples)]
+    ss = [Sample(i, torch.randint(3, vocab, (tokens,), generator=g).tolist(), [True] * tokens) for i in range(samples)]
     return list(iter_batches(ss, batch_size, 0))
 
 
-def mine_loop(base, ft, bs, chunk_size=None):
+def mine_loop(base, ft, bs, chunk_size=None, vocab=49152):
     """The streaming loop of `mine` as the command runs it: core.forward + core.readout extractors, the shared
     --chunk-size default (Readout's)."""
     from modeldiff_cli.commands.mine.accumulate import accumulate
     from modeldiff_cli.commands.mine.extract import make_extractor
     from modeldiff_cli.core.ingredients import Readout
 
-    chunk = chunk_size or Readout().chunk_size
-    return accumulate(bs, make_extractor(base, "logits"), make_extractor(ft, "logits"), vocab=49152, top_k=100,
-                      n_samples=len(bs) * bs[0].input_ids.shape[0], max_len=bs[0].input_ids.shape[1], chunk_size=chunk)
+    chunk = chunk_size or Readout().chunk_size  # None: auto (core.readout.chunk_rows)
+    acc = accumulate(bs, make_extractor(base, "logits"), make_extractor(ft, "logits"), vocab=vocab, top_k=100,
+                     n_samples=len(bs) * bs[0].input_ids.shape[0], max_len=bs[0].input_ids.shape[1], chunk_size=chunk)
+    sync(base.device)
+    return acc
 
 
 def bare(base, ft, bs):
@@ -73,8 +66,10 @@ def bare(base, ft, bs):
 
     with torch.inference_mode():
         for b in bs:
-            _ = base.model(input_ids=b.input_ids, attention_mask=b.attention_mask).logits
-            _ = ft.model(input_ids=b.input_ids, attention_mask=b.attention_mask).logits
+            ids, mask = b.input_ids.to(base.device), b.attention_mask.to(base.device)
+            _ = base.model(input_ids=ids, attention_mask=mask).logits
+            _ = ft.model(input_ids=ids, attention_mask=mask).logits
+    sync(base.device)
 
 
 def timed(fns, repeats):
@@ -90,28 +85,31 @@ def timed(fns, repeats):
 
 
 def overhead(a):
-    base, ft = build_pair()
-    bs = batches(a.samples, a.tokens, a.batch_size)
+    base, ft = build_pair(a)
+    bs = batches(a.samples, a.tokens, a.batch_size, vocab(a))
     bare(base, ft, bs[:1])  # warm-up
-    mine_loop(base, ft, bs[:1], a.chunk_size)
+    mine_loop(base, ft, bs[:1], a.chunk_size, vocab(a))
     (t_bare, all_bare), (t_mine, all_mine) = timed([lambda: bare(base, ft, bs),
-                                                    lambda: mine_loop(base, ft, bs, a.chunk_size)], a.repeats)
-    print(f"overhead: {a.samples} samples x {a.tokens} tokens, batch {a.batch_size}: two bare forwards {t_bare:.2f} s "
+                                                    lambda: mine_loop(base, ft, bs, a.chunk_size, vocab(a))], a.repeats)
+    print(f"overhead: {a.shape} pair, {a.dtype}, {a.device}, {a.samples} samples x {a.tokens} tokens, batch {a.batch_size}: two bare forwards {t_bare:.2f} s "
           f"(runs {[round(x, 2) for x in all_bare]}), mine {t_mine:.2f} s (runs {[round(x, 2) for x in all_mine]}); "
           f"chunk {a.chunk_size or 'default'}; ratio mine / bare = {t_mine / t_bare:.3f}")
 
 
-def memory_child(samples, tokens, batch_size):
-    base, ft = build_pair()
-    mine_loop(base, ft, batches(samples, tokens, batch_size))
+def memory_child(a):
+    base, ft = build_pair(a)
+    mine_loop(base, ft, batches(a.child, a.memory_tokens, a.batch_size, vocab(a)), vocab=vocab(a))
     print(json.dumps({"maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
 def memory(a):
+    """Peak memory of a fresh process per sample count: host RSS (ru_maxrss); on CUDA the device's allocations
+    are not in it (the GPU figure is the stage table's cuda_max_allocated_mb of a mine run)."""
     res = {}
     for n in (64, 512):
         p = subprocess.run([sys.executable, __file__, "--child", str(n), "--memory-tokens", str(a.memory_tokens),
-                            "--batch-size", str(a.batch_size)], capture_output=True, text=True, check=True)
+                            "--batch-size", str(a.batch_size), "--device", a.device, "--dtype", a.dtype,
+                            "--shape", a.shape], capture_output=True, text=True, check=True)
         res[n] = json.loads(p.stdout.strip().splitlines()[-1])["maxrss_mib"]
     print(f"memory: peak RSS 64 samples {res[64]:.0f} MiB, 512 samples {res[512]:.0f} MiB (x {a.memory_tokens} tokens, "
           f"batch {a.batch_size}): growth {100 * (res[512] / res[64] - 1):+.1f}%")
@@ -134,7 +132,8 @@ def nmf_bench(a):
 
     from modeldiff_cli.core.nmf import DENSE_BUDGET, choose_backend, fit_topics, sparse_matrix
 
-    ids, vals = _zipf_records(100_000)
+    dev = torch.device(a.device)
+    ids, vals = (t.to(dev) for t in _zipf_records(100_000))
     for beta in (2.0, 1.0):
         t, c = time.perf_counter(), time.process_time()
         m, tok = sparse_matrix(ids, vals, None, "binary")
@@ -143,7 +142,7 @@ def nmf_bench(a):
               f"auto -> {topics.backend}: {time.perf_counter() - t:.1f} s wall, {time.process_time() - c:.1f} s CPU "
               f"({topics.iterations} iterations, matrix build included)")
     # both backends, full fits, inside auto's budget
-    m, tok = sparse_matrix(*_zipf_records(a.nmf_small), None, "binary")
+    m, tok = sparse_matrix(*(t.to(dev) for t in _zipf_records(a.nmf_small)), None, "binary")
     fits = {}
     for backend in ("torchnmf", "sparse"):
         t = time.perf_counter()
@@ -157,14 +156,14 @@ def nmf_bench(a):
     # per-iteration costs, fixed iteration count
     it = a.nmf_iters
     for n, backends in ((a.nmf_dense, ("torchnmf", "sparse")), (a.nmf_coo, ("torchnmf-sparse", "sparse"))):
-        m, tok = sparse_matrix(*_zipf_records(n), None, "binary")
+        m, tok = sparse_matrix(*(t.to(dev) for t in _zipf_records(n)), None, "binary")
         per = {}
         for backend in backends:
             t = time.perf_counter()
             if backend == "torchnmf-sparse":
                 from torchnmf.nmf import NMF
 
-                model = NMF(W=torch.rand(m.shape[1], 5), H=torch.rand(m.shape[0], 5))
+                model = NMF(W=torch.rand(m.shape[1], 5, device=dev), H=torch.rand(m.shape[0], 5, device=dev))
                 model.fit(m, beta=2.0, tol=float("-inf"), max_iter=it)
             else:
                 fit_topics(m, tok, topics=5, beta=2.0, orthogonal=0.0, seed=0, max_iter=it, tol=float("-inf"), backend=backend)
@@ -176,6 +175,7 @@ def nmf_bench(a):
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
+    add_device_options(ap)
     ap.add_argument("--samples", type=int, default=64)
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=8)
@@ -191,8 +191,9 @@ if __name__ == "__main__":
     ap.add_argument("--nmf-iters", type=int, default=5, help="iterations of the per-iteration timings (setup included)")
     ap.add_argument("--child", type=int)
     a = ap.parse_args()
+    resolve_device(a.device)
     if a.child:
-        memory_child(a.child, a.memory_tokens, a.batch_size)
+        memory_child(a)
         sys.exit()
     if not a.skip_overhead:
         overhead(a)

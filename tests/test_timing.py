@@ -109,7 +109,8 @@ def test_mine_stage_table_covers_the_process_and_changes_no_output(tmp_path, cli
     t = _timings(run)
     names = [s["stage"] for s in t["stages"]]
     for wanted in ("start-up (interpreter, imports, options)", "import torch", "resolve and fingerprint inputs",
-                   "load models and data", "load models and data/load models", "forward and statistics",
+                   "import transformers", "load models and data", "load models and data/load models",
+                   "forward and statistics",
                    "orderings", "orderings/nmf", "write outputs", "wait for plots", "write summary"):
         assert wanted in names, (wanted, names)
     assert t["covered"] >= 0.8, t

@@ -215,8 +215,13 @@ def _launch(cmd: Command, profile) -> tuple[Path, dict | None]:
                              f"this one {code_digest()}): its results may differ; --overwrite recomputes it")
             timings = _stored_timings(run.path)
         else:
-            with stage("import torch"):  # every command that computes uses it; charged here, not to its first stage
+            # every command that computes uses both: charged here, not to whichever stage touches them first
+            with stage("import torch"):
                 import torch  # noqa: F401
+            with stage("import transformers"):
+                import transformers
+
+                transformers.AutoConfig, transformers.AutoModelForCausalLM  # noqa: B018 - resolve the lazy imports
             if getattr(run_opts, "seed", None) is not None:
                 _seed(run_opts.seed)
             checkpoint.activate(run.work if resumable else None)

@@ -122,10 +122,9 @@ def load_model(
     ``device_map`` (e.g. ``auto``) shards a model too large for one device with accelerate; otherwise the
     whole model goes to ``device``.
     """
-    from .timing import stage
+    from transformers import AutoModelForCausalLM
 
-    with stage("import transformers"):
-        from transformers import AutoModelForCausalLM
+    from .timing import stage
 
     source = spec if isinstance(spec, ModelSource) else resolve_source(spec, role=role, flag=flag)
     with stage("load models"):
