@@ -140,22 +140,29 @@ class TokenlensAttribute(Command):
             write_records,
         )
 
+        from ...core.timing import stage
+
         check_method(self.method, self.engine)
         r = self.reading
         items = read_items(self.prompt, self.prompts, self.target, r.text_field, r.max_samples)
-        main, other = self.load()
+        with stage("load models"):
+            main, other = self.load()
         # data-parallel runs: each rank generates and attributes its block of the prompt groups; every rank
         # then holds every prompt's result (in prompt order) and rank 0 alone writes
-        prepare(items, main, max_new_tokens=self.max_new_tokens, batch_size=r.batch_size, max_tokens=r.max_tokens,
-                isolate=self.prompts is not None, flag="--prompt" if self.prompts is None else "--prompts", shard=True)
+        with stage("generate"):
+            prepare(items, main, max_new_tokens=self.max_new_tokens, batch_size=r.batch_size, max_tokens=r.max_tokens,
+                    isolate=self.prompts is not None, flag="--prompt" if self.prompts is None else "--prompts",
+                    shard=True)
         how = {"score": self.score, "ig_steps": self.ig_steps, "batch_size": r.batch_size, "shard": True,
                "checkpoint_every": self.checkpoint_every}
-        results = attribute_all(items, main, self.engine, self.method, **how, part="model")
-        compared = (attribute_all(items, other, self.engine, self.method, **how, count=False, part="base")
-                    if other is not None else None)
+        with stage("attribute"):
+            results = attribute_all(items, main, self.engine, self.method, **how, part="model")
+            compared = (attribute_all(items, other, self.engine, self.method, **how, count=False, part="base")
+                        if other is not None else None)
         dist.handoff()  # a non-zero rank's share ends here
         describe(run)
-        rows = write_records(run, items, results, compared, main, other, self)
+        with stage("write outputs"):
+            rows = write_records(run, items, results, compared, main, other, self)
         return headline(rows, self)
 
     # ---- --json-out / --html-out: exports of the complete run directory
