@@ -72,6 +72,22 @@ def test_thresholded_map():
     assert sign[0, 0] == 1 and sign[1, 1] == -1 and sign[1, 2] == 0
 
 
+def test_top_cells_rank_by_magnitude_drops_included():
+    from modeldiff_cli.commands.routing.order import top_cells
+
+    points = [{"diff": d} for d in (0.3, 0.1, 0.02, -0.05, -0.4)]  # the points files' order: diff descending
+    assert [p["diff"] for p in top_cells(points, 3)] == [-0.4, 0.3, 0.1]
+
+
+def test_significance_map_uses_q_not_size():
+    from modeldiff_cli.commands.routing.order import significance_map
+
+    diff = torch.tensor([[0.5, -0.001, 0.002], [-0.3, 0.0001, 0.0]], dtype=torch.float64)
+    q = torch.tensor([[0.001, 0.01, 0.2], [0.04, 0.9, 0.049]], dtype=torch.float64)
+    assert significance_map(diff, q).tolist() == [[1, -1, 0], [-1, 0, 0]]
+    assert significance_map(diff, q, alpha=0.005).tolist() == [[1, 0, 0], [0, 0, 0]]
+
+
 # ---------------------------------------------------------------- the organism (one shared run)
 def _run_dir(out: str) -> Path:
     return Path(out.strip().splitlines()[-1])
@@ -105,6 +121,33 @@ def test_organism_planted_expert_found(organism_run):
     assert mats["tv_topk"][0, li] == max(mats["tv_topk"][0])
     assert np.allclose(mats["usage_a_weight"].sum(-1), 1, atol=1e-4)
     assert "layer   1 expert    5" in stdout.splitlines()[1]
+
+
+def test_top_cells_and_significance_map_of_the_organism(organism_run, tmp_path):
+    _, _, stdout, run = organism_run
+    summary = json.loads((run / "summary.json").read_text())
+    top = summary["headline"]["top_points"]
+    mats = np.load(run / "routing_matrices.npz")
+    diff, q = mats["diff_weight"][0], mats["q"]
+    # the top cells are the largest |difference| of all cells, drops included, signed, largest first
+    sizes = [abs(p["diff"]) for p in top]
+    assert sizes == sorted(sizes, reverse=True) and len(top) == 10
+    assert min(sizes) >= np.sort(np.abs(diff).ravel())[::-1][9] - 1e-12
+    assert any(p["diff"] < 0 for p in top) and top[0]["diff"] > 0
+    assert json.loads((run / "routing_summary.json").read_text())["top_points"] == top
+    lines = [x for x in stdout.splitlines() if x.startswith("  layer")]
+    assert [float(x.split()[4]) for x in lines] == pytest.approx([p["diff"] for p in top], abs=1e-4)
+    # the significance map: the sign of the difference exactly where q < 0.05
+    sig = mats["significant"]
+    assert (sig == np.where(q < 0.05, np.sign(diff), 0)).all()
+    assert int(np.abs(sig).sum()) == summary["headline"]["significant_cells_q05"] == int((q < 0.05).sum())
+    # the report's significance map shows those cells (the X4A size map stays, under its own name)
+    from modeldiff_cli.report import build_report
+
+    res = build_report([run], tmp_path / "rep")
+    page = next((res.out / "runs").glob("routing__*.html")).read_text()
+    assert f"q &lt; 0.05: +1 up in ft, -1 down; {int((q < 0.05).sum())} cells)" in page
+    assert "largest differences (all;" in page and "Top cells" in page
 
 
 def test_organism_sweep_undoes_gain(organism_run):

@@ -1,5 +1,6 @@
-"""Order: usage per side and view, B - A differences, per-cell q-values, X4A's thresholded maps, the points
-(every cell sorted by difference) and bootstrap intervals of the top points."""
+"""Order: usage per side and view, B - A differences, per-cell q-values, the significance map (the sign of the
+difference where q < 0.05), X4A's thresholded maps, the points (every cell sorted by difference), the top cells
+(ranked by |difference|, increases and drops alike) and bootstrap intervals of the top cells."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from .collect import Stats
 from .stats import benjamini_hochberg, js_rows, thresholded, two_proportion_p
 
 TOP = 10
+Q_ALPHA = 0.05  # the significance map's false discovery rate (q < Q_ALPHA)
 
 
 def order(stats: Stats, cmd) -> dict:
@@ -19,6 +21,7 @@ def order(stats: Stats, cmd) -> dict:
     p = two_proportion_p(stats.a.slots[0], n_a.expand_as(stats.a.slots[0]), stats.b.slots[0],
                          n_b.expand_as(stats.b.slots[0]))
     q = benjamini_hochberg(p)
+    significant = significance_map(diff["weight"][0], q)
     signs, thresholds = [], []
     for v in range(len(stats.views)):
         s, t = thresholded(diff["weight"][v])
@@ -32,18 +35,20 @@ def order(stats: Stats, cmd) -> dict:
                       ub["prob"].float().reshape(-1, stats.n_experts)).reshape(usage_tv.shape)
     points = points_of(stats, ua["weight"][0], ub["weight"][0], q, +1)
     reverse = points_of(stats, ua["weight"][0], ub["weight"][0], q, -1)
+    top = top_cells(points)
     boot = (stats.b.boot_usage() - stats.a.boot_usage()).float()  # [R, L, E]
     intervals = []
-    for pt in points[:TOP]:
+    for pt in top:
         li = stats.layers.index(pt["layer"])
         reps = boot[:, li, pt["router"]]
         intervals.append([float(reps.quantile(0.025)), float(reps.quantile(0.975))])
     return {
         "usage_a": ua, "usage_b": ub, "diff": diff, "p": p, "q": q,
+        "significant": significant, "q_alpha": Q_ALPHA,
         "thresholded": torch.stack(signs), "thresholds": thresholds,
         "usage_tv": usage_tv, "usage_js": usage_js, "prob_js": prob_js,
         "pair": stats.pair.means() if stats.pair is not None else None,
-        "points": points, "reverse": reverse, "intervals": intervals,
+        "points": points, "reverse": reverse, "top": top, "intervals": intervals,
     }
 
 
@@ -56,3 +61,14 @@ def points_of(stats: Stats, wa, wb, q, sign: int) -> list[dict]:
     return [{"layer": stats.layers[i // E], "router": i % E, "diff": float(d.flatten()[i]),
              "a": float(first.flatten()[i]), "b": float(second.flatten()[i]), "q": float(q.flatten()[i])}
             for i in order_]
+
+
+def top_cells(points: list[dict], n: int = TOP) -> list[dict]:
+    """The ``n`` cells with the largest |difference|, increases and drops alike, largest first (ties keep the
+    points' order); each keeps its signed ``diff``."""
+    return sorted(points, key=lambda pt: -abs(pt["diff"]))[:n]
+
+
+def significance_map(diff, q, alpha: float = Q_ALPHA):
+    """+1 / -1 (the sign of ``diff``) where the cell's q < ``alpha``, else 0: int8, the shape of ``q``."""
+    return torch.where(q < alpha, diff.sign(), torch.zeros_like(diff)).to(torch.int8)

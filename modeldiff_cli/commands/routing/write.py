@@ -35,14 +35,17 @@ def describe(run, cmd, paired: bool) -> None:
       "view, significant cells" if paired else "per MoE layer: TV / JS of the two sides' mean usage distributions, "
       "entropy and effective experts per side, tokens per side and view, significant cells", "table")
     d("routing_matrices.npz", "usage per side, kind (weight / slot / prob) and view [views, layers, experts], B - A "
-      "differences, thresholded maps, p / q per cell, per-layer curves, top_k, thresholds", "matrix")
+      "differences, the significance map (q < 0.05), thresholded maps, p / q per cell, per-layer curves, top_k, "
+      "thresholds", "matrix")
     d("routing_summary.json", "mode, sides, MoE layers, experts, k, views, token and sample counts, thresholds, the "
-      "top points with q-values and bootstrap intervals, per-layer curves", "payload")
+      "top cells by |difference| (sign kept) with q-values and bootstrap intervals, per-layer curves", "payload")
     d(fwd, f"every (layer, expert) cell sorted by weight usage {b} - {a} descending: layer, router (expert), diff, "
       "a, b, q", "payload")
     d(rev, f"every cell sorted by {a} - {b} descending (same fields; here a is {b}, b is {a})", "payload")
     d("heatmap_*_all.png", "layer x expert heatmap, all positions (a side's weight usage, the difference, or the "
       "thresholded difference)", "plot")
+    d("heatmap_significant_all.png", f"layer x expert, all positions: +1 where {b} uses the expert more, -1 where "
+      "less, at q < 0.05 (two-proportion z-test, Benjamini-Hochberg); 0 elsewhere", "plot")
     d("heatmap_*_last.png", "layer x expert heatmap, last position of each sample", "plot")
     d("curve_*.png", "a per-layer curve (TV / Jaccard / intersection of the top-k sets, JS), integer layer ticks",
       "plot")
@@ -85,7 +88,8 @@ def write_outputs(run, stats: Stats, results: dict, cmd) -> None:
     ua, ub = results["usage_a"], results["usage_b"]
     mats = {"layers": np.array(stats.layers), "views": np.array(stats.views), "experts": stats.n_experts,
             "top_k": stats.k, "model_top_k": stats.model_k, "thresholds": np.array(results["thresholds"]),
-            "thresholded": results["thresholded"].numpy(), "p": results["p"].numpy(), "q": results["q"].numpy(),
+            "thresholded": results["thresholded"].numpy(), "significant": results["significant"].numpy(),
+            "q_alpha": results["q_alpha"], "p": results["p"].numpy(), "q": results["q"].numpy(),
             "tokens_a": stats.a.tokens.numpy(), "tokens_b": stats.b.tokens.numpy(),
             "usage_tv": results["usage_tv"].numpy(), "usage_js": results["usage_js"].numpy(),
             "prob_js": results["prob_js"].numpy(), "entropy_a": ua["entropy"].numpy(), "entropy_b": ub["entropy"].numpy()}
@@ -109,6 +113,9 @@ def write_outputs(run, stats: Stats, results: dict, cmd) -> None:
                 f"weight usage {b} - {a} ({view}){_on(cmd)}", diverging=True)
         heatmap(run.file(f"heatmap_thresholded_{view}.png"), results["thresholded"][v].numpy().astype(float),
                 stats.layers, f"thresholded {b} - {a} ({view}, |diff| >= {results['thresholds'][v]:.4f}){_on(cmd)}", diverging=True)
+    heatmap(run.file("heatmap_significant_all.png"), results["significant"].numpy().astype(float), stats.layers,
+            f"significant cells {b} - {a} (all, q < {results['q_alpha']:g}: +1 up in {b}, -1 down){_on(cmd)}",
+            diverging=True)
     L, on = stats.layers, _on(cmd)
     if paired:
         pair = results["pair"]
@@ -128,7 +135,7 @@ def _safe(text: str) -> str:
 
 def summary(stats: Stats, results: dict, cmd) -> dict:
     a, b = cmd.sides
-    top = [{**pt, "ci95": ci} for pt, ci in zip(results["points"][:10], results["intervals"], strict=True)]
+    top = [{**pt, "ci95": ci} for pt, ci in zip(results["top"], results["intervals"], strict=True)]
     pair = results["pair"]
     return {
         "mode": cmd.mode, "sides": {"a": a, "b": b}, "moe_layers": stats.layers, "experts": stats.n_experts,
@@ -152,11 +159,12 @@ def write_sweep(run, sweep: dict, cmd) -> None:
 
 def headline(results: dict, sweep: dict | None, cmd) -> Result:
     a, b = cmd.sides
-    top = [{**pt, "ci95": ci} for pt, ci in zip(results["points"][:10], results["intervals"], strict=True)]
+    top = [{**pt, "ci95": ci} for pt, ci in zip(results["top"], results["intervals"], strict=True)]
     figures: dict = {"mode": cmd.mode, "a": a, "b": b,
                      "top_points": [{k: pt[k] for k in ("layer", "router", "diff", "a", "b", "q", "ci95")} for pt in top],
                      "significant_cells_q05": int((results["q"] < 0.05).sum())}
-    lines = [f"top cells, weight usage {b} - {a} (all positions; q: two-proportion z-test, Benjamini-Hochberg):"]
+    lines = [f"top cells by |difference|, weight usage {b} - {a} (all positions; +: {b} uses the expert more, "
+             "-: less; q: two-proportion z-test, Benjamini-Hochberg):"]
     for pt in top:
         lo, hi = pt["ci95"]
         lines.append(f"  layer {pt['layer']:>3} expert {pt['router']:>4}  {pt['diff']:+.4f}  ({a} {pt['a']:.4f} -> "

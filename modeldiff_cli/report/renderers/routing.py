@@ -1,7 +1,10 @@
-"""routing: expert-usage heatmaps (each side, their difference, the significance-thresholded cells), the
-per-layer curves, the top points table and the mask sweep curve with its random band."""
+"""routing: expert-usage heatmaps (each side, their difference, the significant cells: q < 0.05 in the all view,
+X4A's largest-|difference| map in every view), the per-layer curves, the top cells table (ranked by |difference|,
+signed) and the mask sweep curve with its random band."""
 
 from __future__ import annotations
+
+import numpy as np
 
 from .. import svg
 from ..html import esc, table
@@ -31,9 +34,17 @@ def render(run, ctx) -> str:
             maps = [svg.heatmap(m["usage_a_weight"][vi].tolist(), layers, experts, f"{a}: weight usage ({view}) on {data}", col_label="expert"),
                     svg.heatmap(m["usage_b_weight"][vi].tolist(), layers, experts, f"{b}: weight usage ({view}) on {data}", col_label="expert"),
                     svg.heatmap(m["diff_weight"][vi].tolist(), layers, experts, f"usage {b} - {a} ({view}) on {data}", col_label="expert", diverging=True)]
+            if vi == 0 and "q" in m:
+                sig = significance(m)
+                maps.append(svg.heatmap(sig.tolist(), layers, experts,
+                                        f"significant cells ({view}, q < {_alpha(m):g}: +1 up in {b}, -1 down; "
+                                        f"{int(np.abs(sig).sum())} cells) on {data}", col_label="expert", diverging=True))
             if "thresholded" in m:
+                thr = m["thresholds"][vi] if "thresholds" in m else None
+                size = f"|diff| >= {float(thr):.3g}, " if thr is not None else ""
                 maps.append(svg.heatmap(m["thresholded"][vi].tolist(), layers, experts,
-                                        f"significant cells ({view}; +1 up in {b}, -1 down) on {data}", col_label="expert", diverging=True))
+                                        f"largest differences ({view}; {size}X4A's 99th-percentile map, not a test) "
+                                        f"on {data}", col_label="expert", diverging=True))
             panels.append(f'<div id="{pid}" class="grid">' + "".join(f"<div>{x}</div>" for x in maps) + "</div>")
         out.append("</div>" + "".join(panels))
     rows = run.csv("routing_layer_metrics.csv") or []
@@ -52,7 +63,8 @@ def render(run, ctx) -> str:
         out.append(table(cols, [[r.get(c) for c in cols] for r in rows], ctx.ids, filterable=False))
     points = h.get("top_points") or []
     if points:
-        out.append("<h2>Top points</h2>" + table(
+        out.append(f"<h2>Top cells</h2><p class=\"muted\">the {len(points)} cells with the largest |difference| "
+                   f"in weight usage, increases (+, {esc(b)} uses the expert more) and drops (-) alike</p>" + table(
             ["layer", "expert", f"diff ({b} - {a})", a, b, "q", "95% CI"],
             [[p.get("layer"), p.get("router"), p.get("diff"), p.get("a"), p.get("b"), p.get("q"),
               ", ".join(f"{x:.3g}" for x in (p.get("ci95") or []))] for p in points], ctx.ids))
@@ -60,6 +72,18 @@ def render(run, ctx) -> str:
     if sweep:
         out.append(sweep_section(sweep, f"{a} vs {b} on {data}"))
     return "".join(out)
+
+
+def _alpha(m) -> float:
+    return float(m["q_alpha"]) if "q_alpha" in m else 0.05
+
+
+def significance(m) -> np.ndarray:
+    """+1 / -1 (the sign of the all-view weight-usage difference) where q < alpha, 0 elsewhere: the run's own
+    ``significant`` map, or computed from ``q`` and ``diff_weight`` for runs written before it."""
+    if "significant" in m:
+        return np.asarray(m["significant"], dtype=float)
+    return np.where(np.asarray(m["q"]) < _alpha(m), np.sign(np.asarray(m["diff_weight"][0])), 0.0)
 
 
 SWEEP_METRICS = (("gain_undone", "gain undone"), ("gap_closed", "gap closed"),
