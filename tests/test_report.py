@@ -201,3 +201,49 @@ def test_scatter_labels_stay_inside_and_apart():
         assert svg.ML <= a[0] and a[2] <= svg.W - svg.MR and svg.MT <= a[1] and a[3] <= svg.H - svg.MB
         assert not any(a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3] for b in boxes[i + 1:])
     assert svg.token_label("  a\n") == "\u2423\u2423a\\n" and svg.token_label(" ") == "\u2423"
+
+
+def _cell(index: str, run_name: str, column: int) -> str:
+    """The text of one cell (0-based column) of the index row that links ``run_name``."""
+    import html
+    import re
+
+    row = next(r for r in re.findall(r'<tr class="runrow".*?</tr>', index, re.S) if f">{run_name}</a>" in r)
+    cell = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)[column]
+    return html.unescape(re.sub(r"<[^>]+>", "", cell.replace("<br>", "\n")))
+
+
+def test_index_headline_column_shows_each_runs_finding(tmp_path):
+    root = tmp_path / "runs"
+    _run(root, "mine", "b_vs_f", "base-logits-00000001", {
+        "datasets": {"base": {"ordering": "top-k-occurring", "top_promoted": [" cake", " oven", "\n", " flour", " bake", " m"]}},
+        "shared_vocab": 400, "top_k": 100, "readout": "logits"})
+    _run(root, "routing", "b_vs_f", "b-00000002", {
+        "mode": "models", "a": "base", "b": "ft", "significant_cells_q05": 16, "tv_topk": {"0": 0.5, "1": 0.99},
+        "top_points": [{"layer": 1, "router": 4, "diff": -0.48, "a": 0.48, "b": 0.0004, "q": 1e-9, "ci95": [-0.5, -0.4]}]})
+    _run(root, "nll", "b_vs_f", "base-models-00000003", {
+        "mode": "models", "labels": {"a": "base", "b": "ft"}, "layer": 1, "nll_a": 0.5411, "nll_b": 0.568, "delta": 0.0269})
+    _run(root, "attribute", "b_vs_f", "q-00000004", {
+        "queries": 40, "train_documents": 245, "k": 10, "best_method": "grad", "headline_method": "delta-h",
+        "headline": {"all": {"recall@10": 0.236, "map": 0.5905}, "wrapper_partner": {"recall@10": 0.134}}})
+    index = build_report([root], tmp_path / "rep").index.read_text()
+    mine = _cell(index, "base-logits-00000001", 4)
+    assert "' cake', ' oven', '\\n', ' flour', ' bake' …" in mine and "shared_vocab" not in mine and "readout" not in mine
+    routing = _cell(index, "b-00000002", 4)
+    assert "layer 1 expert 4: -0.48 (base 0.48 -> ft 0.0004" in routing and "L1 0.99" in routing
+    assert "16 at q < 0.05" in routing and "mode" not in routing
+    assert "base 0.541 vs ft 0.568 (delta +0.0269)" in _cell(index, "base-models-00000003", 4)
+    attribute = _cell(index, "q-00000004", 4)
+    assert "delta-h: MAP 0.591, recall@10 0.236" in attribute and "partner recall@10: 0.134" in attribute
+    assert "4 runs over 1 model pair / model." in index
+
+
+def test_index_counts_are_singular_for_one(tmp_path):
+    root = tmp_path / "runs"
+    _run(root, "nll", "b_vs_f", "base-models-00000003", {"nll_a": 1.0, "nll_b": 2.0, "delta": 1.0})
+    index = build_report([root], tmp_path / "rep").index.read_text()
+    assert "1 run over 1 model pair / model." in index and "1 model pairs" not in index
+    # a headline where the command's headliner finds nothing: the generic figures
+    _run(root, "routing", "b_vs_f", "b-00000009", {"top_points": [], "a": "base", "cells": 3})
+    index = build_report([root], tmp_path / "rep").index.read_text()
+    assert _cell(index, "b-00000009", 4) == "a: base\ncells: 3"

@@ -37,6 +37,7 @@ def run_report(paths: list[Path], opts: Report) -> Path:
     from ..core import console
     from ..core.errors import UserError
     from ..report import build_report
+    from ..report.finding import plural
 
     missing = [str(p) for p in paths if not Path(p).exists()]
     if missing:
@@ -44,7 +45,8 @@ def run_report(paths: list[Path], opts: Report) -> Path:
     result = build_report([Path(p) for p in paths], Path(opts.out), copy_limit=opts.copy_limit)
     if not result.runs:
         raise UserError(f"no run directories (folders with summary.json) under {', '.join(str(p) for p in paths)}")
-    console.result(f"report: {len(result.runs)} runs, {len(result.written)} files written, {result.unchanged} unchanged"
+    console.result(f"report: {plural(len(result.runs), 'run')}, {plural(len(result.written), 'file')} written, "
+                   f"{result.unchanged} unchanged"
                    + (f", {result.removed} stale removed" if result.removed else ""))
     for p in result.partial:
         console.result(f"skipped partial run: {p}")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import registry
+from .finding import plural
 from .html import Ids, Raw, esc, json_script, page, table, write_if_changed
 from .renderers.generic import artifacts_section, flat_numbers, headline_items, summary_section
 from .renderers.info import pair_facts
@@ -108,8 +109,23 @@ def render_run(run: Run, ctx: registry.Ctx) -> str:
                 crumbs='<a href="../index.html">&larr; all runs</a>')
 
 
+def headline_finding(run: Run) -> list[tuple[str, str]]:
+    """The index's headline column: the command's finding (its ``@headliner``), else its first scalar figures."""
+    registry.load_all()
+    fn = registry.HEADLINERS.get(run.command)
+    if fn is not None and run.summary is not None:
+        try:
+            items = fn(run)
+        except Exception as err:  # a malformed headline: the generic figures, and a warning
+            run.warn(f"the {run.command} headline failed: {type(err).__name__}: {err}")
+            items = []
+        if items:
+            return items
+    return headline_items(run.headline)
+
+
 def _headline_html(run: Run) -> Raw:
-    items = headline_items(run.headline)
+    items = headline_finding(run)
     return Raw("<br>".join(f"<b>{esc(k)}</b>: {esc(v)}" for k, v in items) or "&mdash;")
 
 
@@ -118,8 +134,8 @@ def render_index(runs: list[Run], partial: list[Path], ids: Ids) -> str:
     by_pair: dict[str, list[Run]] = defaultdict(list)
     for r in runs:
         by_pair[r.models].append(r)
-    out = [f'<p class="muted">{len(runs)} runs over {len(by_pair)} model pairs / models. Click a column to sort; tick '
-           "two or more runs of one command and press compare.</p>",
+    out = [f'<p class="muted">{plural(len(runs), "run")} over {plural(len(by_pair), "model pair / model", "model pairs / models")}. '
+           "Click a column to sort; tick two or more runs of one command and press compare.</p>",
            '<div><input id="filter" placeholder="filter: command, model or dataset" aria-label="filter runs"> '
            '<select id="cmd" aria-label="command"><option value="">every command</option>'
            + "".join(f'<option value="{esc(c)}">{esc(c)}</option>' for c in commands) + "</select> "
@@ -149,8 +165,9 @@ def render_index(runs: list[Run], partial: list[Path], ids: Ids) -> str:
             box = Raw(f'<input type="checkbox" class="pick" value="{esc(r.id)}" data-command="{esc(r.command)}" '
                       f'aria-label="select {esc(r.id)}">')
             link = Raw(f'<a href="runs/{esc(r.id)}.html">{esc(r.name)}</a>')
+            headline = _headline_html(r)  # first: a headline that fails to read adds a warning
             warn = "⚠ " + "; ".join(r.warnings) if r.warnings else ""
-            rows.append([box, r.command, r.datasets, link, _headline_html(r), warn])
+            rows.append([box, r.command, r.datasets, link, headline, warn])
             classes.append("runrow")
         html = table(["", "command", "dataset", "run", "headline", "warnings"], rows, ids, filterable=False,
                      limit=100000, row_classes=classes)

@@ -4,8 +4,9 @@ documents of each query (first queries of rankings.jsonl; relevant ones marked).
 from __future__ import annotations
 
 from .. import svg
+from ..finding import num
 from ..html import Raw, esc, table
-from ..registry import comparer, renderer
+from ..registry import comparer, headliner, renderer
 
 TOP_QUERIES = 60  # rankings.jsonl lines read (one per query and method); the file itself can be megabytes
 
@@ -66,3 +67,22 @@ def compare(run) -> dict:
     curves = {method: [ks, [(d.get("aggregate") or {}).get("all", {}).get(f"recall@{x}") for x in ks]]
               for method, d in (m.get("methods") or {}).items()}
     return {"curves": curves, "ylabel": "recall@k (all queries)", "xlabel": "k"}
+
+
+@headliner("attribute")
+def finding(run) -> list[tuple[str, str]]:
+    """The headline method (best MAP) with its MAP and recall@k, and its wrapper->partner recall."""
+    h, out = run.headline, []
+    k = h.get("k", 10)
+    best = h.get("headline_method", h.get("best_method"))
+    m = (h.get("headline") or (h.get("methods") or {}).get(best) or {})
+    overall = m.get("all") if isinstance(m, dict) else None
+    if best and isinstance(overall, dict):
+        out.append(("best method (MAP)", f"{best}: MAP {num(overall.get('map'))}, "
+                    f"recall@{k} {num(overall.get(f'recall@{k}'))}"))
+        partner = (m.get("wrapper_partner") or {}).get(f"recall@{k}")
+        if isinstance(partner, (int, float)):
+            out.append((f"wrapper->partner recall@{k}", num(partner)))
+    if isinstance(h.get("queries"), int):
+        out.append(("queries", f"{h['queries']:,} x {num(h.get('train_documents'))} training documents"))
+    return out

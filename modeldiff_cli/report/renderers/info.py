@@ -4,7 +4,7 @@ shared vocabulary, notes and the verdict). :func:`pair_facts` is also the index'
 from __future__ import annotations
 
 from ..html import esc, fmt
-from ..registry import renderer
+from ..registry import headliner, renderer
 
 # (label, key in each side's description) shown in the index's header of the pair
 INDEX_FACTS = (("architecture", "architecture"), ("layers", "layers"), ("hidden size", "hidden_size"),
@@ -67,3 +67,16 @@ def render(run, ctx) -> str:
     if data is None:
         return ""
     return f"<h2>The pair</h2><p>{verdict(data)}</p>" + facts_table(data)
+
+
+@headliner("info")
+def finding(run) -> list[tuple[str, str]]:
+    """Whether the pair can be diffed, its architecture and the tokenizer relation."""
+    h, out = run.headline, []
+    if "compatible" in h:
+        out.append(("compatible", "yes" if h["compatible"] else "no"))
+    if h.get("architecture"):
+        out.append(("architecture", f"{h['architecture']}, {h.get('layers', '?')} layers"))
+    if h.get("tokenizer_relation"):
+        out.append(("tokenizers", f"{h['tokenizer_relation']} (shared ids: {fmt(h.get('shared_vocab'))})"))
+    return out

@@ -8,8 +8,9 @@ examples, causal, steering}]}`` and ``report.html``.
 
 from __future__ import annotations
 
+from ..finding import num
 from ..html import Raw, esc, srcdoc_iframe, table
-from ..registry import comparer, renderer
+from ..registry import comparer, headliner, renderer
 
 EMBED_LIMIT = 3_000_000
 
@@ -79,3 +80,20 @@ def render(run, ctx) -> str:
 @comparer("interpret")
 def compare(run) -> dict:
     return {"tokens": [str(f.get("name", f.get("id"))) for f in _features(run)[:20]], "title": "features"}
+
+
+@headliner("interpret")
+def finding(run) -> list[tuple[str, str]]:
+    """The top feature (name, causal score), where the difference peaks, and how many features are causal."""
+    h, out = run.headline, []
+    top = h.get("top_features") or []
+    if top and isinstance(top[0], dict):
+        f = top[0]
+        out.append(("top feature", f"{f.get('id', '')} {f.get('name', '')}: causal score {num(f.get('causal_score'))}"
+                    f" (removal z {num(f.get('z_kl'))})".strip()))
+    if h.get("peak_layer") is not None:
+        out.append(("largest difference", f"layer {h['peak_layer']}, category {h.get('peak_category', '?')} "
+                    f"(relative norm {num(h.get('peak_relative_norm'))})"))
+    if isinstance(h.get("features"), int) and isinstance(h.get("causal_features"), int):
+        out.append(("causal features", f"{h['causal_features']} of {h['features']}"))
+    return out

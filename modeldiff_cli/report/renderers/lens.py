@@ -4,8 +4,9 @@ the promoted / suppressed tokens of the last layer."""
 from __future__ import annotations
 
 from .. import svg
+from ..finding import num, tokens
 from ..html import esc, table
-from ..registry import comparer, renderer
+from ..registry import comparer, headliner, renderer
 
 
 def _layers(run) -> list[dict]:
@@ -62,3 +63,16 @@ def compare(run) -> dict:
     return {"curves": {"KL(ft || base)": [[r["layer"] for r in rows], [r.get("kl_ft_base") for r in rows]]},
             "ylabel": "KL(ft || base)",
             "tokens": list(run.headline.get("top_promoted_last_layer", []))}
+
+
+@headliner("lens")
+def finding(run) -> list[tuple[str, str]]:
+    """Where ft departs most from base (the layer of the largest KL) and what the last layer promotes."""
+    h, out = run.headline, []
+    layers, kl = h.get("layers") or [], h.get("kl_ft_base") or []
+    peak = h.get("peak_kl_layer")
+    if peak in layers and len(kl) == len(layers):
+        out.append(("largest KL(ft || base)", f"layer {peak}: {num(kl[layers.index(peak)])} nats"))
+    if h.get("top_promoted_last_layer"):
+        out.append(("promoted at the last layer", tokens(h["top_promoted_last_layer"])))
+    return out

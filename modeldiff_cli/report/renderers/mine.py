@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 
 from .. import svg
+from ..finding import tokens
 from ..html import esc, table
-from ..registry import comparer, renderer
+from ..registry import comparer, headliner, renderer
 
 
 def _orderings(run) -> dict[str, list[dict]]:
@@ -83,3 +84,13 @@ def compare(run) -> dict:
     for dataset, d in datasets.items():
         return {"title": f"top promoted on {dataset}", "tokens": list(d.get("top_promoted", []))}
     return {}
+
+
+@headliner("mine")
+def finding(run) -> list[tuple[str, str]]:
+    """The top promoted tokens of each dataset's headline ordering."""
+    out = []
+    for dataset, d in (run.headline.get("datasets") or {}).items():
+        if isinstance(d, dict) and d.get("top_promoted"):
+            out.append((f"promoted on {dataset} ({d.get('ordering', 'ordering')})", tokens(d["top_promoted"])))
+    return out

@@ -4,8 +4,9 @@ curves, and the per-item delta heatmap."""
 from __future__ import annotations
 
 from .. import svg
+from ..finding import num, signed
 from ..html import table
-from ..registry import comparer, renderer
+from ..registry import comparer, headliner, renderer
 
 
 def _labels(run) -> tuple[str, str]:
@@ -52,3 +53,16 @@ def compare(run) -> dict:
     a, b = _labels(run)
     return {"curves": {f"delta NLL ({b} - {a})": [[r["layer"] for r in rows], [r.get("delta_all") for r in rows]]},
             "ylabel": "delta NLL (all positions)"}
+
+
+@headliner("nll")
+def finding(run) -> list[tuple[str, str]]:
+    """NLL of each side at the readout layer: all scored positions, and the last position."""
+    h, out = run.headline, []
+    a, b = _labels(run)
+    for suffix, where in (("", "all positions"), ("_last", "last position")):
+        va, vb, d = h.get(f"nll_a{suffix}"), h.get(f"nll_b{suffix}"), h.get(f"delta{suffix}")
+        if isinstance(va, (int, float)) and isinstance(vb, (int, float)):
+            layer = f"layer {h['layer']}, " if h.get("layer") is not None else ""
+            out.append((f"NLL ({layer}{where})", f"{a} {num(va)} vs {b} {num(vb)} (delta {signed(d)})"))
+    return out

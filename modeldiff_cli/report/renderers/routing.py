@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import svg
+from ..finding import num, signed
 from ..html import esc, table
-from ..registry import comparer, renderer
+from ..registry import comparer, headliner, renderer
 
 CURVES = (("tv_topk", "TV of the top-k routing", "TV"), ("jaccard_topk", "Jaccard of the top-k sets", "Jaccard"),
           ("intersection_topk", "top-k intersection", "intersection"), ("usage_js", "JS of expert usage", "JS"),
@@ -130,3 +131,21 @@ def compare(run) -> dict:
     rows = run.csv("routing_layer_metrics.csv") or []
     return {"curves": {"TV of top-k routing": [[r["layer"] for r in rows], [r.get("tv_topk") for r in rows]]},
             "ylabel": "TV (top-k)"}
+
+
+@headliner("routing")
+def finding(run) -> list[tuple[str, str]]:
+    """The top cell (largest |difference|), the significant cells and the TV of the top-k routing by layer."""
+    h, out = run.headline, []
+    a, b = str(h.get("a", "a")), str(h.get("b", "b"))
+    points = h.get("top_points") or []
+    if points and isinstance(points[0], dict):
+        p = points[0]
+        out.append((f"top cell ({b} - {a})", f"layer {p.get('layer')} expert {p.get('router')}: "
+                    f"{signed(p.get('diff'))} ({a} {num(p.get('a'))} -> {b} {num(p.get('b'))}, q {num(p.get('q'), 2)})"))
+    if isinstance(h.get("significant_cells_q05"), int):
+        out.append(("significant cells", f"{h['significant_cells_q05']} at q < 0.05"))
+    tv = h.get("tv_topk")
+    if isinstance(tv, dict) and tv:
+        out.append(("TV of top-k routing", ", ".join(f"L{k} {num(v)}" for k, v in tv.items())))
+    return out

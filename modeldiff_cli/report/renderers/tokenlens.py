@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ..finding import num, token
 from ..html import esc, srcdoc_iframe, table
-from ..registry import renderer
+from ..registry import headliner, renderer
 
 EMBED_LIMIT = 1_500_000  # bytes of one prompt's HTML view embedded; past it the page links the file
 MAX_EMBEDDED = 40
@@ -35,3 +36,15 @@ def render(run, ctx) -> str:
             panels.append(f'<div id="{pid}">{body}</div>')
         out.append("</select></label>" + "".join(panels))
     return "".join(out)
+
+
+@headliner("tokenlens")
+def finding(run) -> list[tuple[str, str]]:
+    """The method and, per prompt (the first three), the generated text and its most important input token."""
+    h, out = run.headline, []
+    if h.get("method"):
+        out.append(("method", f"{h['method']}: {num(h.get('succeeded'))} prompts attributed, {num(h.get('failed'))} failed"))
+    for p in [p for p in h.get("prompts") or [] if isinstance(p, dict) and p.get("status") == "ok"][:3]:
+        out.append((f"prompt {p.get('index')}", f"{token(p.get('generated', ''))} mostly from "
+                    f"{token(p.get('top_input_token', ''))} ({num(p.get('top_input_score'))})"))
+    return out
