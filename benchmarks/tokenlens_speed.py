@@ -43,6 +43,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import shapes as _shapes  # noqa: E402
 
 PROMPTS = [
     "the cat sat on the mat and the dog",
@@ -55,17 +58,10 @@ PROMPTS = [
     "this is the mat where the cat sat",
 ]
 
-# name -> Llama config keys (vocab_size None: the test tokenizer's)
-SHAPES = {
-    "smollm-135m-testvocab": dict(hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
-                                  intermediate_size=1536, vocab_size=None),
-    "smollm-135m": dict(hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
-                        intermediate_size=1536, vocab_size=49152),
-    "llama-0.4b": dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
-                       intermediate_size=4864, vocab_size=49152),
-    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                 intermediate_size=128, vocab_size=None),
-}
+# name -> Llama config keys: benchmarks/shapes.py's, plus SmolLM-135M's shape with the test tokenizer's vocabulary
+# (vocab_size None: the tokenizer decides)
+SHAPES = {"smollm-135m-testvocab": {**_shapes.SHAPES["smollm-135m"], "vocab_size": None}, **_shapes.SHAPES,
+          "tiny": {**_shapes.SHAPES["tiny"], "vocab_size": None}}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 TARGETS = {  # native / inseq tok/s the issues asked for
     "cpu": {"saliency": 5.0, "input_x_gradient": 5.0, "integrated_gradients": 3.0},
@@ -73,30 +69,7 @@ TARGETS = {  # native / inseq tok/s the issues asked for
 }
 
 
-def llama_parameters(shape: dict, vocab: int) -> int:
-    """Parameters of a tied-embedding Llama of this shape, counted by hand (guards against misspelt config keys)."""
-    h, i, layers = shape["hidden_size"], shape["intermediate_size"], shape["num_hidden_layers"]
-    kv = h // shape["num_attention_heads"] * shape["num_key_value_heads"]
-    per_layer = 2 * h * h + 2 * h * kv + 3 * h * i + 2 * h
-    return layers * per_layer + vocab * h + h
-
-
-def resolve_device(spec: str) -> str:
-    """``cpu``, ``cuda`` or ``cuda:N``; CUDA asked for on a machine without it: one line, exit 2."""
-    from modeldiff_cli.core.errors import UserError
-    from modeldiff_cli.core.models import resolve_device as resolve
-
-    try:
-        return resolve(spec)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
-def sync(device: str) -> None:
-    """Wait for the device's queued kernels (CUDA only) so that the clock measures the work."""
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(device)
+llama_parameters, resolve_device, sync = _shapes.llama_parameters, _shapes.resolve_device, _shapes.sync
 
 
 def build_model(shape: str = "smollm-135m-testvocab", device: str = "cpu", dtype: str = "float32"):
