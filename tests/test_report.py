@@ -247,3 +247,24 @@ def test_index_counts_are_singular_for_one(tmp_path):
     _run(root, "routing", "b_vs_f", "b-00000009", {"top_points": [], "a": "base", "cells": 3})
     index = build_report([root], tmp_path / "rep").index.read_text()
     assert _cell(index, "b-00000009", 4) == "a: base\ncells: 3"
+
+
+def _y_ticks(chart: str) -> list[float]:
+    import re
+
+    return [float(t) for t in re.findall(r'text-anchor="end" font-size="10">([^<]*)<', chart)]
+
+
+def test_charts_of_nonnegative_quantities_start_at_zero(tmp_path):
+    from modeldiff_cli.report import svg
+
+    # lens's KL(ft || base) of the cake organism: 0.219 at layer 0, 0.239 at layer 1 (the axis started at 0.22)
+    assert _y_ticks(svg.line_chart({"KL": ([0, 1], [0.2193, 0.2392])}, "KL by layer"))[0] == 0.0
+    ticks = _y_ticks(svg.line_chart({"delta": ([0, 1], [-0.1, 0.2])}, "signed"))
+    assert ticks[0] < 0 < ticks[-1]  # a signed quantity still spans its values
+    res = build_report([_tree(tmp_path)], tmp_path / "rep")
+    page = (res.out / "runs" / f"{next(r.id for r in res.runs if r.name == 'base+logit-lens-00000001')}.html").read_text()
+    kl = next(c for c in page.split("<svg") if "KL(ft || base) by layer" in c.split("</svg>")[0])
+    assert _y_ticks(kl)[0] == 0.0
+    # the comparison page's script draws its charts the same way
+    assert "y0=pos?0:y0-pad" in (res.out / "compare-lens.html").read_text()

@@ -204,7 +204,7 @@ function chart(series,title,xl,yl){var n=series.length,W=620,H=320+14*n,L=60,R=1
   series.forEach(function(s){s.x.forEach(function(v,i){var y=s.y[i];if(isFinite(v)&&y!==null&&isFinite(y)){xs.push(+v);ys.push(+y);}});});
   if(!xs.length)return '<p class="muted">'+esc(title)+': no values</p>';
   var x0=Math.min.apply(null,xs),x1=Math.max.apply(null,xs),y0=Math.min.apply(null,ys),y1=Math.max.apply(null,ys);
-  if(x0===x1){x0-=.5;x1+=.5;}if(y0===y1){y0-=.5;y1+=.5;}var pad=(y1-y0)*.06;y0-=pad;y1+=pad;
+  if(x0===x1){x0-=.5;x1+=.5;}var pos=y0>=0;if(y0===y1){y0-=.5;y1+=.5;}var pad=(y1-y0)*.06;y0=pos?0:y0-pad;y1+=pad;
   var pw=W-L-R,ph=H-T-B;function sx(x){return L+(x-x0)/(x1-x0)*pw;}function sy(y){return T+ph-(y-y0)/(y1-y0)*ph;}
   var o='<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 '+W+' '+H+'" width="'+W+'" height="'+H+'"><rect width="'+W+'" height="'+H+'" fill="#fff"/>';
   o+='<text x="'+W/2+'" y="18" text-anchor="middle" font-size="13" font-weight="600">'+esc(title)+'</text>';

@@ -91,7 +91,9 @@ def line_chart(series: dict[str, tuple[Sequence, Sequence]], title: str, xlabel:
                width: int = W, height: int = H, band_label: str = "",
                ylim: tuple[float, float] | None = None) -> str:
     """One line per series (x values, y values); ``band`` = (x, low, high) drawn as a shaded range (in the
-    legend as ``band_label`` when given). With two or more series (or a band) the legend sits above the plot."""
+    legend as ``band_label`` when given). With two or more series (or a band) the legend sits above the plot.
+    The y axis starts at 0 when every value is >= 0 (no truncated axis exaggerating a small difference); with
+    negative values it spans them; ``ylim`` fixes the range (widened only if a value falls outside it)."""
     xs_all = _finite(x for xs, _ in series.values() for x in xs)
     ys_all = _finite(y for _, ys in series.values() for y in ys)
     if band is not None:
@@ -101,12 +103,13 @@ def line_chart(series: dict[str, tuple[Sequence, Sequence]], title: str, xlabel:
         return f'<p class="empty">{escape(title)}: no finite values to plot</p>'
     x0, x1 = min(xs_all), max(xs_all)
     y0, y1 = min(ys_all), max(ys_all)
+    nonnegative = y0 >= 0  # a quantity >= 0 (KL, NLL, TV): the axis starts at 0, so a small change looks small
     if y0 == y1:
         y0, y1 = y0 - 0.5, y1 + 0.5
     pad = (y1 - y0) * 0.06
-    y0, y1 = (y0 - pad if y0 < 0 or y0 - pad > 0 else 0.0), y1 + pad
+    y0, y1 = (0.0 if nonnegative else y0 - pad), y1 + pad
     if ylim is not None:  # a fixed range (fractions: 0 to 1), widened only if a value falls outside it
-        y0, y1 = min(ylim[0], y0 + pad), max(ylim[1], y1 - pad)
+        y0, y1 = min(ylim[0], min(ys_all)), max(ylim[1], max(ys_all))
     if x0 == x1:
         x0, x1 = x0 - 0.5, x1 + 0.5
     show_legend = len(series) >= 2 or (band is not None and band_label)

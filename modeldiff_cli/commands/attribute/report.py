@@ -41,9 +41,22 @@ def _k_show(ks: list[int]) -> int:
     return 10 if 10 in ks else ks[len(ks) // 2]
 
 
+def column_note(k: int, hops: bool) -> str:
+    """What the table's columns mean (one paragraph, printed under the table)."""
+    text = (f"Columns: R@{k} / P@{k}: recall / precision of the top {k} training documents (the share of the "
+            f"query's relevant documents found / the share of the top {k} that are relevant); MAP: mean average "
+            "precision; AUC: ROC-AUC of relevant vs other documents (0.5 = random); all over every query")
+    if hops:
+        text += (f". base / wrap: the same over base-function queries / wrapper-function queries only (a wrapper "
+                 f"calls a base function); wrap→partner R@{k} / AUC: for wrapper queries, the partner (the wrapped "
+                 "base function's) documents alone, which share no words with the query: the documents only a "
+                 "method that follows the model's computation finds")
+    return text + "."
+
+
 def markdown_table(results: dict, ks: list[int]) -> str:
     """The hops table (base / wrapper / partner columns) when the queries have hops kinds, else the generic one
-    (all queries only); a note says why partner columns are blank."""
+    (all queries only), with a note saying what the columns mean; a note says why partner columns are blank."""
     k = _k_show(ks)
     first = next(iter(results.values()))["aggregate"]
     if not ({"base", "wrapper"} & set(first)):
@@ -53,7 +66,7 @@ def markdown_table(results: dict, ks: list[int]) -> str:
             agg = res["aggregate"]["all"]
             lines.append("| " + " | ".join([m] + [_fmt(agg.get(n, float("nan"))) for n in
                                                   (f"recall@{k}", f"precision@{k}", "map", "auc")]) + " |")
-        return "\n".join(lines)
+        return "\n".join([*lines, "", column_note(k, hops=False)])
     cols = [("all", f"recall@{k}"), ("all", f"precision@{k}"), ("all", "map"), ("all", "auc"),
             ("base", f"recall@{k}"), ("base", "auc"), ("wrapper", f"recall@{k}"), ("wrapper", "auc")]
     head = ["method", f"R@{k}", f"P@{k}", "MAP", "AUC", f"base R@{k}", "base AUC", f"wrap R@{k}", "wrap AUC",
@@ -68,7 +81,7 @@ def markdown_table(results: dict, ks: list[int]) -> str:
     if not any(np.isfinite(res.get("wrapper_partner", {}).get("partner_auc", np.nan)) for res in results.values()):
         lines.append("\nwrap→partner: – (no wrapper query has partner documents: no partner function in the ground "
                      "truth, or `relevant` lists without hops func / role fields)")
-    return "\n".join(lines)
+    return "\n".join([*lines, "", column_note(k, hops=True)])
 
 
 def _fmt(x) -> str:

@@ -9,6 +9,7 @@ import base64
 import html
 
 from ...core import artifacts
+from ...core.causal_reading import SIGN_NOTE, effect_reading
 
 
 def _sections(cmd, pair, stats, features, coders) -> list[tuple[str, list[str]]]:
@@ -24,7 +25,7 @@ def _sections(cmd, pair, stats, features, coders) -> list[tuple[str, list[str]]]
         f"{len(features)} features were named and ranked by their causal effect, the causal score "
         f"(removal z + steering z) / sqrt(2): removing a feature from ft brings ft closer to base (KL(ft||base) "
         f"drops) and adding it to base brings base closer to ft (KL(base||ft) drops), each against random "
-        f"directions; {len(causal)} have a causal effect (score > 3).",
+        f"directions; {len(causal)} have a causal effect (score > 3). Reading the signs: {SIGN_NOTE}.",
     ]
     if features:
         f = features[0]
@@ -41,11 +42,10 @@ def _sections(cmd, pair, stats, features, coders) -> list[tuple[str, list[str]]]
                         f"{c['z_kl']:.1f} | {s['z']:.1f} | {c['z']:.1f} | {c['z_specific']:.1f} | "
                         f"{c['delta_ce']:+.4f} | {c['delta_ce_others']:+.4f} | {100 * c['kl_drop_fraction']:.0f}% | "
                         f"{100 * s['kl_drop_fraction']:.0f}% | {toks} |")
-    no_effect = [f["id"] + (f" (ablation z {f['causal']['z']:.1f}: removing it changes ft's CE but does not make ft "
-                            "more like base)" if f["causal"]["z"] > 3 else "")
-                 for f in features if not f["causal_effect"]]
     overview.append("")
-    overview.append("No causal effect (causal score <= 3): " + (", ".join(no_effect) if no_effect else "none") + ".")
+    overview.append("Not causal toward base (causal score <= 3): "
+                    + ("; ".join(f"{f['id']} ({_reading(f)})" for f in features if not f["causal_effect"]) or "none")
+                    + ".")
     overview += ["", *category_table(features, stats.categories)]
     for f in features[:8]:
         if f.get("merged"):
@@ -76,11 +76,20 @@ def _sections(cmd, pair, stats, features, coders) -> list[tuple[str, list[str]]]
                           f"KL(ft||base) (removal z {f['causal']['z_kl']:.1f}); adding it to base closes "
                           f"{100 * f['steering']['kl_drop_fraction']:.0f}% of KL(base||ft) (steering z "
                           f"{f['steering']['z']:.1f}).")
-    if not conclusion:
-        conclusion.append("No feature has a causal effect beyond random directions: the differences found are "
-                          "not localised in single directions at the layers read.")
+    apart = [f for f in features if not f["causal_effect"] and f["causal"]["z_kl"] < -3]
+    if apart:
+        conclusion.append("Removing " + ", ".join(f"{f['id']} (removal z {f['causal']['z_kl']:.1f})" for f in apart[:4])
+                          + " moves ft further from base than a random direction does: these directions are used by "
+                          "both models (or by base more), not added by the fine-tune.")
+    if not causal:
+        conclusion.append("No feature brings the models together beyond random directions: the differences found "
+                          "are not localised in single directions at the layers read.")
     return [("Summary of the differences", summary), ("Feature overview", overview),
             ("Layer-by-layer analysis", layers), ("Conclusion", conclusion)]
+
+
+def _reading(f: dict) -> str:
+    return effect_reading(f["rank_score"], f["causal"]["z_kl"], f["steering"]["z"], f["causal"]["z"])
 
 
 def sig3(x: float) -> str:

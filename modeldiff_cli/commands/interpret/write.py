@@ -9,6 +9,7 @@ from ...core.command import Result
 from ...core.plots import layer_axis
 from ...core.tokens import display_tokens
 from . import crosscoder as xc
+from .feature_plots import feature_categories, feature_effects
 from .report import write_reports
 
 ARTIFACTS = {
@@ -106,8 +107,6 @@ def write_outputs(run, cmd, pair, categories, stats, rel, features, coders, lsta
 
 def plots(run, stats, features, coders, lstats) -> list[tuple[str, str]]:
     plt = artifacts.pyplot()
-    from matplotlib.ticker import MaxNLocator, PercentFormatter
-
     out = []
     rel = stats.relative_norms().numpy()
     fig, ax = plt.subplots(figsize=(1.6 + 1.1 * len(stats.categories), 1.5 + 0.3 * len(stats.layers)))
@@ -139,42 +138,9 @@ def plots(run, stats, features, coders, lstats) -> list[tuple[str, str]]:
         artifacts.save_figure(run.file(f"crosscoder_loss_layer{layer}.png"), fig)
         out.append((f"crosscoder_loss_layer{layer}.png", f"Crosscoder training loss at layer {layer}"))
     if features:
-        ids = [f["id"] for f in features]
-        fig, axes = plt.subplots(1, 3, figsize=(12, 0.9 + 0.45 * len(ids)), sharey=True)
-        pos = list(range(len(ids)))
-        bars = [("causal score (rank)", [f["rank_score"] for f in features], "C0"),
-                ("removal z (KL(ft||base) drop)", [f["causal"]["z_kl"] for f in features], "C2"),
-                ("steering z", [f["steering"]["z"] for f in features], "C3")]
-        for k, (label, vals, color) in enumerate(bars):
-            axes[0].barh([p + (k - 1) * 0.27 for p in pos], vals, height=0.27, label=label, color=color)
-        axes[0].axvline(3, color="k", ls="--", lw=0.8)
-        axes[0].set_xlabel("z vs random directions (dashed: 3)")
-        axes[0].legend(fontsize=7, loc="lower right")
-        axes[1].barh(pos, [f["causal"]["z"] for f in features], color="C7")
-        axes[1].axvline(3, color="k", ls="--", lw=0.8)
-        axes[1].set_xlabel("ablation z in ft (|dCE| vs random)")
-        axes[2].barh(pos, [f["steering"]["kl_drop_fraction"] for f in features], color="C1")
-        axes[2].axvline(0, color="k", lw=0.6)
-        axes[2].set_xlabel("KL(base||ft) closed by steering")
-        axes[2].xaxis.set_major_locator(MaxNLocator(5))
-        axes[2].xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-        axes[0].set_yticks(pos)
-        axes[0].set_yticklabels(ids)
-        axes[0].invert_yaxis()
-        artifacts.save_figure(run.file("feature_effects.png"), fig)
+        artifacts.save_figure(run.file("feature_effects.png"), feature_effects(features))
         out.append(("feature_effects.png", "Causal effect of each feature"))
-        cats = stats.categories
-        fig, ax = plt.subplots(figsize=(6.4, 0.6 + 0.35 * len(ids)))
-        width = 0.8 / len(cats)
-        for ci, c in enumerate(cats):
-            vals = [f["categories"].get(c, 0.0) for f in features]
-            ax.barh([i + ci * width for i in range(len(ids))], vals, height=width, label=c)
-        ax.set_yticks([i + 0.4 - width / 2 for i in range(len(ids))])
-        ax.set_yticklabels(ids)
-        ax.invert_yaxis()
-        ax.set_xlabel("category score (projection of the category's mean diff; latents: firing frequency)")
-        ax.legend(fontsize=8)
-        artifacts.save_figure(run.file("feature_categories.png"), fig)
+        artifacts.save_figure(run.file("feature_categories.png"), feature_categories(features, stats.categories))
         out.append(("feature_categories.png", "Category scores of each feature"))
     return out
 

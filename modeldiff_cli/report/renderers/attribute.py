@@ -8,6 +8,12 @@ from ..finding import num
 from ..html import Raw, esc, table
 from ..registry import comparer, headliner, renderer
 
+COLUMNS = ("recall@{k} / precision@{k}: the share of the query's relevant training documents in the top {k} / "
+           "the share of the top {k} that are relevant; MAP: mean average precision; ROC-AUC: relevant vs other "
+           "documents (0.5 = random). Query kind: all queries, base-function queries, or wrapper-function queries "
+           "(a wrapper calls a base function). wrapper→partner recall@{k}: for wrapper queries, the recall of the "
+           "partner documents alone (those of the wrapped base function), which share no words with the query: "
+           "only a method that follows the model's computation finds them.")
 TOP_QUERIES = 60  # rankings.jsonl lines read (one per query and method); the file itself can be megabytes
 
 
@@ -38,6 +44,7 @@ def render(run, ctx) -> str:
         out.append("<h2>Metrics by method and query kind</h2>")
         out.append(table(["method", "query kind", f"recall@{k}", f"precision@{k}", "MAP", "ROC-AUC",
                           f"wrapper→partner recall@{k}", "queries"], rows, ctx.ids))
+        out.append(f'<p class="muted">{esc(COLUMNS.format(k=k))}</p>')
     if ks and methods:
         kinds = sorted({kind for d in methods.values() for kind in (d.get("aggregate") or {})}, key=lambda s: s != "all")
         out.append('<h2>Recall@k</h2><div class="grid">')

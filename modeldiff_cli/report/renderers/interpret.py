@@ -8,6 +8,7 @@ examples, causal, steering}]}`` and ``report.html``.
 
 from __future__ import annotations
 
+from ...core.causal_reading import SIGN_NOTE, effect_reading
 from ..finding import num
 from ..html import Raw, esc, srcdoc_iframe, table
 from ..registry import comparer, headliner, renderer
@@ -57,6 +58,15 @@ def _features(run) -> list[dict]:
     return [f for f in feats if isinstance(f, dict)] if isinstance(feats, list) else []
 
 
+def reading(f: dict) -> str:
+    """What the feature's z-scores say (``core.causal_reading``); empty when a score is missing."""
+    score, removal, ablation = _z(f.get("rank_score")), _z(f.get("causal"), ("z_kl",)), _z(f.get("causal"))
+    steering = _z(f.get("steering"))
+    if None in (score, removal, ablation):
+        return ""
+    return effect_reading(score, removal, 0.0 if steering is None else steering, ablation)
+
+
 @renderer("interpret")
 def render(run, ctx) -> str:
     feats = _features(run)
@@ -65,11 +75,13 @@ def render(run, ctx) -> str:
         rows = [[f.get("id"), f.get("name", ""), f.get("kind", ""), f.get("layer"), f.get("side", ""),
                  _join(f.get("tokens")), _join(f.get("suppressed")), categories_cell(f.get("categories")),
                  _z(f.get("rank_score")), _z(f.get("causal"), ("z_kl",)), _z(f.get("causal")),
-                 "yes" if f.get("steering") else ""] for f in feats]
+                 "yes" if f.get("steering") else "", reading(f)] for f in feats]
         out.append("<h2>Features</h2>" + table(
             ["id", "name", "kind", "layer", "side", "tokens", "suppressed", "categories", "causal score", "removal z", "ablation z",
-             "steering"],
-            rows, ctx.ids))
+             "steering", "reading"],
+            rows, ctx.ids) + f'<p class="muted">Causal score = (removal z + steering z) / sqrt(2); removal z: the drop '
+            f"of KL(ft || base) when the feature is removed from ft; steering z: the drop of KL(base || ft) when it is "
+            f"added to base; ablation z: the change of ft's cross-entropy. {esc(SIGN_NOTE)}.</p>")
     text = run.text("report.html", warn=bool(run.summary and any(a["path"] == "report.html" for a in run.artifacts)),
                     limit=EMBED_LIMIT)
     if text is not None:
