@@ -48,6 +48,27 @@ def test_mine_labels_show_spaces_and_follow_rank(figures, tmp_path):
     assert f"top {len(labels)} labelled" in scatter.get_title()
 
 
+def test_mine_scatter_png_axes_match_the_report(figures, tmp_path):
+    """The saved scatter and the report's: x = ordering value, y = average logit diff (ft - base)."""
+    import re
+
+    from modeldiff_cli.commands.mine.plots import ordering_plots
+    from modeldiff_cli.report import svg
+
+    ordering = _ordering([" cake", " oven", " flour"])
+    ordering_plots(ordering, tmp_path, "o", n_labels=3)
+    ax = figures["o_scatter.png"].axes[0]
+    xy = ax.collections[0].get_offsets()
+    toks = ordering["tokens"]
+    assert xy[:, 0].tolist() == [t["ordering_value"] for t in toks]
+    assert xy[:, 1].tolist() == pytest.approx([t["avg_logit_diff"] for t in toks])
+    assert ax.get_xlabel() == "ordering value" and ax.get_ylabel().startswith("average logit diff")
+    html = svg.scatter([(t["ordering_value"], t["avg_logit_diff"], t["token_str"]) for t in toks], "t",
+                       "ordering value", "avg logit diff (ft - base)")
+    labels = re.findall(r'<text[^>]*font-size="11"[^>]*>([^<]*)</text>', html)
+    assert labels[0] == "ordering value" and labels[1] == "avg logit diff (ft - base)"  # x label, then y label
+
+
 def test_routing_sweep_curves_start_at_the_baseline(figures, tmp_path):
     import numpy as np
 

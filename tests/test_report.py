@@ -203,6 +203,24 @@ def test_scatter_labels_stay_inside_and_apart():
     assert svg.token_label("  a\n") == "\u2423\u2423a\\n" and svg.token_label(" ") == "\u2423"
 
 
+def test_scatter_title_counts_the_labels_it_draws():
+    import re
+
+    from modeldiff_cli.report import svg
+
+    # eight top tokens piled on one point: not every label finds a free place
+    pts = [(50.0, 0.7, f" tok{i}") for i in range(8)] + [(float(x), x / 100, "t") for x in range(30, 45)]
+    chart = svg.scatter(pts, "mine", "x", "y", label_top=8, count_in_title=True)
+    drawn = re.findall(r'<text class="label"[^>]*>([^<]*)</text>', chart)
+    assert 0 < len(drawn) < 8 and "top 8 labelled" not in chart
+    top = [svg.token_label(f" tok{i}") for i in range(len(drawn))]
+    said = f"mine (top {len(drawn)} labelled)" if drawn == top else f"mine ({len(drawn)} of the top 8 labelled)"
+    assert said in chart
+    # spread out, all eight fit: the top 8
+    spread = [(float(i), float(i), f"t{i}") for i in range(8)]
+    assert "s (top 8 labelled)" in svg.scatter(spread, "s", "x", "y", label_top=8, count_in_title=True)
+
+
 def _cell(index: str, run_name: str, column: int) -> str:
     """The text of one cell (0-based column) of the index row that links ``run_name``."""
     import html

@@ -268,10 +268,12 @@ def _overlaps(a: tuple, b: tuple) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def scatter(points: Sequence[tuple], title: str, xlabel: str, ylabel: str, label_top: int = 8) -> str:
-    """Points (x, y, label) in rank order; the first ``label_top`` are labelled, each label offset beside its
-    point (right, left, above or below: the first place inside the plot that overlaps no other label nor a
-    labelled point; a label with no free place is left to the point's tooltip)."""
+def scatter(points: Sequence[tuple], title: str, xlabel: str, ylabel: str, label_top: int = 8,
+            count_in_title: bool = False) -> str:
+    """Points (x, y, label) in rank order; up to the first ``label_top`` are labelled, each label offset beside
+    its point (right, left, above or below: the first place inside the plot that overlaps no other label nor a
+    labelled point; a label with no free place is left to the point's tooltip). ``count_in_title`` adds how
+    many are drawn: "(top N labelled)" when they are the top N, else "(N of the top M labelled)"."""
     pts = [(float(x), float(y), str(t)) for x, y, t in points if _finite([x]) and _finite([y])]
     if not pts:
         return f'<p class="empty">{escape(title)}: nothing to plot</p>'
@@ -282,8 +284,7 @@ def scatter(points: Sequence[tuple], title: str, xlabel: str, ylabel: str, label
     pw, ph = W - ML - MR, H - MT - MB
     sx = lambda x: ML + (x - x0) / (x1 - x0) * pw  # noqa: E731
     sy = lambda y: MT + ph - (y - y0) / (y1 - y0) * ph  # noqa: E731
-    out = _frame(title, xlabel, ylabel, W, H)
-    out.append(f'<rect x="{ML}" y="{MT}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>')
+    out = [f'<rect x="{ML}" y="{MT}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>']
     for t in _ticks(y0, y1):
         out.append(f'<text x="{ML - 4}" y="{sy(t) + 4:.1f}" text-anchor="end" font-size="10">{_fmt(t)}</text>')
     for t in _ticks(x0, x1):
@@ -294,7 +295,8 @@ def scatter(points: Sequence[tuple], title: str, xlabel: str, ylabel: str, label
         out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{colour}" fill-opacity="0.75">'
                    f'<title>{escape(token_label(t))}: ({_fmt(x)}, {_fmt(y)})</title></circle>')
     taken = [(sx(x) - 3, sy(y) - 3, sx(x) + 3, sy(y) + 3) for x, y, _ in top]
-    for x, y, t in top:
+    labelled = []
+    for k, (x, y, t) in enumerate(top):
         label = token_label(t)
         w, h, px, py = 6.1 * len(label) + 2, 11, sx(x), sy(y)
         for anchor, lx, ly in (("start", px + 5, py + 4), ("end", px - 5, py + 4), ("middle", px, py - 6),
@@ -306,6 +308,11 @@ def scatter(points: Sequence[tuple], title: str, xlabel: str, ylabel: str, label
                 taken.append(box)
                 out.append(f'<text class="label" x="{lx:.1f}" y="{ly:.1f}" text-anchor="{anchor}" font-size="10" '
                            f'font-family="monospace">{escape(label)}</text>')
+                labelled.append(k)
                 break
+    if count_in_title:
+        n = len(labelled)
+        title += f" (top {n} labelled)" if labelled == list(range(n)) else f" ({n} of the top {len(top)} labelled)"
+    out = _frame(title, xlabel, ylabel, W, H) + out
     out.append("</svg>")
     return "".join(out)

@@ -31,8 +31,8 @@ _OFFSETS = (((3, 3), "left", "bottom"), ((-3, 3), "right", "bottom"), ((3, -3), 
 
 def ordering_plots(ordering: dict, folder: Path, stem: str, n_bars: int = 20, context: str = "",
                    n_labels: int = 6) -> None:
-    """Bar chart of the top tokens and a scatter of ordering value vs logit diff (only the top ``n_labels``
-    tokens annotated, offset from their points). ``context`` ("base vs ft on <dataset>") goes in the titles."""
+    """Bar chart of the top tokens and a scatter of the average logit diff (y) against the ordering value (x, as
+    in the report's scatter; only the top ``n_labels`` tokens annotated, offset from their points). ``context`` ("base vs ft on <dataset>") goes in the titles."""
     plt = pyplot()
     toks = ordering["tokens"]
     top = toks[:n_bars]
@@ -45,7 +45,8 @@ def ordering_plots(ordering: dict, folder: Path, stem: str, n_bars: int = 20, co
     ax.set_title(f"{ordering['ordering_id']}: top {len(top)} tokens (␣ = space){suffix}", fontsize=10)
     save_figure(folder / f"{stem}_bar.png", fig)
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    ax.scatter([t["avg_logit_diff"] for t in toks], [t["ordering_value"] for t in toks], s=10, color="C1")
+    # x: the ordering value, y: the average logit diff, as the report's scatter draws them
+    ax.scatter([t["ordering_value"] for t in toks], [t["avg_logit_diff"] for t in toks], s=10, color="C1")
     ax.margins(x=0.12, y=0.1)  # room for the labels of the extreme points
     ax.autoscale_view()  # final limits before measuring the labels
     # labels in rank order (the ordering's own order); each tries the offsets in turn and takes the first where it
@@ -55,7 +56,7 @@ def ordering_plots(ordering: dict, folder: Path, stem: str, n_bars: int = 20, co
     frame = ax.get_window_extent(renderer)
     for t in toks[:n_labels]:
         for offset, ha, va in _OFFSETS:
-            note = ax.annotate(shown(t["token_str"]), (t["avg_logit_diff"], t["ordering_value"]), fontsize=7,
+            note = ax.annotate(shown(t["token_str"]), (t["ordering_value"], t["avg_logit_diff"]), fontsize=7,
                                xytext=offset, textcoords="offset points", ha=ha, va=va)
             box = note.get_window_extent(renderer)
             inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
@@ -66,9 +67,9 @@ def ordering_plots(ordering: dict, folder: Path, stem: str, n_bars: int = 20, co
         else:
             break
     labelled = len(placed)
-    ax.set_xlabel("average logit diff (ft - base)")
-    ax.set_ylabel("ordering value")
-    ax.set_title(f"{ordering['ordering_id']} vs logit diff (top {labelled} labelled){suffix}", fontsize=10)
+    ax.set_xlabel("ordering value")
+    ax.set_ylabel("average logit diff (ft - base)")
+    ax.set_title(f"{ordering['ordering_id']}: logit diff vs ordering value (top {labelled} labelled){suffix}", fontsize=10)
     save_figure(folder / f"{stem}_scatter.png", fig)
 
 

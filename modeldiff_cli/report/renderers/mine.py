@@ -49,8 +49,8 @@ def render(run, ctx) -> str:
             out.append(svg.bar_chart([t.get("token_str", "") for t in top], [t.get("ordering_value", 0) for t in top],
                                      f"{oid}: top tokens, {run.comparison} on {dataset}", xlabel="ordering value"))
             out.append(svg.scatter([(t.get("ordering_value"), t.get("avg_logit_diff"), t.get("token_str", "")) for t in toks[:100]],
-                                   f"{oid}, {run.comparison} on {dataset} (top 8 labelled)", "ordering value",
-                                   "avg logit diff (ft - base)"))
+                                   f"{oid}, {run.comparison} on {dataset}", "ordering value",
+                                   "avg logit diff (ft - base)", count_in_title=True))
             out.append("</div></div>")
         if topics:
             out.append("<h3>NMF topics</h3><div class=\"side\">")
