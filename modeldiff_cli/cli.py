@@ -53,7 +53,20 @@ def _fail(message: str, code: int, *, user: bool = False) -> None:
 
 
 class ModeldiffGroup(TyperGroup):
-    """Renders user errors as one line on stderr (exit 2) and internal failures as one line (exit 1)."""
+    """Renders user errors as one line on stderr (exit 2) and internal failures as one line (exit 1); every
+    command's ``--help`` in the layout of ``core.help`` (readable at 80 columns, nothing cut)."""
+
+    def __init__(self, *args, **kwargs):
+        from .core.help import readable_help
+
+        super().__init__(*args, **kwargs)
+        for command in self.commands.values():
+            readable_help(command)
+
+    def format_help(self, ctx, formatter) -> None:
+        from .core.help import render
+
+        render(self, ctx)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:

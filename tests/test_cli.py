@@ -104,3 +104,102 @@ def test_info_incompatible_exit_2(cli, tiny_model_dir, tmp_path):
     code, out, _ = cli("info", "--base", tiny_model_dir("llama"), "--ft", tiny_model_dir("gpt2"), "--out", tmp_path,
                        "--json")
     assert code == 2 and json.loads(out)["compatible"] is False
+
+
+# ---------------------------------------------------------------- --help at 80 columns (pipes, CI logs)
+def _help_commands() -> list[tuple[str, ...]]:
+    import typer.main
+
+    from modeldiff_cli.cli import app
+
+    out = []
+
+    def walk(cmd, path):
+        out.append(path)
+        for name, sub in (getattr(cmd, "commands", None) or {}).items():
+            if not getattr(sub, "hidden", False):
+                walk(sub, (*path, name))
+
+    walk(typer.main.get_command(app), ())
+    return out
+
+
+def _help_params(path):
+    import typer._click as click
+    import typer.main
+
+    from modeldiff_cli.cli import app
+
+    cmd = typer.main.get_command(app)
+    ctx = click.Context(cmd, info_name="modeldiff")
+    for name in path:
+        cmd = cmd.get_command(ctx, name)
+        ctx = click.Context(cmd, parent=ctx, info_name=name)
+    return [p for p in cmd.get_params(ctx) if not getattr(p, "hidden", False)], ctx
+
+
+def _inner(line: str) -> str | None:
+    """A panel line's content (borders off), or None outside the panels."""
+    return line[2:-2].rstrip() if line.startswith("│ ") and line.endswith(" │") else None
+
+
+def _check_wrapped_greedily(lines: list[str], width: int):
+    """Consecutive lines of one paragraph: the next line's first word would not have fitted on the line (so a
+    line never ends mid-sentence where a docstring was wrapped)."""
+    for a, b in zip(lines, lines[1:]):
+        if a.strip() and b.strip() and len(a) - len(a.lstrip()) == len(b) - len(b.lstrip()):
+            assert len(a.rstrip()) + 1 + len(b.split()[0]) > width, (a, b)
+
+
+@pytest.mark.parametrize("env", [{"COLUMNS": "80"}, {}])
+def test_help_is_readable_at_80_columns(env, monkeypatch):
+    """Every command's --help at 80 columns (COLUMNS=80, and a pipe with no COLUMNS): no flag name or default
+    cut ('…'), every flag and its default in full, no line wider than 80, help texts wrapped as paragraphs."""
+    import re
+
+    from typer.testing import CliRunner
+
+    from modeldiff_cli.cli import app
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    checked = 0
+    for path in _help_commands():
+        result = CliRunner().invoke(app, [*path, "--help"], env=env)
+        assert result.exit_code == 0, (path, result.output)
+        text = result.stdout
+        lines = text.splitlines()
+        assert "…" not in text, (path, [x for x in lines if "…" in x])
+        assert max(len(x) for x in lines) <= 80, path
+        flat = re.sub(r"[\s│╭╮╰╯─]+", " ", text)
+        params, ctx = _help_params(path)
+        for p in params:
+            names, help_text = p.get_help_record(ctx) or ("", "")
+            for opt in (*p.opts, *p.secondary_opts):
+                if opt.startswith("-"):
+                    assert re.search(rf"(^|[\s,/]){re.escape(opt)}([\s,/]|$)", flat), (path, opt)
+            default = re.search(r"\[default: ([^\]]*)\]", help_text or "")
+            if default:  # a default longer than a line folds inside the word: compare without whitespace
+                assert "[default:" + re.sub(r"\s", "", default.group(1)) + "]" in re.sub(r"\s", "", flat), (path, p.name)
+            checked += 1
+        # description paragraphs (outside the panels) and option help (inside, indented) wrap greedily
+        body = [x for x in lines if _inner(x) is None and not x.lstrip().startswith("Usage:")]
+        _check_wrapped_greedily(body, 80 - 1)
+        helps = [x if x.startswith("    ") else "" for x in (_inner(y) or "" for y in lines)]  # "" between options
+        _check_wrapped_greedily(helps, 80 - 4)
+    assert checked > 100  # every command's options were looked at
+
+
+def test_root_help_lists_each_command_in_one_sentence(cli):
+    code, out, _ = cli("--help")
+    assert code == 0
+    assert "Which tokens did fine-tuning promote or suppress?" in out
+    assert "Streaming logit-diff mining" not in out  # the rest is in `mine --help`
+
+
+def test_stderr_messages_are_one_line_at_80_columns(capsys, tmp_path):
+    from modeldiff_cli.core import console
+
+    long_path = tmp_path / ("a-rather-long-directory-name-" * 4) / "data.jsonl"
+    console.info(f"note: 40 of 80 queries are left out (not on a target function of the ground truth): {long_path}")
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and str(long_path) in err

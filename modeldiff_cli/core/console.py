@@ -22,7 +22,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-err = Console(stderr=True, highlight=False, emoji=False)
+# soft_wrap: a message is one line whatever the width (a path in it is never split; a pipe or a log file at
+# 80 columns gets the whole line, the terminal wraps it for display)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 out = Console(highlight=False, soft_wrap=True, emoji=False)
 
 T = TypeVar("T")
