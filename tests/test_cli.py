@@ -203,3 +203,14 @@ def test_stderr_messages_are_one_line_at_80_columns(capsys, tmp_path):
     console.info(f"note: 40 of 80 queries are left out (not on a target function of the ground truth): {long_path}")
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and str(long_path) in err
+
+
+def test_readme_lists_every_command_and_pipefail():
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    listed = set(re.findall(r"^\| `modeldiff ([a-z]+)", readme, re.M))
+    assert listed == set(COMMAND_MODULES), set(COMMAND_MODULES) ^ listed
+    # chaining with `| tail -n 1` needs pipefail, and the README says so where it shows the idiom
+    chaining = readme.split("| tail -n 1)`", 1)[1][:400]
+    assert "set -o pipefail" in chaining and "mine overview" in chaining

@@ -155,11 +155,13 @@ def test_cli_files_and_contents(cake_run, cli):
     assert (run / "top_k_occurring" / "base" / "top_k_occurring_bar.png").stat().st_size > 1000
     # overview: anonymised, budgeted, written beside the run (the complete run is not modified)
     files = sorted(p.name for p in run.rglob("*"))
-    code, stdout, _ = cli("mine", "overview", run, "--token-budget", "30")
+    code, stdout, err = cli("mine", "overview", run, "--token-budget", "30")
     assert code == 0
-    path = Path(stdout.strip().splitlines()[-1])
+    # stdout is the JSON document alone (pipes to jq); the file it was written to is named on stderr
+    payload = json.loads(stdout)
+    path = Path(err.strip().splitlines()[-1].removeprefix("overview: "))
     assert path == run.parent / f"{run.name}.overview_budget30.json" and sorted(p.name for p in run.rglob("*")) == files
-    payload = json.loads(path.read_text())
+    assert json.loads(path.read_text()) == payload
     assert list(payload["datasets"]) == ["ds1"] and "base" not in json.dumps(payload["metadata"]["datasets"])
     listed = sum(len(o["tokens"]) for g in payload["datasets"]["ds1"]["ordering_groups"] for o in g["orderings"])
     assert listed == 30

@@ -1,5 +1,8 @@
-"""`modeldiff mine overview RUN_DIR`: the agent payload of a mine run (built by ``core.payload``), printed and
-written beside the run directory (a complete run is never modified)."""
+"""`modeldiff mine overview RUN_DIR`: the agent payload of a mine run (built by ``core.payload``), written beside
+the run directory (a complete run is never modified) or to --output.
+
+Stdout is the JSON document alone (``| jq`` works); where it was written goes to stderr (``overview: PATH``),
+as `info --json` does with its run directory."""
 
 from __future__ import annotations
 
@@ -24,8 +27,8 @@ def run_overview(run_dir: Path, opts: Overview) -> Path:
     run_dir = Path(run_dir)
     payload = build_payload(run_dir, opts.token_budget, command="mine", flag="RUN_DIR")
     path = write_json(overview_path(run_dir, opts), payload)
-    console.out.print_json(json.dumps(payload))
-    console.done(path)
+    console.out.print_json(json.dumps(payload))  # stdout: the JSON only
+    console.info(f"overview: {path}")
     return path
 
 
