@@ -2,11 +2,17 @@
 # A full diff of one model pair on one data file, end to end: info, mine, lens, nll, routing (only when the pair
 # is MoE), interpret (when this install has it), then one static HTML report over the runs.
 #
-#   examples/full_diff.sh BASE FT DATA          e.g.  examples/full_diff.sh organism:cake:base organism:cake:ft \
-#                                                         "$(.venv/bin/modeldiff organism build cake)/data/base.jsonl"
+#   examples/full_diff.sh BASE FT DATA
+#   e.g. examples/full_diff.sh organism:cake:base organism:cake:ft \
+#            "$(.venv/bin/modeldiff organism build cake | tail -n 1)/data/base.jsonl"
+#        examples/full_diff.sh my_pair/base my_pair/ft prompts.jsonl
+# BASE/FT: local model directories, hub ids or organism:NAME:base|ft. interpret reads DATA as one data source
+# (the pair's difference on it, no category contrast: docs/interpret.md); on the cake organism it contrasts
+# the built-in baking / everyday categories instead.
 # Stops at the first failing step with its message; prints the report's index.html last.
-# Environment: OUT (default runs/full_diff), MAX_SAMPLES (default 64), MODELDIFF (the CLI), INTERPRET_ARGS,
-# SWEEP (routing's mask sweep counts, default 1,2,4; empty: no sweep).
+# Environment: OUT (default runs/full_diff), MAX_SAMPLES (default 64), MODELDIFF (the CLI), SWEEP (routing's
+# mask sweep counts, default 1,2,4; empty: no sweep), INTERPRET_ARGS (more interpret options, e.g.
+# "--steps 50 --latents 256"; one with --prompts or --data replaces DATA / the cake categories as its categories).
 set -euo pipefail
 
 if [ "$#" -ne 3 ]; then
@@ -50,13 +56,20 @@ else
     echo "== routing skipped (not a mixture-of-experts pair)" >&2
 fi
 if "$MODELDIFF" interpret --help >/dev/null 2>&1; then
-    # interpret contrasts prompt categories: INTERPRET_ARGS (e.g. "--prompts categories.json"); on the cake
-    # organism the categories file shipped with the command is the default
-    if [ -z "${INTERPRET_ARGS:-}" ] && [[ "$BASE" == organism:cake* ]]; then
-        INTERPRET_ARGS="--prompts $("$(dirname "$MODELDIFF")/python" -c 'import modeldiff_cli, pathlib; print(pathlib.Path(modeldiff_cli.__file__).parent / "commands/interpret/categories_cake.json")')"
+    # interpret's categories: a --prompts/--data in INTERPRET_ARGS; else on the cake organism the categories file
+    # shipped with the command; else DATA as one data source
+    read -r -a EXTRA <<< "${INTERPRET_ARGS:-}"
+    CATS=(--data "$DATA")
+    for arg in ${EXTRA[@]+"${EXTRA[@]}"}; do
+        case "$arg" in --prompts|--prompts=*|--data|--data=*) CATS=() ;; esac
+    done
+    if [ "${#CATS[@]}" -gt 0 ] && [[ "$BASE" == organism:cake* ]]; then
+        PY="$(dirname "$MODELDIFF")/python"
+        [ -x "$PY" ] || PY=python3
+        CATS=(--prompts "$("$PY" -c 'import modeldiff_cli, pathlib; print(pathlib.Path(modeldiff_cli.__file__).parent / "commands/interpret/categories_cake.json")')")
     fi
-    # shellcheck disable=SC2086
-    step interpret interpret "${PAIR[@]}" ${INTERPRET_ARGS:---data "$DATA"} --max-samples "$MAX_SAMPLES" --out "$OUT"
+    step interpret interpret "${PAIR[@]}" ${CATS[@]+"${CATS[@]}"} ${EXTRA[@]+"${EXTRA[@]}"} \
+        --max-samples "$MAX_SAMPLES" --out "$OUT"
 else
     echo "== interpret skipped (not in this install)" >&2
 fi

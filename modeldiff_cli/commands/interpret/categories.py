@@ -1,6 +1,9 @@
 """Prompt categories: alignmt's ``{"category": ["prompt", ...]}`` file and/or ``--data`` files (one category each).
 
-Torch-free reading and validation (run in ``__post_init__``: bad input exits 2 before any model loads).
+One category is a run of its own (``single``): the pair's difference on that data, with no contrast between
+categories, so what needs one (the category-specific directions, the token relevance) is left out; see
+docs/interpret.md, "One data source". Torch-free reading and validation (run in ``__post_init__``: bad input
+exits 2 before any model loads).
 """
 
 from __future__ import annotations
@@ -64,6 +67,11 @@ def load_categories(cmd, tokenizer) -> list[Category]:
     names = [c.name for c in out]
     if len(set(names)) != len(names):
         raise UserError(f"categories: duplicate names {sorted({n for n in names if names.count(n) > 1})}")
-    if len(out) < 2:
-        raise UserError("--prompts/--data: give at least two categories (the relevance score contrasts them)")
+    if not out:
+        raise UserError("--prompts/--data: give a categories file or data files")
     return out
+
+
+def single(categories) -> bool:
+    """One category: the run reads the difference on one data source, with nothing to contrast it against."""
+    return len(categories) == 1

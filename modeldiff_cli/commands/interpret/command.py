@@ -50,7 +50,7 @@ class Interpret(Command):
     readout: Readout = field(default_factory=lambda: Readout(readout="logit-lens"))
     tokens: TokenFilter = field(default_factory=TokenFilter)
     run: RunOpts = field(default_factory=RunOpts)
-    prompts: Path | None = option(None, "--prompts", "Categories file (alignmt's format): a JSON object {\"category\": [\"prompt\", ...]}. Each --data file is a category too. Default: the organism's built-in baking / everyday file.", data=True, result=False)
+    prompts: Path | None = option(None, "--prompts", "Categories file (alignmt's format): a JSON object {\"category\": [\"prompt\", ...]}. Each --data file is a category too; one category alone reads the difference on that data, without a contrast. Default: the organism's built-in baking / everyday file.", data=True, result=False)
     positions: int = option(8, "--positions", "Also average the difference at each of the first N positions of a prompt (ADL's view).", min=1)
     top_n: int = option(20, "--top-n", "Promoted / suppressed tokens listed per feature.", min=1)
     features: int = option(6, "--features", "Crosscoder latents named and checked per crosscoder layer (0: directions only).", min=0)
@@ -111,7 +111,7 @@ class Interpret(Command):
         from ...core.timing import stage
         from . import causal, crosscoder
         from .activations import collect, extract
-        from .categories import load_categories
+        from .categories import load_categories, single
         from .directions import patchscope_reading, relevance, token_counts
         from .features import direction_features, latent_features, merge, rank, read_and_name
         from .write import headline, write_outputs
@@ -132,9 +132,12 @@ class Interpret(Command):
                               self.data.batch_size, self.run.seed)
         dist.handoff()  # a non-zero rank's share ends here: rank 0 reads, trains, checks and writes
         keep = torch.tensor(self.tokens.keep_mask(tok, V))
-        rel = relevance(token_counts(categories, V))
-        # 2. difference directions (candidates)
+        # one data source: nothing to contrast its text with (relevance 0: no token is supported)
+        rel = torch.zeros(1, V) if single(categories) else relevance(token_counts(categories, V))
+        # 2. difference directions (candidates); with one category its specific direction is identically zero
         features = direction_features(pair, stats, categories, samples)
+        if single(categories):
+            features = [f for f in features if f["basis"] != "specific"]
         # 3. crosscoders
         coders, lstats = {}, {}
         for layer in cc_layers:
@@ -161,7 +164,13 @@ class Interpret(Command):
             features = rank(features)
         with stage("writing"):
             write_outputs(run, self, pair, categories, stats, rel, features, coders, lstats, samples)
-        return headline(features, stats, coders)
+        result = headline(features, stats, coders)
+        result.headline["categories"] = [c.name for c in categories]
+        if single(categories):
+            result.headline["mode"] = "one data source"
+            result.lines.insert(0, f"one data source ({categories[0].name}): the difference on this data, no "
+                                   "category contrast (no category-specific directions, no token relevance)")
+        return result
 
     def _crosscoder_layers(self, n_layers: int, peak: int) -> list[int]:
         from ...core.arch import resolve_layers

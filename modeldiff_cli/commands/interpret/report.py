@@ -17,9 +17,12 @@ def _sections(cmd, pair, stats, features, coders) -> list[tuple[str, list[str]]]
     li, ci = divmod(int(rel.argmax()), rel.shape[1])
     base, ft = pair.base.source.label, pair.ft.source.label
     causal = [f for f in features if f["causal_effect"]]
+    what = (f"{len(stats.categories)} categories ({', '.join(stats.categories)})" if len(stats.categories) > 1 else
+            f"one data source (`{stats.categories[0]}`: the difference on this data, no contrast between categories, "
+            "so no category-specific directions and no token relevance)")
     summary = [
-        f"Base `{base}` vs fine-tune `{ft}` on {len(stats.categories)} categories "
-        f"({', '.join(stats.categories)}), {stats.tokens} tokens, layers {stats.layers[0]}..{stats.layers[-1]}.",
+        f"Base `{base}` vs fine-tune `{ft}` on {what}, {stats.tokens} tokens, "
+        f"layers {stats.layers[0]}..{stats.layers[-1]}.",
         f"The largest activation difference is at layer {stats.layers[li]} on `{stats.categories[ci]}` "
         f"(|mean(h_ft - h_base)| = {float(rel[li, ci]):.3f} of the mean activation norm).",
         f"{len(features)} features were named and ranked by their causal effect, the causal score "
@@ -32,6 +35,9 @@ def _sections(cmd, pair, stats, features, coders) -> list[tuple[str, list[str]]]
         summary.append(f"Strongest feature: **{f['name']}** (causal score {f['rank_score']:.1f}: removal z "
                        f"{f['causal']['z_kl']:.1f}, steering z {f['steering']['z']:.1f}; ablation z {f['causal']['z']:.1f}, "
                        f"dCE {f['causal']['delta_ce']:+.4f} on `{_best(f)}`).")
+    def others(c: dict) -> str:  # one data source: no other category to measure the removal on
+        return f"{c['delta_ce_others']:+.4f}" if len(stats.categories) > 1 else "n/a"
+
     overview = ["| id | name | kind | layer | side | causal score | removal z | steering z | ablation z | z specific | "
                 "dCE own | dCE others | KL(ft‖base) closed by removal | KL(base‖ft) closed by steering | top tokens |",
                 "|---" * 15 + "|"]
@@ -40,7 +46,7 @@ def _sections(cmd, pair, stats, features, coders) -> list[tuple[str, list[str]]]
         toks = ", ".join(repr(t) for t in f["tokens"][:8])
         overview.append(f"| {f['id']} | {f['name']} | {f['kind']} | {f['layer']} | {f['side']} | {f['rank_score']:.1f} | "
                         f"{c['z_kl']:.1f} | {s['z']:.1f} | {c['z']:.1f} | {c['z_specific']:.1f} | "
-                        f"{c['delta_ce']:+.4f} | {c['delta_ce_others']:+.4f} | {100 * c['kl_drop_fraction']:.0f}% | "
+                        f"{c['delta_ce']:+.4f} | {others(c)} | {100 * c['kl_drop_fraction']:.0f}% | "
                         f"{100 * s['kl_drop_fraction']:.0f}% | {toks} |")
     overview.append("")
     overview.append("Not causal toward base (causal score <= 3): "

@@ -76,11 +76,12 @@ def write_outputs(run, cmd, pair, categories, stats, rel, features, coders, lsta
                         relative_norm=stats.relative_norms().numpy(), category_cosines=cos.numpy(),
                         token_relevance=rel.numpy())
     top = {}
-    for ci, cat in enumerate(cats):
+    for ci, cat in enumerate(cats if len(cats) > 1 else []):  # one data source: no other text to contrast with
         ids = torch.argsort(rel[ci], descending=True)[: cmd.top_n].tolist()
         top[cat] = [{"token": t, "id": i, "z": float(rel[ci, i])} for t, i in zip(display_tokens(tok, ids), ids, strict=True)]
     artifacts.write_json(run.file("token_relevance.json"), {
-        "score": "z-scored log-odds ratio with an informative Dirichlet prior, category vs the other categories",
+        "score": ("z-scored log-odds ratio with an informative Dirichlet prior, category vs the other categories"
+                  if len(cats) > 1 else "none: one data source, no other categories to contrast its text with"),
         "categories": top})
     for layer, cc in coders.items():
         ls = lstats[layer]
