@@ -28,7 +28,7 @@ def feature_effects(features: list[dict]):
         axes[0].barh([p + (k - 1) * 0.27 for p in pos], vals, height=0.27, label=label, color=color)
     axes[0].axvline(3, color="k", ls="--", lw=0.8)
     axes[0].axvline(0, color="k", lw=0.6)
-    axes[0].set_xlabel("z vs random directions (dashed: 3; < 0: pushes the models apart)")
+    axes[0].set_xlabel("z vs random directions (dashed: 3)\nbelow 0: pushes the models apart")
     legend_above(axes[0], ncol=1)
     axes[1].barh(pos, [f["causal"]["z"] for f in features], color="C7")
     axes[1].axvline(3, color="k", ls="--", lw=0.8)
