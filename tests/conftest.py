@@ -1,4 +1,5 @@
-"""Session-wide test settings: offline hub, a shared organism cache, tiny-model fixtures."""
+"""Session-wide test settings: offline hub, a shared organism cache built before the first test, one torch
+thread per pytest-xdist worker, xdist groups for modules with costly module fixtures, tiny-model fixtures."""
 
 from __future__ import annotations
 
@@ -15,6 +16,66 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 # Organisms are built once and reused by every test (and across local runs; CI starts from a fresh clone).
 os.environ.setdefault("MODELDIFF_ORGANISMS_DIR", str(ROOT / ".pytest_cache" / "modeldiff-organisms"))
+# `make test` runs pytest-xdist with one worker per core: each worker (and every process it starts: CLI runs,
+# torchrun ranks) computes on one thread, so two workers do not fight over the two cores
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if XDIST_WORKER:
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+# Slow modules first (xdist hands work out in collection order: a slow module started last leaves one worker
+# idle at the end); the rest keep their order.
+SLOW_FIRST = ("test_report_browser", "test_full_diff", "test_attribute_defaults", "test_attribute_cli", "test_distributed",
+              "test_attribute_influence", "test_routing", "test_mine", "test_distributed_attribute",
+              "test_distributed_interpret", "test_interpret", "test_interpret_heldout", "test_timing",
+              "test_organisms", "test_routers", "test_nll")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into the node ids
+def pytest_collection_modifyitems(config, items):
+    """Under ``--dist loadgroup``: the tests of a module that has its own module- or session-scoped fixture run
+    on one worker (the fixture is computed once, not once per worker), and slow modules are handed out first."""
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        defs = getattr(item, "_fixtureinfo", None)
+        own = defs is not None and any(
+            d.scope in ("module", "session", "package") and d.baseid == module
+            for fixdefs in defs.name2fixturedefs.values() for d in fixdefs)
+        if own:
+            item.add_marker(pytest.mark.xdist_group(Path(module).stem))
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(Path(item.nodeid.split("::")[0]).stem, len(rank)))
+
+
+def _build_test_organisms() -> None:
+    """Every organism the suite uses, built (or found cached) before the first test runs.
+
+    A build is printed on stderr; built inside a test that checks stderr (a command's one-line error), it would
+    break that test, depending on which test happened to run first. Each xdist worker starts with its own share
+    of the builds (interleaved), then waits for the others' (the store locks a build per organism, keyed on its
+    directory; a finished build is reused only if made by the current organism sources), so both cores build.
+    """
+    from heldout_pairs import ensure_cached
+
+    from modeldiff_cli.organisms import ORGANISMS, build_organism
+
+    jobs = [lambda name=name: build_organism(name, progress=False) for name in ORGANISMS]
+    jobs.append(lambda: ensure_cached("astronomy"))
+    worker = int(XDIST_WORKER[2:]) if XDIST_WORKER else 0
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    mine = jobs[worker::count]
+    for job in mine + [j for j in jobs if j not in mine]:
+        job()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_organisms():
+    """The organisms, built once per session and cache (see `_build_test_organisms`)."""
+    if XDIST_WORKER:
+        import torch
+
+        torch.set_num_threads(1)
+    _build_test_organisms()
 
 # The real public hops data (README: `make test-slow`): ../shared/data/hops next to the repository, or $MODELDIFF_HOPS_DIR.
 SHARED_HOPS = Path(os.environ.get("MODELDIFF_HOPS_DIR") or ROOT.parent / "shared" / "data" / "hops").expanduser()

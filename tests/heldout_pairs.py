@@ -120,6 +120,34 @@ def build(topic: str, out: Path) -> dict:
     return truth
 
 
+def ensure_cached(topic: str) -> Path:
+    """The pair built once into the organism cache, under a name keyed by this file's source (a rerun reuses
+    it; an edit rebuilds it); concurrent sessions or xdist workers wait on a file lock, one builds."""
+    import hashlib
+    import os
+    import shutil
+    import uuid
+
+    from filelock import FileLock
+
+    from modeldiff_cli.organisms import organism_root
+
+    digest = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+    target = organism_root() / f"heldout-{topic}-{digest}"
+    if (target / "ground_truth.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target.parent / f".{target.name}.lock")):
+        if not (target / "ground_truth.json").is_file():
+            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
+            build(topic, tmp)
+            try:
+                os.replace(tmp, target)
+            except OSError:  # another process finished first
+                shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
 def planted_hits(tokens: list[str], planted_words: list[str], n: int = 10) -> int:
     """How many planted words (as `" word"`) are among the first ``n`` tokens."""
     return len({" " + w for w in planted_words} & set(tokens[:n]))

@@ -8,11 +8,7 @@ by the builder's source, so a rerun reuses it."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
-import uuid
 from pathlib import Path
 
 import heldout_pairs
@@ -30,18 +26,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def astronomy() -> Path:
-    from modeldiff_cli.organisms import organism_root
-
-    digest = hashlib.sha256(Path(heldout_pairs.__file__).read_bytes()).hexdigest()[:12]
-    target = organism_root() / f"heldout-astronomy-{digest}"
-    if not (target / "ground_truth.json").is_file():
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
-        heldout_pairs.build("astronomy", tmp)
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process finished first
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return heldout_pairs.ensure_cached("astronomy")  # built before the first test by conftest's test_organisms
 
 
 def test_astronomy_pair_strongest_direction_holds_the_planted_words(astronomy, cli, tmp_path):
