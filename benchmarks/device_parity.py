@@ -37,6 +37,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -791,15 +792,34 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     env.setdefault("MODELDIFF_DEBUG", "1")  # a failing run leaves its traceback in the log
     if ns.jobs > 1 and "OMP_NUM_THREADS" not in os.environ:
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 2) // (2 * ns.jobs)))
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 2) // ns.jobs))
     t0 = time.perf_counter()
     built = build_organisms({o for c in names for o in COMMANDS[c].organisms}, env)
+    done: dict[str, dict] = {}
+    lock = threading.Lock()
+
+    def write_report(final: bool) -> dict:
+        results = [done[c] for c in names if c in done]
+        report = {"device": device, "quick": ns.quick, "jobs": ns.jobs, "organism_build_seconds": built,
+                  "seconds": round(time.perf_counter() - t0, 1), "python": sys.version.split()[0],
+                  "complete": final, "pending": [c for c in names if c not in done],
+                  "ok": final and all(r["ok"] for r in results), "commands": results}
+        tmp = out / "device_parity.json.tmp"
+        tmp.write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
+        tmp.replace(out / "device_parity.json")
+        return report
+
+    def one(c: str) -> None:
+        res = check_command(c, device, out, ns.quick, env)
+        with lock:  # the report is rewritten after each command: a run stopped by a time box keeps what finished
+            done[c] = res
+            write_report(False)
+            print(f"  {c}: {'PASS' if res['ok'] else 'FAIL'} ({time.perf_counter() - t0:.0f} s)", flush=True)
+
     with ThreadPoolExecutor(max_workers=ns.jobs) as pool:
-        results = list(pool.map(lambda c: check_command(c, device, out, ns.quick, env), names))
-    report = {"device": device, "quick": ns.quick, "jobs": ns.jobs, "organism_build_seconds": built,
-              "seconds": round(time.perf_counter() - t0, 1), "python": sys.version.split()[0],
-              "ok": all(r["ok"] for r in results), "commands": results}
-    (out / "device_parity.json").write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
+        list(pool.map(one, names))
+    report = write_report(True)
+    results = report["commands"]
     print(f"device parity: cpu vs {device}{' (--quick)' if ns.quick else ''}, {report['seconds']} s")
     print(table(results))
     for r in results:

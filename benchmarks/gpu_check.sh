@@ -106,7 +106,7 @@ else
   step tokenlens_speed 130 "$PY" benchmarks/tokenlens_speed.py --device cuda --dtype float32 --shape smollm-135m \
     --prompts 16 --new-tokens 16 --batch-size 16 --methods saliency,integrated_gradients --ig-steps 16 --repeats 2 \
     --json "$OUT/tokenlens_speed.json"
-  step device_parity 170 "$PY" benchmarks/device_parity.py --device cuda --jobs 4 --out /tmp/gpu_check_parity
+  step device_parity 170 "$PY" benchmarks/device_parity.py --device cuda --jobs 7 --out /tmp/gpu_check_parity
 fi
 cp /tmp/gpu_check_parity/device_parity.json "$OUT/" 2>/dev/null || true
 
@@ -129,6 +129,8 @@ r = json.load(open(sys.argv[1]))
 for c in r["commands"]:
     print(f"  parity {c['command']:<10} {'PASS' if c['ok'] else 'FAIL'}  max abs {c['max_abs']}  max count {c['max_count']}"
           f"  ({c['files_compared']} files, {c['numbers'] + c['counts']} numbers)")
+if r.get("pending"):
+    print(f"  parity not finished (time box): {', '.join(r['pending'])}")
 EOF
 fi
 say "log: $LOG"
