@@ -52,6 +52,15 @@ def _fail(message: str, code: int, *, user: bool = False) -> None:
     sys.exit(code)
 
 
+def _interrupted(exc: KeyboardInterrupt) -> None:
+    """Ctrl-C: exit 130 with one line saying what was kept (``core.command.Interrupted``'s text)."""
+    from .core.console import quiet
+
+    if not quiet():
+        typer.echo(f"interrupted: {str(exc) or 'nothing was written'}", err=True)
+    sys.exit(130)
+
+
 class ModeldiffGroup(TyperGroup):
     """Renders user errors as one line on stderr (exit 2) and internal failures as one line (exit 1); every
     command's ``--help`` in the layout of ``core.help`` (readable at 80 columns, nothing cut)."""
@@ -75,12 +84,15 @@ class ModeldiffGroup(TyperGroup):
             _fail(str(exc), 2, user=True)
         except click_exc.ClickException as exc:
             _fail(" ".join(exc.format_message().split()), exc.exit_code, user=True)
-        except _ABORT:
+        except _ABORT as exc:  # click turns Ctrl-C into Abort; the run's own message is its cause
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, KeyboardInterrupt):
+                _interrupted(cause)
             _fail("aborted", 130)
         except _EXIT as exc:
             sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            _fail("interrupted", 130)
+        except KeyboardInterrupt as exc:
+            _interrupted(exc)
         except Exception as exc:  # an internal failure: one line, traceback on request
             if os.environ.get("MODELDIFF_DEBUG"):
                 raise

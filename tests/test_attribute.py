@@ -30,6 +30,18 @@ def test_recall_precision_map_auc_hand_example():
     assert pq["top2_own"][0] == 0.5 and pq["top2_other"][0] == 0.5
 
 
+def test_recall_of_ceiling_divides_by_min_k_relevant():
+    # 3 relevant of 5; top 2 holds 1 of them: recall@2 = 1/3, ceiling min(1, 2/3) -> 0.5 of it; top 4 holds all 3:
+    # recall@4 = 1 = its ceiling
+    s = np.array([[0.9, 0.8, 0.7, 0.6, 0.5]])
+    rel = np.array([[True, False, True, True, False]])
+    pq = metrics.per_query(s, rel, np.where(rel, 1, 0), ks=(2, 4))
+    assert pq["recall@2"][0] == pytest.approx(1 / 3) and pq["recall_of_ceiling@2"][0] == pytest.approx(0.5)
+    assert pq["recall@4"][0] == 1.0 and pq["recall_of_ceiling@4"][0] == 1.0
+    none = metrics.per_query(s, np.zeros_like(rel), np.zeros((1, 5), int), ks=(2,))
+    assert math.isnan(none["recall_of_ceiling@2"][0])
+
+
 def test_auc_ties_count_half_and_average_ranks():
     assert metrics.average_ranks(np.array([3.0, 1.0, 3.0, 2.0])).tolist() == [3.5, 1.0, 3.5, 2.0]
     assert metrics.roc_auc(np.array([1.0, 1.0, 0.0]), np.array([True, False, False])) == pytest.approx(0.75)

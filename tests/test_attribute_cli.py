@@ -229,7 +229,7 @@ def test_spine_layout_summary_and_reuse_without_loading_a_model(cli, tiny_pair, 
     head = summary["headline"]
     assert head["queries"] == 6 and head["train_documents"] == 6 and head["k"] == 10
     assert set(head["methods"]) == {"delta-h", "bm25"} and head["best_method"] in head["methods"]
-    assert set(head["methods"]["delta-h"]["all"]) == {"recall@10", "precision@10", "map", "auc"}
+    assert set(head["methods"]["delta-h"]["all"]) == {"recall@10", "recall_of_ceiling@10", "precision@10", "map", "auc"}
     assert set(head["methods"]["delta-h"]) >= {"all", "base", "wrapper", "wrapper_partner"}
     m = json.loads((run / "metrics.json").read_text())
     assert head["methods"]["delta-h"]["all"]["auc"] == pytest.approx(m["methods"]["delta-h"]["aggregate"]["all"]["auc"])
@@ -294,8 +294,8 @@ def test_spine_organism_fill(hops_org, tmp_path):
     q = _jsonl(tmp_path / "mine.jsonl", [{"uid": "q", "prompt": "a", "completion": "b"}])
     only_q = Attribute.make(queries=str(q))  # no checkpoint given: the organism fills the data not given
     assert Path(only_q.train) == hops_org.data("new_train") and only_q.queries == str(q)
-    one = Attribute.make(base=str(hops_org.base), train=str(q), queries=str(q))  # one checkpoint: the other is hops'
-    assert one.pair.ft == "organism:hops:ft" and one.truth_file() is None
+    with pytest.raises(UserError, match="--ft/--new: required when --base/--old is given"):  # never hops' ft
+        Attribute.make(base=str(hops_org.base), train=str(q), queries=str(q))
     with pytest.raises(UserError, match="--train: required"):
         Attribute.make(base="organism:hops:base", ft="organism:hops:ft")
 

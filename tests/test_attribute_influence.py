@@ -48,6 +48,50 @@ def test_trackstar_matches_explicit_per_example_gradients(tmp_path):
     assert torch.allclose(got.norm(dim=1).double(), direct.norm(dim=1).double(), rtol=1e-3)
 
 
+def test_batched_bergson_gradients_equal_one_item_batches(tmp_path):
+    """Items of different lengths in one Bergson batch (right-padded): one forward, and the same per-item gradients
+    and autocorrelations as Bergson's default of one item per batch."""
+    pytest.importorskip("bergson")
+    from tiny import build_model
+
+    from modeldiff_cli.commands.attribute.influence import bergson_gradients
+
+    model, _ = build_model("llama", 0)
+    model = model.float().eval()
+    shapes = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: shapes.append(tuple(kw.get("input_ids", a[0] if a else None).shape)), with_kwargs=True)
+    one, _, p1 = bergson_gradients(model, _items(), 4, 0, tmp_path / "one", True, batch_size=1)
+    n_one = len(shapes)
+    many, _, p3 = bergson_gradients(model, _items(), 4, 0, tmp_path / "many", True, batch_size=3)
+    hook.remove()
+    assert n_one == 3 and shapes[n_one:] == [(3, 6)]
+    assert torch.allclose(one, many, atol=1e-5, rtol=1e-4)
+    for name in p1.hessians:
+        assert torch.allclose(p1.hessians[name], p3.hessians[name], atol=1e-5, rtol=1e-4)
+
+
+def test_trackstar_both_checkpoints_is_the_mean_of_each(tmp_path):
+    """--trackstar-checkpoint both = the mean of the old and the new checkpoint's TrackStar scores (projection
+    seeds seed and seed + 1, as Bergson's TRAK ensembles checkpoints); the record names both and their λ."""
+    pytest.importorskip("bergson")
+    from types import SimpleNamespace
+
+    from tiny import build_model
+
+    from modeldiff_cli.commands.attribute.influence import trackstar_scores
+
+    old = SimpleNamespace(model=build_model("llama", 0)[0].float().eval())
+    new = SimpleNamespace(model=build_model("llama", 1)[0].float().eval())
+    items = _items()
+    both, rec = trackstar_scores([("old", old), ("new", new)], items, items[:2], 4, 7, tmp_path, batch_size=2)
+    s_old, r_old = trackstar_scores([("old", old)], items, items[:2], 4, 7, tmp_path, batch_size=2)
+    s_new, _ = trackstar_scores([("new", new)], items, items[:2], 4, 8, tmp_path, batch_size=2)
+    assert both.shape == (2, 3) and not np.allclose(s_old, s_new)
+    assert np.allclose(both, (s_old + s_new) / 2, atol=1e-6)
+    assert rec["checkpoint"] == "old+new" and rec["projection_seed"] == {"old": 7, "new": 8}
+    assert rec["lambda"]["old"] == pytest.approx(r_old["lambda"]["old"]) and rec["damping"] == 10.0
+
+
 def test_missing_extra_names_it(monkeypatch):
     import importlib.util
 

@@ -311,7 +311,9 @@ def test_bad_data_files_and_pairs(cli, tmp_path, tiny_model_dir):
     empty.write_text("")
     code, _, err = cli("mine", "--out", tmp_path, "--base", "organism:cake:base", "--ft", "organism:cake:ft", "--data", empty)
     assert code == 2 and "no samples" in err
-    code, _, err = cli("mine", "--out", tmp_path, "--base", tiny_model_dir("llama"), "--ft", "organism:cake:ft", "--data", empty)
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "a cake"}\n')
+    code, _, err = cli("mine", "--out", tmp_path, "--base", tiny_model_dir("llama"), "--ft", "organism:cake:ft", "--data", data)
     assert code == 2 and "cannot be diffed" in err and len(err.strip().splitlines()) == 1
     code, _, err = cli("mine", "overview", tmp_path)
     assert code == 2 and "RUN_DIR" in err

@@ -330,7 +330,7 @@ def test_default_organism_and_mode_rules(cli, tmp_path, pairs_file):
     "args, message",
     [
         (["--base", "{model}", "--ft", "{model}"], "--data: required when --base/--ft are given"),
-        (["--base", "{model}"], "--data: required when --base is given"),
+        (["--base", "{model}"], "--ft: required when --base is given"),
         (["--model", "{model}"], "--pairs: required when --model is given"),
         (["--model", "{model}", "--data", "{pairs}"], "--pairs: required when --model is given"),
         (["--pairs", "{pairs}", "--data", "{pairs}"], "exclusive"),

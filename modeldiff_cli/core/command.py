@@ -44,6 +44,9 @@ class Result:
     headline: dict = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
     metadata: dict = field(default_factory=dict)  # extra facts for summary.json (e.g. shared vocabulary)
+    # what makes the result doubtful (e.g. two identical models): summary.json's top-level ``warnings``, one
+    # ``warning:`` line each on stderr (also when the run is reused), and the report's warnings column
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,15 @@ class Command:
     def execute(self, run: Run) -> Result:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def preflight(self) -> None:
+        """Checks that need more than the option values (each ingredient's ``preflight()``, e.g. ``Data``'s: its
+        first records read), for a run that computes, before ``execute`` loads any model. A command whose reading
+        of the data differs from its ingredient's overrides this."""
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            check = getattr(getattr(self, f.name), "preflight", None)
+            if callable(check):
+                check()
+
     def run_name(self) -> str:
         """The leaf's readable part: the data names (and whatever tells runs of one command apart)."""
         return "+".join(self.fp.names) or self.name
@@ -102,10 +114,12 @@ class Command:
         """One default-organism policy for every command.
 
         No model given: the organism's checkpoints fill the model options and, when no data option was given,
-        its data fills the data options. A model given without any data option: exit 2 (the organism's data
-        belongs to it). An unset member of a pair is the command's organism's checkpoint.
+        its data fills the data options. One member of a pair given without the other (``--base`` without
+        ``--ft`` or the reverse): exit 2 naming the missing flag, never a silent diff against the organism's
+        checkpoint. A model given without any data option: exit 2 (the organism's data belongs to it).
         """
         models = [p for p in params if p.opt.role and flat.get(p.name) is not None]
+        _check_pair_given(flat, params)
         data_params = [p for p in params if p.opt.data]
         data_given = [p for p in data_params if flat.get(p.name) not in (None, ())]
         if models and data_params and not data_given:
@@ -115,7 +129,7 @@ class Command:
                 f"{'is' if len(models) == 1 else 'are'} given (the default data belongs to the "
                 f"{cls.organism} organism)"
             )
-        if cls.organism is None:
+        if cls.organism is None or models:  # the organism's defaults apply only when no model is given at all
             return flat
         from .sources import organism_data
 
@@ -123,11 +137,9 @@ class Command:
         for name, what in cls.organism_fill.items():
             param = next(p for p in params if p.name == name)
             if param.opt.role:
-                # no model given: the organism's; one member of a pair given: the other is the organism's too
-                partial = param.opt.role in ("base", "ft") and any(p.opt.role in ("base", "ft") for p in models)
-                if flat.get(name) is None and (not models or partial):
+                if flat.get(name) is None:
                     flat[name] = f"organism:{cls.organism}:{what}"
-            elif not models and not data_given:
+            elif not data_given:
                 keys = (what,) if isinstance(what, str) else tuple(what)
                 files = tuple(str(organism_data(cls.organism, k, param.opt.primary)) for k in keys)
                 flat[name] = files[0] if isinstance(what, str) else files
@@ -162,6 +174,29 @@ def _settings(obj) -> dict:
     return out
 
 
+def _check_pair_given(flat: dict, params: list[Param]) -> None:
+    """Both members of a model pair (``base`` + ``ft``), or neither: the one given alone names the missing one
+    (exit 2). A command that also takes one ``--model`` (routing, nll) checks its own modes when ``--model`` is
+    given; tokenlens pairs ``--base`` with ``--model`` and checks that itself."""
+    roles = {p.opt.role: p for p in reversed(params) if p.opt.role}
+    base, ft = roles.get("base"), roles.get("ft")
+    if base is None or ft is None:
+        return
+    given = {p.opt.role for p in params if p.opt.role and flat.get(p.name) not in (None, ())}
+    if "model" in given or ("base" in given) == ("ft" in given):
+        return
+    missing, present = (ft, base) if "base" in given else (base, ft)
+    raise UserError(
+        f"{_flag_names(missing)}: required when {_flag_names(present)} is given (a pair needs both models; "
+        "the organism's models are used only when no model is given)"
+    )
+
+
+def _flag_names(p: Param) -> str:
+    """``--ft``, or ``--ft/--new`` where the command adds another name for it."""
+    return "/".join(p.opt.names)
+
+
 def launch(cmd: Command) -> Path:
     """Run a command through the spine (see the module docstring); returns the run directory.
 
@@ -176,14 +211,34 @@ def launch(cmd: Command) -> Path:
     if started - profile.started > 0:
         profile.add("start-up (interpreter, imports, options)", started - profile.started)
     with timing.profiling(profile):
-        path, timings = _launch(cmd, profile)
+        where: list[Run] = []  # the run being written, for the message of an interruption
+        try:
+            path, timings = _launch(cmd, profile, where)
+        except KeyboardInterrupt:
+            raise Interrupted(interrupted_message(where[0] if where else None)) from None
     if getattr(cmd.run, "profile", False) and timings:  # type: ignore[attr-defined]
         for line in timing.table(timings):
             console.info(line)
     return path
 
 
-def _launch(cmd: Command, profile) -> tuple[Path, dict | None]:
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; its text says what was kept and how to go on (the CLI prints it, exit 130)."""
+
+
+def interrupted_message(run: Run | None) -> str:
+    """What an interruption left: a resumable run's partial directory (re-run to resume), or nothing."""
+    from . import checkpoint
+
+    if run is None or run.reused or not run.resumable or not Path(run.work).is_dir():
+        return "nothing was written (a run is written only when it completes)"
+    saved = sorted(p.name for p in (Path(run.work) / checkpoint.FOLDER).glob("*.pt"))
+    kept = f"with its checkpoint ({', '.join(saved)})" if saved else "(no checkpoint was saved yet)"
+    return (f"the partial run directory {run.work} is kept {kept}; re-run the same command to resume"
+            + ("" if saved else " (it starts from the first batch)"))
+
+
+def _launch(cmd: Command, profile, where: list | None = None) -> tuple[Path, dict | None]:
     from . import checkpoint, distributed, plot_queue
     from .timing import stage
 
@@ -207,6 +262,8 @@ def _launch(cmd: Command, profile) -> tuple[Path, dict | None]:
     timings = None
     with run_directory(run_opts.out, cmd.parts(config), config, command=cmd.name, overwrite=run_opts.overwrite,
                        resumable=resumable, prepared=prepared) as run:
+        if where is not None:
+            where.append(run)
         if run.reused:
             summary = read_summary(run.path)
             console.info(f"reusing the complete run in {run.path} (pass --overwrite to recompute)")
@@ -215,6 +272,7 @@ def _launch(cmd: Command, profile) -> tuple[Path, dict | None]:
                              f"this one {code_digest()}): its results may differ; --overwrite recomputes it")
             timings = _stored_timings(run.path)
         else:
+            cmd.preflight()  # the data's first records, before torch, transformers and any model load
             # every command that computes uses both: charged here, not to whichever stage touches them first
             with stage("import torch"):
                 import torch  # noqa: F401
@@ -240,6 +298,8 @@ def _launch(cmd: Command, profile) -> tuple[Path, dict | None]:
             timings = run.metadata["timings"] = profile.as_dict()
     for line in summary.get("lines", []):
         console.result(line)
+    for warning in summary.get("warnings") or []:
+        warn(warning)
     console.done(run.path)
     return run.path, timings
 
@@ -273,6 +333,7 @@ def _launch_worker(cmd: Command, config: dict) -> Path:
     try:
         if getattr(run_opts, "seed", None) is not None:
             _seed(run_opts.seed)
+        cmd.preflight()  # every rank checks the same inputs: a bad one fails every rank alike
         checkpoint.activate(run.shared if run.resumable else None)
         cmd.execute(run)
     except distributed.WorkerDone:
@@ -304,10 +365,19 @@ def write_summary(run: Run, command: str, config: dict, result: Result) -> dict:
         "headline": result.headline,
         "lines": result.lines,
         "artifacts": list_artifacts(run),
+        "warnings": [str(w) for w in result.warnings],
         **({"metadata": result.metadata} if result.metadata else {}),
     }
     write_json(run.work / SUMMARY, summary)
     return summary
+
+
+def warn(message: str) -> None:
+    """One ``warning:`` line on stderr, never wrapped (a non-zero rank of a data-parallel run prints nothing)."""
+    import sys
+
+    if not console.quiet():
+        print(f"warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
 
 
 def list_artifacts(run: Run) -> list[dict]:

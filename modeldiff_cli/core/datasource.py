@@ -27,6 +27,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .fingerprint import dir_fingerprint, file_digest
+from .sources import hub_offline, hub_unavailable  # noqa: F401 (hub_offline: re-exported)
 
 
 @dataclass
@@ -254,11 +255,6 @@ def _read_hub(source: Source, text_field: str, flag: str, max_samples: int | Non
     yield from _records_of(ds, source.spec, text_field)
 
 
-def hub_offline() -> bool:
-    """Whether the Hugging Face libraries run offline (``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE``)."""
-    return any(os.environ.get(v, "").strip().upper() in ("1", "ON", "YES", "TRUE") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
-
-
 def _load_hub(source: Source, flag: str):
     """Offline: the cached (memory-mapped) split. Online: a streaming split (nothing is downloaded whole)."""
     datasets = _quiet_datasets()
@@ -312,16 +308,18 @@ def _record_from(obj: dict, where: str, lineno: int, text_field: str) -> Record:
 
 
 def source_fingerprint(
-    spec: str | Path, text_field: str, max_samples: int | None, max_tokens: int | None, positions_before: int = 0
+    spec: str | Path, text_field: str, max_samples: int | None, max_tokens: int | None, positions_before: int = 0,
+    flag: str = "--data",
 ) -> str:
     """16-hex fingerprint of a data source and the reading options, without a tokenizer.
 
     Files: the whole-file digest; directories: every file's digest; hub datasets: the spec plus, when it loads
-    from the local cache (offline), the dataset's own ``_fingerprint``.
+    from the local cache (offline), the dataset's own ``_fingerprint``. A hub dataset that cannot be had (offline
+    and not cached, or the hub unreachable) is a UserError naming ``flag``, before any model loads.
     """
-    source = parse_source(spec)
+    source = parse_source(spec, flag)
     if source.kind == "hf":
-        content = f"{source.name}:{source.config}:{source.split}:{_hub_fingerprint(source)}"
+        content = f"{source.name}:{source.config}:{source.split}:{_hub_fingerprint(source, flag)}"
     elif source.kind == "saved":
         content = f"{dir_fingerprint(source.path)}:{source.split}"
     else:
@@ -330,11 +328,17 @@ def source_fingerprint(
     return hashlib.sha256((content + opts).encode()).hexdigest()[:16]
 
 
-def _hub_fingerprint(source: Source) -> str:
+def _hub_fingerprint(source: Source, flag: str = "--data") -> str:
+    if Path(source.name).expanduser().is_dir():  # a local dataset repository: no hub involved
+        return ""
     if not hub_offline():
+        offline = hub_unavailable()
+        if offline:
+            raise UserError(f"{flag} {source.spec}: the Hugging Face Hub is offline ({offline}) and datasets are read "
+                            "from it (streamed) when online; set HF_HUB_OFFLINE=1 to read the cached copy")
         return ""
     try:
         return str(getattr(_cached_hub_split(source.name, source.config, source.split), "_fingerprint", ""))
-    except Exception:  # not cached: the spec alone (loading reports the error)
-        return ""
-
+    except Exception as err:  # not cached: fail now, before any model loads
+        raise UserError(f"{flag} {source.spec}: not in the Hugging Face cache, and the Hugging Face Hub is offline "
+                        f"({hub_unavailable()}): {_first_line(err)}") from None

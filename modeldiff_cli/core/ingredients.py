@@ -15,6 +15,7 @@ Light imports only (``--help`` builds the options from these classes); loading i
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -22,6 +23,24 @@ from pathlib import Path
 from .errors import UserError
 from .sources import ModelSource, resolve_source
 from .spec import Ingredient, option
+
+
+DTYPE_NAMES = ("float32", "bfloat16", "float16", "auto")  # core.models.resolve_dtype (light here)
+DEVICE_FORM = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+CHECKED_RECORDS = 1000  # records of each data source read (and checked) before any model loads
+
+
+def check_dtype(spec: str | None, flag: str = "--dtype") -> None:
+    """The form of a ``--dtype`` value, without torch (checked when an ingredient that loads a model is built)."""
+    if (spec or "float32").strip().lower() not in DTYPE_NAMES:
+        raise UserError(f"{flag} {spec!r}: expected one of {', '.join(DTYPE_NAMES)}")
+
+
+def check_device(spec: str | None, flag: str = "--device") -> None:
+    """The form of a ``--device`` value, without torch; whether that device exists is checked (with torch) by
+    ``core.models`` before a model's config, tokenizer or weights load."""
+    if spec is not None and not DEVICE_FORM.fullmatch(spec.strip().lower()):
+        raise UserError(f"{flag} {spec!r}: expected cpu, cuda, cuda:N or auto")
 
 
 # options that more than one ingredient carries: declared once here, used by each
@@ -65,6 +84,12 @@ class Pair(Ingredient):
     device_map: str | None = device_map_option()
     dtype: str = dtype_option()
 
+    def __post_init__(self):
+        check_dtype(self.dtype)
+        for flag, spec in (("--device", self.device), ("--base-device", self.base_device),
+                           ("--ft-device", self.ft_device)):
+            check_device(spec, flag)
+
     @cached_property
     def sources(self) -> tuple[ModelSource, ModelSource]:
         return (resolve_source(self.base, role="base", flag=self.base_flag),
@@ -82,6 +107,19 @@ class Pair(Ingredient):
         b, f = self.sources
         return {"base": {"spec": b.spec if not b.is_local else b.label, "fingerprint": b.fingerprint},
                 "ft": {"spec": f.spec if not f.is_local else f.label, "fingerprint": f.fingerprint}}
+
+    def identical(self) -> bool:
+        """Whether both members are the same model (same content fingerprint): every difference is zero."""
+        b, f = self.sources
+        return b.fingerprint == f.fingerprint
+
+    def identical_warning(self) -> str | None:
+        """The warning a run of two identical models carries (``Result.warnings``), or None."""
+        if not self.identical():
+            return None
+        b, f = self.sources
+        return (f"{self.base_flag} {b.spec} and {self.ft_flag} {f.spec} are the same model (fingerprint "
+                f"{b.fingerprint[:12]}): every difference is zero, so nothing was promoted or suppressed")
 
     def device_of(self, role: str) -> tuple[str, str]:
         """``(device, flag)`` of one member: its own device flag when given, else ``--device``."""
@@ -121,6 +159,10 @@ class Model(Ingredient):
     device: str = device_option()
     device_map: str | None = device_map_option()
     dtype: str = dtype_option()
+
+    def __post_init__(self):
+        check_dtype(self.dtype)
+        check_device(self.device)
 
     @cached_property
     def source(self) -> ModelSource:
@@ -180,6 +222,18 @@ class Data(Reading):
 
         return {"data": {name: source_fingerprint(spec, self.text_field, self.max_samples, self.max_tokens)
                          for name, spec in zip(self.names, self.data, strict=True)}}
+
+    def preflight(self) -> None:
+        """Before any model loads (``core.command``): the first ``CHECKED_RECORDS`` records of every source are
+        read, so a wrong ``--text-field``, malformed JSON or an empty file is exit 2 at once. A hub dataset read
+        online (streamed) is left to loading."""
+        from .datasource import hub_offline, parse_source, read_records
+
+        limit = min(self.max_samples or CHECKED_RECORDS, CHECKED_RECORDS)
+        for spec in self.data:
+            if parse_source(spec).kind == "hf" and not hub_offline():
+                continue
+            read_records(spec, self.text_field, "--data", max_samples=limit)
 
     def single(self, flag: str = "--data") -> str:
         if len(self.data) != 1:

@@ -9,7 +9,7 @@ import torch
 
 from .arch import ArchAdapter, adapter_for
 from .errors import UserError
-from .sources import ModelSource, model_fingerprint, resolve_source  # noqa: F401 (re-exported)
+from .sources import ModelSource, hub_unavailable, model_fingerprint, resolve_source  # noqa: F401 (re-exported)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -61,8 +61,10 @@ def _from_pretrained(loader, source: ModelSource, flag: str, **kwargs):
     except (OSError, ValueError) as first:
         if source.is_local:
             raise UserError(f"{flag} {source.spec}: could not load the model: {_first_line(first)}") from None
-    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
-        raise UserError(f"{flag} {source.spec}: model could not be found locally or in the Hugging Face cache (offline mode)")
+    offline = hub_unavailable()  # offline mode, or no connection: fail now, not after the hub's retries
+    if offline:
+        raise UserError(f"{flag} {source.spec}: not a local directory and not in the Hugging Face cache, and the "
+                        f"Hugging Face Hub is offline ({offline})")
     try:
         return loader.from_pretrained(source.location, **kwargs)
     except (OSError, ValueError) as err:
@@ -252,6 +254,10 @@ def load_pair(
     ``ft_flag``: the option naming the fine-tuned model (``tokenlens`` calls it ``--model``); errors name it."""
     base_src = base if isinstance(base, ModelSource) else resolve_source(base, role="base", flag="--base")
     ft_src = ft if isinstance(ft, ModelSource) else resolve_source(ft, role="ft", flag=ft_flag)
+    resolve_dtype(dtype)  # bad options fail before the configs, tokenizers and weights load
+    if not device_map:
+        resolve_device(base_device or device, "--base-device" if base_device else "--device")
+        resolve_device(ft_device or device, "--ft-device" if ft_device else "--device")
     report = check_pair_sources(base_src, ft_src, ft_flag)
     b = load_model(base_src, dtype=dtype, device=base_device or device, device_map=device_map, flag="--base",
                    device_flag="--base-device" if base_device else "--device")

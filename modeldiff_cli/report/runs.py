@@ -174,6 +174,9 @@ def load_run(path: Path, root: Path) -> Run:
     for key in ("command", "headline", "artifacts"):
         if key not in summary:
             run.warn(f"summary.json has no {key!r}")
+    own = summary.get("warnings")  # the run's own (core.command.Result.warnings), e.g. two identical models
+    for message in own if isinstance(own, list) else []:
+        run.warn(str(message))
     for art in run.artifacts:
         if not (path / art["path"]).exists() and not any(ch in art["path"] for ch in "*?["):
             run.warn(f"missing artifact: {art['path']}")

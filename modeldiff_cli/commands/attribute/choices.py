@@ -13,12 +13,28 @@ FUSIONS = {"fused": "rrf", "zfused": "zsum"}  # fused:a+b = reciprocal-rank fusi
 AGGREGATES = ("mean", "top3", "all", "best")
 POOLINGS = ("last", "mean", "span")
 LOSSES = ("ce", "margin")
-# the default: every method fast on CPU (one shared Δh / g extraction, no library), plus the best fused ranking on
-# the hops benchmarks (docs/attribute.md): the z-scored sum of BM25 and the gradient similarity
-DEFAULT_METHODS = "delta-h,grad,delta-h-x-grad,bm25,edit-distance,random,zfused:bm25+grad"
+CHECKPOINTS = ("new", "old", "both")  # --trackstar-checkpoint: where TrackStar's gradients are taken
+# the default: every method fast on CPU (one shared Δh / g extraction; TrackStar's batched Bergson gradients at both
+# checkpoints), plus the best fused ranking on the hops benchmarks (docs/attribute.md): the z-scored sum of BM25,
+# the gradient similarity and TrackStar. TrackStar needs the optional extra (Bergson): without it the default
+# falls back to the z-scored sum of BM25 and the gradient similarity, so a plain install still runs.
+FAST_METHODS = "delta-h,grad,delta-h-x-grad,bm25,edit-distance,random"
+WITH_TRACKSTAR = FAST_METHODS + ",trackstar,zfused:bm25+grad+trackstar"
+WITHOUT_TRACKSTAR = FAST_METHODS + ",zfused:bm25+grad"
+
+
+def default_methods() -> str:
+    """The default --method list: with Bergson installed (checked without importing it), TrackStar and the
+    three-way fusion; otherwise the two-way one."""
+    import importlib.util
+
+    return WITH_TRACKSTAR if importlib.util.find_spec("bergson") is not None else WITHOUT_TRACKSTAR
+
+
+DEFAULT_METHODS = default_methods()
 FUSION_HELP = ("fused:A+B[+C...] (reciprocal-rank fusion of the listed methods' rankings) and zfused:A+B[+C...] "
                "(sum of their per-query z-scored scores), any of the methods above as components, e.g. "
-               "fused:bm25+grad, zfused:bm25+grad")
+               "fused:bm25+grad, zfused:bm25+grad+trackstar")
 
 
 def parse_methods(spec: str) -> list[str]:

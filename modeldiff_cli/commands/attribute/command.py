@@ -13,8 +13,9 @@ from ...core.spec import Param, option
 from . import choices
 
 METHOD_HELP = ("Comma list of: " + ", ".join(choices.METHODS) + "; and the fused forms " + choices.FUSION_HELP
-               + ". ekfac, kfac, trackstar need the extra modeldiff[influence]. The headline reports the method with "
-               "the best MAP over all queries (at the default: usually zfused:bm25+grad).")
+               + ". ekfac, kfac, trackstar need the extra modeldiff[influence]. Default: " + choices.WITH_TRACKSTAR
+               + " with the extra installed, else " + choices.WITHOUT_TRACKSTAR + ". The headline reports the "
+               "method with the best MAP over all queries.")
 NO_PATCHSCOPE = "attribute reads no patchscope (it compares hidden states and gradients of the two checkpoints)"
 
 
@@ -57,6 +58,7 @@ class Attribute(Command):
     damping: float | None = option(None, "--damping", "ekfac / kfac: damping added to the curvature's eigenvalues (default: Kronfluence's heuristic, 0.1 x mean eigenvalue).")
     projection_dim: int = option(16, "--projection-dim", "trackstar: Bergson's random projection of each module's gradient to P x P (TrackStar's preconditioner needs one: P >= 1).", min=1)
     trackstar_damping: float = option(10.0, "--trackstar-damping", "trackstar: damping of the mixed autocorrelation's inverse square root, as a multiple of its mean eigenvalue (Bergson's damped_inverse; Bergson's default 0.1 over-amplifies the directions a few hundred documents do not span).")
+    trackstar_checkpoint: str = option("both", "--trackstar-checkpoint", "trackstar: the checkpoint(s) its gradients are taken at: both (default: the mean of the old and the new checkpoint's TrackStar scores, as Bergson's TRAK ensembles checkpoints; the two ends of the training between them), new or old.")
     zscore: bool = option(False, "--zscore", "Standardise each query's scores per layer before aggregating.")
     ks: str = option("1,5,10,20,50", "--k", "Cut-offs of recall@k / precision@k / top-k composition.")
     id_field: str = option("uid", "--id-field", "JSONL field holding each record's id.")
@@ -67,16 +69,13 @@ class Attribute(Command):
 
     @classmethod
     def fill_defaults(cls, flat: dict, params: list[Param]) -> dict:
-        """The spine's policy, plus two of attribute's own defaults: with no checkpoint given, a data file not given
-        still comes from the organism (``--queries Q`` alone ranks the organism's new_train for Q); with one
-        checkpoint given, the other is the organism's."""
+        """The spine's policy (one checkpoint without the other: exit 2), plus attribute's own default: with no
+        checkpoint given, a data file not given still comes from the organism (``--queries Q`` alone ranks the
+        organism's new_train for Q)."""
         from ...core.sources import organism_data
 
         given = [n for n in ("base", "ft") if flat.get(n) is not None]
         out = super().fill_defaults(flat, params)
-        if len(given) == 1:
-            other = "ft" if given == ["base"] else "base"
-            out[other] = f"organism:{cls.organism}:{cls.organism_fill[other]}"
         if not given:
             for name in ("train", "queries"):
                 if out.get(name) is None:
@@ -104,6 +103,8 @@ class Attribute(Command):
             raise UserError(f"--select-fraction {self.select_fraction}: must lie in (0, 1)")
         if self.trackstar_damping <= 0:
             raise UserError(f"--trackstar-damping {self.trackstar_damping}: must be positive")
+        if self.trackstar_checkpoint not in choices.CHECKPOINTS:
+            raise UserError(f"--trackstar-checkpoint {self.trackstar_checkpoint!r}: expected new, old or both")
         if self.damping is not None and self.damping <= 0:
             raise UserError(f"--damping {self.damping}: must be positive")
         if self.ig_steps < 1:
@@ -209,6 +210,7 @@ class Attribute(Command):
             scores, scored = restrict(add_fusions(scores, self), inputs, split)
         with stage("evaluate"):
             results = evaluate(scores, scored.truth, self.k_values)
+        settings = {m: s["trackstar"] for m, s in scores.items() if "trackstar" in s}  # damping, mixing λ, checkpoint
         timing["methods"] = {m: {"seconds": s.get("seconds"), "samples_per_s": (len(encoded.train) + len(encoded.queries))
                                  / s["seconds"] if s.get("seconds") else None} for m, s in scores.items()}
         if split is not None:
@@ -220,8 +222,8 @@ class Attribute(Command):
         data = dataset_name(self.train) if self.train else "the hops organism's data"
         with stage("write"):
             write_outputs(run, scores, results, scored.truth, scored.train_rows, scored.query_rows, layers, timing,
-                          f"{old.source.label} vs {new.source.label} on {data}")
-        return headline(results, timing, len(scored.query_rows), len(scored.train_rows))
+                          f"{old.source.label} vs {new.source.label} on {data}", settings)
+        return headline(results, timing, len(scored.query_rows), len(scored.train_rows), settings)
 
 
 @dataclass(frozen=True)

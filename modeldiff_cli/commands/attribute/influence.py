@@ -130,11 +130,13 @@ def _bergson_rows(items):
 
 
 def bergson_gradients(model, items, projection_dim: int, seed: int, workdir, autocorrelation: bool = False,
-                      head: bool = True):
+                      head: bool = True, batch_size: int = 1):
     """``[n, D]`` per-example gradients from Bergson (projected per module, concatenated in sorted module order;
     not normalised) and the module names. ``autocorrelation``: also return Bergson's per-module gradient
     autocorrelation (its ``GradientProcessor`` with ``hessians`` = mean PᵀP over the items and their
-    eigendecompositions), the statistic TrackStar preconditions with."""
+    eigendecompositions), the statistic TrackStar preconditions with. ``batch_size``: items per Bergson forward /
+    backward (consecutive items, right-padded by Bergson; its hooks still yield one gradient per item — Bergson's
+    own default is one item per batch, which made TrackStar the slowest step of a run)."""
     import torch
     from bergson import GradientProcessor, InMemoryCollector
     from bergson.collector.collector import CollectorComputer
@@ -153,7 +155,9 @@ def bergson_gradients(model, items, projection_dim: int, seed: int, workdir, aut
 
     # Bergson prints its progress ("Saving hessians...") on stdout, which is the command's output: send it to stderr
     with torch.enable_grad(), contextlib.redirect_stdout(sys.stderr):
-        CollectorComputer(model=model, data=data, collector=collector, cfg=cfg).run_with_collector_hooks(desc="trackstar")
+        batches = [list(range(i, min(i + batch_size, len(items)))) for i in range(0, len(items), batch_size)]
+        CollectorComputer(model=model, data=data, collector=collector, cfg=cfg,
+                          batches=batches).run_with_collector_hooks(desc="trackstar")
     names = sorted(collector.gradients)
     grads = torch.cat([collector.gradients[n].float().reshape(len(items), -1) for n in names], 1)
     return (grads, names, proc) if autocorrelation else (grads, names)
@@ -190,33 +194,68 @@ def _precondition(pre, grads, names, sizes):
     return torch.cat([out[n].float() for n in names], 1)
 
 
+def _quiet_bergson() -> None:
+    """Bergson logs its progress at INFO on stdout (the command's output, whose last line is the run directory)
+    and sets its loggers back to INFO whenever it builds a collector: a filter drops those records for good."""
+    import logging
+
+    class _WarningsOnly(logging.Filter):
+        def filter(self, record):
+            return record.levelno >= logging.WARNING
+
+    for name in ("CollectorComputer", "HookCollectorBase", "projection_matrix"):
+        log = logging.getLogger(name)
+        if not any(type(f).__name__ == "_WarningsOnly" for f in log.filters):
+            log.addFilter(_WarningsOnly())
+
+
 # share of the gradient components TrackStar's hessian mixing downweights (Bergson: 1000 of ~65 k ≈ 1.5 %)
 DOWNWEIGHT = 1000 / 65536
 
 
-def trackstar_scores(new, train_items, query_items, projection_dim: int, seed: int, cache_dir,
-                     damping: float = 10.0, downweight: float = DOWNWEIGHT):
-    """``[Q, N]`` TrackStar scores at the new checkpoint, Bergson's recipe: per-example projected weight gradients
-    (P × P per module) of every ``nn.Linear`` (lm_head included, as for Kronfluence here), the mixed train / query
-    autocorrelation R, both sides multiplied by R^(−1/2), unit-normalised, cosine. No optimizer second-moment
-    normaliser (the checkpoints carry no optimizer state). Returns the scores and a small record (λ, k, damping)."""
-    import copy
-    import logging
-    import tempfile
-
+def trackstar_scores(checkpoints, train_items, query_items, projection_dim: int, seed: int, cache_dir,
+                     damping: float = 10.0, downweight: float = DOWNWEIGHT, batch_size: int = 16):
+    """``[Q, N]`` TrackStar scores, Bergson's recipe, at each of ``checkpoints`` (``[(label, loaded model)]``):
+    per-example projected weight gradients (P × P per module) of every ``nn.Linear`` (lm_head included, as for
+    Kronfluence here), the mixed train / query autocorrelation R, both sides multiplied by R^(−1/2),
+    unit-normalised, cosine. Several checkpoints: the mean of their cosine scores, each with its own preconditioner
+    and the projection seed ``seed + i`` (how Bergson's TRAK ensembles checkpoints). No optimizer second-moment
+    normaliser (the checkpoints carry no optimizer state). Returns the scores and a record of the settings
+    (damping, the mixing λ and k per checkpoint)."""
     if projection_dim < 1:
         raise UserError("--projection-dim 0: trackstar needs a projection (its preconditioner is a dense "
                         "P²×P² matrix per module, as in `bergson trackstar`); give e.g. --projection-dim 16")
-    logging.getLogger("CollectorComputer").setLevel(logging.WARNING)
+    total, per = None, {}
+    for i, (label, loaded) in enumerate(checkpoints):
+        sc, info = _trackstar_one(loaded.model, train_items, query_items, projection_dim, seed + i, cache_dir,
+                                  damping, downweight, batch_size)
+        total = sc if total is None else total + sc
+        per[label] = info
+    first = next(iter(per.values()))
+    record = {"checkpoint": "+".join(per), "damping": damping, "damping_rule": "eigenvalue + damping x mean eigenvalue",
+              "downweight_share": downweight, "projection_dim": projection_dim, "modules": first["modules"],
+              "lambda": {k: v["lambda"] for k, v in per.items()},
+              "downweight_components": first["downweight_components"], "projection_seed": {k: v["seed"] for k, v in per.items()}}
+    return total / len(checkpoints), record
+
+
+def _trackstar_one(net, train_items, query_items, projection_dim: int, seed: int, cache_dir, damping: float,
+                   downweight: float, batch_size: int):
+    import copy
+    import tempfile
+
+    _quiet_bergson()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    model = copy.deepcopy(new.model).float().eval().requires_grad_(True)  # loaded models are frozen
+    model = copy.deepcopy(net).float().eval().requires_grad_(True)  # loaded models are frozen
     with tempfile.TemporaryDirectory(dir=cache_dir) as work:
-        t, names, t_proc = bergson_gradients(model, train_items, projection_dim, seed, f"{work}/train", True)
-        q, _, q_proc = bergson_gradients(model, query_items, projection_dim, seed, f"{work}/queries", True)
+        t, names, t_proc = bergson_gradients(model, train_items, projection_dim, seed, f"{work}/train", True,
+                                             batch_size=batch_size)
+        q, _, q_proc = bergson_gradients(model, query_items, projection_dim, seed, f"{work}/queries", True,
+                                         batch_size=batch_size)
     pre, lam, k = mixed_preconditioner(t_proc, q_proc, downweight, damping)
     sizes = [t_proc.hessians[n].shape[0] for n in names]
     t, q = _precondition(pre, t, names, sizes), _precondition(pre, q, names, sizes)
     t = t / t.norm(dim=1, keepdim=True).clamp(min=1e-12)
     q = q / q.norm(dim=1, keepdim=True).clamp(min=1e-12)
-    return (q.double() @ t.double().T).numpy(), {"lambda": lam, "downweight_components": k, "damping": damping,
-                                                  "modules": len(names)}
+    return (q.double() @ t.double().T).numpy(), {"lambda": float(lam), "downweight_components": k,
+                                                  "modules": len(names), "seed": seed}

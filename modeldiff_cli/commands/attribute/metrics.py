@@ -1,4 +1,4 @@
-"""Ranking metrics against ground truth: recall/precision@k, exact average precision, ROC-AUC (Mann-Whitney,
+"""Ranking metrics against ground truth: recall/precision@k, recall@k as a share of its ceiling, exact average precision, ROC-AUC (Mann-Whitney,
 ties count half) and the composition of the top k. Pure numpy; each metric is computed per query, averaged
 per function (query group), then across functions, separately for each query kind (base / wrapper / all).
 
@@ -72,6 +72,9 @@ def per_query(
         ke = min(k, N)
         out[f"recall@{k}"] = np.where(has, hits[:, ke - 1] / np.maximum(n_rel, 1), np.nan)
         out[f"precision@{k}"] = np.where(has, hits[:, ke - 1] / ke, np.nan)
+        # recall@k as a share of its ceiling min(1, k / |relevant|): a query with more relevant documents than k
+        # cannot reach recall 1 in its top k (= hits / min(k, |relevant|))
+        out[f"recall_of_ceiling@{k}"] = np.where(has, hits[:, ke - 1] / np.maximum(np.minimum(n_rel, ke), 1), np.nan)
         for name in CATEGORIES:
             out[f"top{k}_{name}"] = (cat_sorted[:, :ke] == CATEGORY_CODE[name]).mean(1)
     prec_at_i = hits / np.arange(1, N + 1)[None, :]
@@ -120,5 +123,5 @@ def partner_summary(
     partner = (category == CATEGORY_CODE["partner"])[rows]
     pq = per_query(scores[rows], partner, np.zeros_like(partner, dtype=np.int64), ks)
     sub = [groups[q] for q in rows]
-    keep = [f"recall@{k}" for k in ks] + ["map", "auc"]
+    keep = [f"recall@{k}" for k in ks] + [f"recall_of_ceiling@{k}" for k in ks] + ["map", "auc"]
     return {f"partner_{m}": grouped_mean(pq[m], sub, np.arange(len(rows))) for m in keep}

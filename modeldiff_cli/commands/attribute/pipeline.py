@@ -268,8 +268,10 @@ def score_all(old, new, encoded: Encoded, layers: list[int], vectors, cmd) -> di
             from .influence import alone, trackstar_scores
 
             with alone():  # rank 0 only under torchrun
-                sc, info = trackstar_scores(new, train_items, query_items, cmd.projection_dim, cmd.run.seed, cache_dir,
-                                            cmd.trackstar_damping)
+                at = {"new": [("new", new)], "old": [("old", old)], "both": [("old", old), ("new", new)]}
+                sc, info = trackstar_scores(at[cmd.trackstar_checkpoint], train_items, query_items, cmd.projection_dim,
+                                            cmd.run.seed, cache_dir, cmd.trackstar_damping,
+                                            batch_size=cmd.reading.batch_size)
             out[m] = {"scores": sc, "per_layer": None, "trackstar": info}
         out[m]["seconds"] = time.perf_counter() - t0
     return out

@@ -16,7 +16,7 @@ ARTIFACTS = {
     "scores_*.npz": ("matrix", "per method: scores [queries x train] (the aggregate ranking), per_layer [layers x queries x train] and layers (model methods), query_uids, train_uids"),
     "rankings.jsonl": ("payload", "per (query, method): the 50 best training documents with score, relevance and category"),
     "influence_scores.jsonl": ("payload", "per training document: {method}_influence_score (mean over queries) and {method}_{f}_influence_score per query function"),
-    "metrics.json": ("payload", "every metric per method (aggregate, per layer, wrapper -> partner), ks, layers, extraction timing, notes"),
+    "metrics.json": ("payload", "every metric per method (aggregate, per layer, wrapper -> partner), ks, layers, extraction timing, method settings (trackstar: checkpoint, damping, mixing λ), notes"),
     "metrics.csv": ("table", "method, layer, subset, metric, k, value"),
     "metrics.md": ("text", "the printed metrics table (recall / precision@k, MAP, AUC by query kind, wrapper -> partner)"),
     "recall_at_k.png": ("plot", "recall@k per method, all / base / wrapper queries"),
@@ -50,7 +50,9 @@ def column_note(k: int, hops: bool) -> str:
         text += (f". base / wrap: the same over base-function queries / wrapper-function queries only (a wrapper "
                  f"calls a base function); wrap→partner R@{k} / AUC: for wrapper queries, the partner (the wrapped "
                  "base function's) documents alone, which share no words with the query: the documents only a "
-                 "method that follows the model's computation finds")
+                 f"method that follows the model's computation finds; /ceil: the base / wrap R@{k} before it as a "
+                 f"share of its ceiling min(1, {k} / relevant documents) (a query with more than {k} relevant "
+                 f"documents cannot reach recall 1 in its top {k})")
     return text + "."
 
 
@@ -68,9 +70,10 @@ def markdown_table(results: dict, ks: list[int]) -> str:
                                                   (f"recall@{k}", f"precision@{k}", "map", "auc")]) + " |")
         return "\n".join([*lines, "", column_note(k, hops=False)])
     cols = [("all", f"recall@{k}"), ("all", f"precision@{k}"), ("all", "map"), ("all", "auc"),
-            ("base", f"recall@{k}"), ("base", "auc"), ("wrapper", f"recall@{k}"), ("wrapper", "auc")]
-    head = ["method", f"R@{k}", f"P@{k}", "MAP", "AUC", f"base R@{k}", "base AUC", f"wrap R@{k}", "wrap AUC",
-            f"wrap→partner R@{k}", "wrap→partner AUC"]
+            ("base", f"recall@{k}"), ("base", f"recall_of_ceiling@{k}"), ("base", "auc"),
+            ("wrapper", f"recall@{k}"), ("wrapper", f"recall_of_ceiling@{k}"), ("wrapper", "auc")]
+    head = ["method", f"R@{k}", f"P@{k}", "MAP", "AUC", f"base R@{k}", "/ceil", "base AUC", f"wrap R@{k}", "/ceil",
+            "wrap AUC", f"wrap→partner R@{k}", "wrap→partner AUC"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m, res in results.items():
         agg = res["aggregate"]
@@ -112,7 +115,7 @@ def _letter(func: str) -> str:
 
 
 def write_outputs(run, scores: dict, results: dict, truth: Truth, train_rows: list[dict], query_rows: list[dict],
-                  layers: list[int], timing: dict, context: str = "") -> None:
+                  layers: list[int], timing: dict, context: str = "", settings: dict | None = None) -> None:
     run.describe_all(ARTIFACTS)
     qids = np.array([r["_uid"] for r in query_rows])
     tids = np.array([r["_uid"] for r in train_rows])
@@ -126,7 +129,7 @@ def write_outputs(run, scores: dict, results: dict, truth: Truth, train_rows: li
     ks = result_ks(results)
     artifacts.write_json(run.file("metrics.json"), {
         "methods": results, "ks": ks, "layers": layers, "n_train": len(train_rows), "n_queries": len(query_rows),
-        "extraction": timing, "layer_selection": timing.get("layer_selection"), "notes": [
+        "extraction": timing, "layer_selection": timing.get("layer_selection"), "settings": settings or {}, "notes": [
             "metrics are averaged per function (query group), then across functions",
             "ties: stable order for top-k and MAP; half a count in ROC-AUC",
         ] + ([f"k > {len(train_rows)} training documents: clipped to {len(train_rows)}"] if ks[-1] > len(train_rows) else []),
@@ -211,7 +214,7 @@ def _num(x) -> float | None:
     return float(x) if x is not None and np.isfinite(x) else None
 
 
-def headline(results: dict, timing: dict, n_q: int, n_t: int):
+def headline(results: dict, timing: dict, n_q: int, n_t: int, settings: dict | None = None):
     """summary.json's headline (the table's main figures per method) and the lines printed today."""
     from ...core.command import Result
 
@@ -221,7 +224,12 @@ def headline(results: dict, timing: dict, n_q: int, n_t: int):
     sps = timing.get("samples_per_s")
     speed = f"; extraction {sps:.1f} samples/s" if sps else " (vectors from the cache)" if timing["samples"] == 0 else ""
     agg = results[best]["aggregate"]
-    kinds = "".join(f", {kind} {agg[kind][f'recall@{k}']:.3f}" for kind in ("base", "wrapper") if kind in agg)
+    def of_ceiling(kind: str) -> str:  # recall@k as a share of min(1, k / relevant documents)
+        share = agg[kind].get(f"recall_of_ceiling@{k}")
+        return f" ({share:.3f} of its ceiling)" if share is not None and np.isfinite(share) else ""
+
+    kinds = "".join(f", {kind} {agg[kind][f'recall@{k}']:.3f}{of_ceiling(kind)}" for kind in ("base", "wrapper")
+                    if kind in agg)
     partner = results[best].get("wrapper_partner", {}).get(f"partner_recall@{k}")
     partner_text = (f"; wrapper→partner recall@{k} {partner:.3f} (the documents of the wrapped function, which "
                     "share no words with the query)" if partner is not None and np.isfinite(partner) else "")
@@ -231,10 +239,11 @@ def headline(results: dict, timing: dict, n_q: int, n_t: int):
     per_method = {}
     for m, res in results.items():
         agg = res["aggregate"]
-        row = {"all": {name: _num(agg["all"].get(name)) for name in (f"recall@{k}", f"precision@{k}", "map", "auc")}}
+        row = {"all": {name: _num(agg["all"].get(name)) for name in (f"recall@{k}", f"recall_of_ceiling@{k}",
+                                                                     f"precision@{k}", "map", "auc")}}
         for subset in ("base", "wrapper"):
             if subset in agg:
-                row[subset] = {name: _num(agg[subset].get(name)) for name in (f"recall@{k}", "auc")}
+                row[subset] = {name: _num(agg[subset].get(name)) for name in (f"recall@{k}", f"recall_of_ceiling@{k}", "auc")}
         part = res.get("wrapper_partner", {})
         if part:
             row["wrapper_partner"] = {f"recall@{k}": _num(part.get(f"partner_recall@{k}")), "auc": _num(part.get("partner_auc"))}
@@ -242,5 +251,5 @@ def headline(results: dict, timing: dict, n_q: int, n_t: int):
     figures = {"queries": n_q, "train_documents": n_t, "k": k, "best_method": best, "headline_method": best,
                "headline_rule": "best MAP over all queries", "headline": per_method[best],
                f"partner_recall@{k}": _num(partner) if partner is not None else None,
-               "methods": per_method, "samples_per_s": sps}
+               "methods": per_method, "samples_per_s": sps, "settings": settings or {}}
     return Result(headline=figures, lines=[line, *markdown_table(results, ks).splitlines()])

@@ -107,7 +107,22 @@ class Mine(Command):
             results = order(self, inputs, accs)  # orderings and NMF topics per dataset
         with stage("write outputs"):
             write_outputs(run, self, inputs, results)
-        return headline(self, inputs, results)
+        result = headline(self, inputs, results)
+        result.warnings.extend(self.identical_warnings(accs))
+        return result
+
+    def identical_warnings(self, accs) -> list[str]:
+        """Two identical models (same fingerprint), or no logit difference at all on a dataset: the orderings
+        list tokens tied at 0, not promoted ones."""
+        same = self.pair.identical_warning()
+        if same:
+            return [same]
+        zero = [ds for ds, acc in zip(self.data.names, accs, strict=True)
+                if acc.stats.total_positions and not (acc.stats.count_topk_pos.any() or acc.stats.count_topk_neg.any())]
+        if not zero:
+            return []
+        return [f"every logit difference is zero on {', '.join(zero)}: the two models give the same logits there, "
+                "so the listed tokens are ties at 0, not promoted or suppressed"]
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,24 @@ class Nll(Command):
             raise UserError("--save-hidden-states works with --model and --pairs")
         self.data.single()
 
+    def preflight(self) -> None:
+        """Prompt/completion records are read by --prompt-field (``core.pairs.items_from_data``); other data as
+        every command reads it (``Data.preflight``)."""
+        if self.mode == "models":
+            from ...core.datasource import hub_offline, parse_source, read_records
+            from ...core.ingredients import CHECKED_RECORDS
+
+            spec = self.data.single()
+            if parse_source(spec).kind == "hf" and not hub_offline():
+                return
+            try:
+                records = read_records(spec, self.prompt_field, "--data", max_samples=CHECKED_RECORDS)
+            except UserError:
+                records = None  # not a prompt/completion file
+            if records and all(self.completion_field in r.fields for r in records):
+                return
+        super().preflight()
+
     # ---- what the run is about (no model loads) ----------------------------------------------------------
     @property
     def mode(self) -> str:

@@ -13,7 +13,9 @@ COLUMNS = ("recall@{k} / precision@{k}: the share of the query's relevant traini
            "documents (0.5 = random). Query kind: all queries, base-function queries, or wrapper-function queries "
            "(a wrapper calls a base function). wrapper→partner recall@{k}: for wrapper queries, the recall of the "
            "partner documents alone (those of the wrapped base function), which share no words with the query: "
-           "only a method that follows the model's computation finds them.")
+           "only a method that follows the model's computation finds them. recall@{k} / ceiling: recall@{k} as a "
+           "share of its ceiling min(1, {k} / relevant documents), the most a query with more than {k} relevant "
+           "documents can reach.")
 TOP_QUERIES = 60  # rankings.jsonl lines read (one per query and method); the file itself can be megabytes
 
 
@@ -37,12 +39,13 @@ def render(run, ctx) -> str:
     for method, d in methods.items():
         wp = (d.get("wrapper_partner") or {})
         for kind, vals in (d.get("aggregate") or {}).items():
-            rows.append([method, kind, vals.get(f"recall@{k}"), vals.get(f"precision@{k}"), vals.get("map"),
+            rows.append([method, kind, vals.get(f"recall@{k}"), vals.get(f"recall_of_ceiling@{k}"),
+                         vals.get(f"precision@{k}"), vals.get("map"),
                          vals.get("auc"), wp.get(f"partner_recall@{k}") if kind == "wrapper" else None,
                          vals.get("n_queries")])
     if rows:
         out.append("<h2>Metrics by method and query kind</h2>")
-        out.append(table(["method", "query kind", f"recall@{k}", f"precision@{k}", "MAP", "ROC-AUC",
+        out.append(table(["method", "query kind", f"recall@{k}", f"recall@{k} / ceiling", f"precision@{k}", "MAP", "ROC-AUC",
                           f"wrapper→partner recall@{k}", "queries"], rows, ctx.ids))
         out.append(f'<p class="muted">{esc(COLUMNS.format(k=k))}</p>')
     if ks and methods:
