@@ -13,9 +13,10 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) -c constraints-cpu.txt -e '.[dev,interpret]'
 	# the influence extra (Kronfluence, Bergson) without torchvision / torchaudio: their PyPI wheels are CUDA-linked
-	# and break `import transformers` beside CPU torch, and neither library imports them on the paths we use
-	$(PIP) -c constraints-cpu.txt --no-deps kronfluence bergson
+	# and break `import transformers` beside CPU torch, and neither library imports them on the paths we use. Their
+	# other requirements first; then the two libraries alone, without pip's (expected) note on the three left out
 	$(PIP) -c constraints-cpu.txt $(INFLUENCE_DEPS)
+	$(PIP) -c constraints-cpu.txt --no-deps --no-warn-conflicts kronfluence bergson
 	touch $(STAMP)
 
 install: $(STAMP)

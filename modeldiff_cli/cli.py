@@ -77,6 +77,12 @@ class ModeldiffGroup(TyperGroup):
 
         render(self, ctx)
 
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:  # here, before Typer turns it into a silent exit 130
+            _interrupted(exc)
+
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
             rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
@@ -84,10 +90,7 @@ class ModeldiffGroup(TyperGroup):
             _fail(str(exc), 2, user=True)
         except click_exc.ClickException as exc:
             _fail(" ".join(exc.format_message().split()), exc.exit_code, user=True)
-        except _ABORT as exc:  # click turns Ctrl-C into Abort; the run's own message is its cause
-            cause = exc.__cause__ or exc.__context__
-            if isinstance(cause, KeyboardInterrupt):
-                _interrupted(cause)
+        except _ABORT:
             _fail("aborted", 130)
         except _EXIT as exc:
             sys.exit(exc.exit_code)

@@ -97,6 +97,9 @@ def interrupted_then_resumed(cli, tmp_path: Path, args: list, every: int, calls:
     code, _, err = cli(*args, *flag)
     assert code == 130, err
     (partial,) = partial_dirs(tmp_path / "two")
+    # Ctrl-C says what was kept and how to go on, in one line
+    assert err.strip().splitlines()[-1] == (f"interrupted: the partial run directory {partial} is kept with its "
+                                            "checkpoint (rank0-of-1.pt); re-run the same command to resume"), err
     assert (partial / ".checkpoint" / "rank0-of-1.pt").is_file()
     calls.count, calls.stop_at = 0, None
     code, out, err = cli(*args, *flag)

@@ -34,13 +34,15 @@ def list_organisms() -> None:
 def build(
     name: Annotated[str, typer.Argument(help="Organism name (see `modeldiff organism list`).")],
     out: Annotated[Path | None, typer.Option("--out", help="Build into this directory instead of the cache.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Rebuild even if a complete build exists.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Rebuild even if a complete build exists (the "
+                                            "same flag as every command's).")] = False,
+    force: Annotated[bool, typer.Option("--force", hidden=True, help="Old spelling of --overwrite.")] = False,
 ) -> None:
     """Build an organism (about 15-30 s on 2 CPU cores) and print its directory as the last line."""
     from ..core import console
     from ..organisms import build_organism
 
-    organism = build_organism(name, out=out, force=force, progress=True)
+    organism = build_organism(name, out=out, force=overwrite or force, progress=True)
     console.result(f"{organism.name}: base={organism.base.name}/ ft={organism.ft.name}/ "
                    f"data={','.join(organism.data_keys())}")
     console.done(organism.path)

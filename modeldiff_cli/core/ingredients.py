@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import ClassVar
 from functools import cached_property
 from pathlib import Path
 
@@ -195,15 +196,24 @@ class Reading(Ingredient):
     batch_size: int = option(8, "--batch-size", "Sequences per forward pass.", min=1, result=False)
 
 
+SOURCE_HELP = ("Text / JSONL / chat JSONL / CSV / Parquet file, a datasets.save_to_disk directory, or "
+               "hf:NAME[:CONFIG][:SPLIT]")
+
+
 @dataclass(frozen=True)
 class Data(Reading):
-    """Input data: files (text, JSONL, chat JSONL, CSV, Parquet), saved datasets or ``hf:NAME[:CONFIG][:SPLIT]``."""
+    """One input data source: a file (text, JSONL, chat JSONL, CSV, Parquet), a saved dataset or
+    ``hf:NAME[:CONFIG][:SPLIT]``. Commands that analyse several sources, each on its own, take :class:`Datasets`."""
 
-    data: tuple[str, ...] = option((), "--data", "Text / JSONL / chat JSONL / CSV / Parquet file, a datasets.save_to_disk directory, or hf:NAME[:CONFIG][:SPLIT]; repeat for several. Default: the command's organism data.", data=True, result=False)
+    several: ClassVar[bool] = False  # more than one --data (Datasets)
+
+    data: tuple[str, ...] = option((), "--data", SOURCE_HELP + ". Default: the command's organism data.", data=True, result=False, metavar="<source>")
 
     def __post_init__(self):
         if isinstance(self.data, (str, Path)):
             object.__setattr__(self, "data", (str(self.data),))
+        if len(self.data) > 1 and not self.several:
+            raise UserError(f"--data: this command takes one data source (got {len(self.data)})")
 
     @cached_property
     def names(self) -> tuple[str, ...]:
@@ -251,6 +261,15 @@ class Data(Reading):
             ds.name = name
             out.append(ds)
         return out
+
+
+@dataclass(frozen=True)
+class Datasets(Data):
+    """Several input data sources, each analysed on its own (``mine``, ``interpret``)."""
+
+    several: ClassVar[bool] = True
+
+    data: tuple[str, ...] = option((), "--data", SOURCE_HELP + "; repeat for several, each analysed on its own. Default: the command's organism data.", data=True, result=False, metavar="<source>...")
 
 
 READOUTS = ("logits", "logit-lens", "patchscope")

@@ -68,14 +68,14 @@ class Reporter:
         self.bar.update(task, completed=total)
 
 
-def _run_builder(name: str, workdir: Path, progress: bool) -> dict:
+def _run_builder(name: str, workdir: Path, progress: bool, target: Path | None = None) -> dict:
     module, func = ORGANISMS[name].builder.split(":")
     builder = getattr(importlib.import_module(f".{module}", __package__), func)
     if not progress:
         return builder(name, workdir, Reporter())
     from ..core.console import info, progress_bar
 
-    info(f"building organism {name!r} into {workdir.parent} (once; ~20 s on 2 CPU cores)")
+    info(f"building organism {name!r} into {target or workdir} (once; ~20 s on 2 CPU cores)")
     with progress_bar() as bar:
         return builder(name, workdir, Reporter(bar))
 
@@ -127,7 +127,7 @@ def _build(name: str, target: Path, progress: bool) -> None:
     tmp = target.parent / f".{target.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         tmp.mkdir()
-        truth = _run_builder(name, tmp, progress)
+        truth = _run_builder(name, tmp, progress, target)
         (tmp / "ground_truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True) + "\n")
         marker = {"builder_version": BUILDER_VERSION, "source": source_fingerprint()}
         (tmp / MARKER).write_text(json.dumps(marker, sort_keys=True) + "\n")  # written last

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ...core.command import Command, Fingerprints, Result
 from ...core.errors import UserError
-from ...core.ingredients import Data, Pair, Readout, RunOpts, TokenFilter
+from ...core.ingredients import Datasets, Pair, Readout, RunOpts, TokenFilter
 from ...core.spec import option
 from .categories import BUILTIN, read_categories
 
@@ -46,7 +46,7 @@ class Interpret(Command):
     organism_fill = {"base": "base", "ft": "ft"}
 
     pair: Pair = field(default_factory=Pair)
-    data: Data = field(default_factory=Data)
+    data: Datasets = field(default_factory=Datasets)
     readout: Readout = field(default_factory=lambda: Readout(readout="logit-lens"))
     tokens: TokenFilter = field(default_factory=TokenFilter)
     run: RunOpts = field(default_factory=RunOpts)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from ...core.command import Command, Fingerprints, Result
 from ...core.errors import UserError
-from ...core.ingredients import Data, Pair, Readout, RunOpts, TokenFilter, checkpoint_every_option
+from ...core.ingredients import Datasets, Pair, Readout, RunOpts, TokenFilter, checkpoint_every_option
 from ...core.rundir import slug
 from ...core.spec import option
 from ...core.timing import stage
@@ -39,7 +39,7 @@ class Mine(Command):
     organism_fill = {"base": "base", "ft": "ft", "data": ("base",)}
 
     pair: Pair = field(default_factory=Pair)
-    data: Data = field(default_factory=Data)
+    data: Datasets = field(default_factory=Datasets)
     readout: Readout = field(default_factory=Readout)
     tokens: TokenFilter = field(default_factory=TokenFilter)
     run: RunOpts = field(default_factory=RunOpts)
