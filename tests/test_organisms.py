@@ -221,7 +221,7 @@ def test_cache_layout_under_organism_root():
 def test_failed_build_leaves_nothing_behind(tmp_path, monkeypatch):
     from modeldiff_cli.organisms import store
 
-    def boom(name, workdir, progress):
+    def boom(name, workdir, progress, target=None):
         (workdir / "base").mkdir()
         raise RuntimeError("interrupted")
 

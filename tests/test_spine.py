@@ -71,8 +71,13 @@ def test_make_applies_organism_policy_and_validation(tmp_path):
         Echo.make(model="organism:cake:base")
     filled = Echo.make()
     assert filled.model.model == "organism:cake:ft" and filled.data.data[0].endswith("base.jsonl")
-    with pytest.raises(UserError, match="--readout 'tuned'"):
-        Readout(readout="tuned")
+    # bounds and choices: the spine checks them for Python construction as for the CLI
+    with pytest.raises(UserError, match="^--max-tokens 1: must be at least 2$"):
+        Echo.make(max_tokens=1)
+    with pytest.raises(UserError, match="^--dtype 'float8': expected one of float32, bfloat16, float16, auto$"):
+        Echo.make(dtype="float8")
+    with pytest.raises(UserError, match="echo: no option readout"):
+        Echo.make(readout="tuned")
 
 
 def _run(tmp_path, *args):

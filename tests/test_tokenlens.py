@@ -327,9 +327,9 @@ def test_organism_default_and_policy():
 
     cmd = TokenlensAttribute.make()
     assert cmd.lm.model == "organism:cake:ft" and cmd.prompts == str(organism_data("cake", "base"))
-    assert cmd.reading.max_samples == 4 and cmd.reading.max_tokens is None and cmd.engine == "native"
+    assert cmd.reading.max_samples == 4 and cmd.reading.max_tokens is None and cmd.attribution_engine == "native"
     assert TokenlensAttribute.make(prompt="hi").reading.max_samples is None
-    assert TokenlensAttribute.make(method="attention", prompt="hi").engine == "inseq"  # auto, resolved light
+    assert TokenlensAttribute.make(method="attention", prompt="hi").attribution_engine == "inseq"  # auto, resolved light
     with pytest.raises(UserError, match="--prompt: required when"):
         TokenlensAttribute.make(model="organism:cake:ft")
     with pytest.raises(UserError, match="--base: diff mode needs --model"):

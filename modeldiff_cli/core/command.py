@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,7 +24,7 @@ from typing import Any, ClassVar
 from . import console
 from .errors import UserError
 from .rundir import Run, code_digest, config_hash, prepare_run, run_directory, slug
-from .spec import Param, command_params, is_ingredient, typer_callback
+from .spec import Param, command_params, typer_callback
 
 SUMMARY = "summary.json"
 
@@ -163,14 +162,15 @@ class Command:
 
 
 def _settings(obj) -> dict:
-    hints = typing.get_type_hints(type(obj))
+    """The command's options marked ``result``, by name (ingredients inlined; options of modes it does not
+    accept are not its options)."""
     out: dict = {}
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if is_ingredient(hints[f.name]):
-            out.update(_settings(value))
-        elif "opt" in f.metadata and f.metadata["opt"].result:
-            out[f.name] = list(value) if isinstance(value, tuple) else value
+    for p in command_params(type(obj)):
+        if p.opt.result:
+            value = obj
+            for step in p.path:
+                value = getattr(value, step)
+            out[p.name] = list(value) if isinstance(value, tuple) else value
     return out
 
 

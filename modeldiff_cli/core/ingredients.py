@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import ClassVar
 from functools import cached_property
 from pathlib import Path
+from typing import ClassVar
 
 from .errors import UserError
 from .sources import ModelSource, resolve_source
 from .spec import Ingredient, option
-
 
 DTYPE_NAMES = ("float32", "bfloat16", "float16", "auto")  # core.models.resolve_dtype (light here)
 DEVICE_FORM = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
@@ -54,7 +53,7 @@ def device_map_option():
 
 
 def dtype_option():
-    return option("float32", "--dtype", "float32, bfloat16, float16 or auto (the checkpoint's dtype). Statistics accumulate in float32.")
+    return option("float32", "--dtype", "The models' dtype (auto: the checkpoint's own). Statistics accumulate in float32.", choices=DTYPE_NAMES)
 
 
 def model_option():
@@ -210,8 +209,6 @@ class Data(Reading):
     data: tuple[str, ...] = option((), "--data", SOURCE_HELP + ". Default: the command's organism data.", data=True, result=False, metavar="<source>")
 
     def __post_init__(self):
-        if isinstance(self.data, (str, Path)):
-            object.__setattr__(self, "data", (str(self.data),))
         if len(self.data) > 1 and not self.several:
             raise UserError(f"--data: this command takes one data source (got {len(self.data)})")
 
@@ -281,15 +278,11 @@ class Readout(Ingredient):
 
     panel = "Readout"
 
-    readout: str = option("logits", "--readout", "logits (the model's output), logit-lens (layer state -> final norm -> lm_head) or patchscope (layer state patched into an identity prompt, one decode step).")
+    readout: str = option("logits", "--readout", "logits (the model's output), logit-lens (layer state -> final norm -> lm_head) or patchscope (layer state patched into an identity prompt, one decode step).", choices=READOUTS)
     layers: str | None = option(None, "--layers", "Layers: all, or a comma list of indices (12, -1 = last), relative depths (0.75) and a:b ranges (end exclusive), e.g. 0,0.5,-1 or 2:8. Commands reading one layer take one selector.", aliases=("--layer",))
     patchscope_prompt: str | None = option(None, "--patchscope-prompt", "Identity prompt of patchscope; its last '?' is the patched position.")
     patchscope_layer: str | None = option(None, "--patchscope-layer", "Layer patched in the identity prompt (default: the layer read).")
     chunk_size: int | None = chunk_size_option()
-
-    def __post_init__(self):
-        if self.readout not in READOUTS:
-            raise UserError(f"--readout {self.readout!r}: expected one of {', '.join(READOUTS)}")
 
     def allow(self, *kinds: str) -> None:
         """Restrict the readouts a command accepts."""

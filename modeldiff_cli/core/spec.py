@@ -24,13 +24,29 @@ import typer
 
 @dataclass(frozen=True)
 class Opt:
-    """How one dataclass field appears on the command line."""
+    """How one dataclass field appears on the command line, and the values it takes.
+
+    The bounds (``min`` / ``max`` inclusive, ``above`` / ``below`` exclusive) and ``choices`` are checked by the
+    spine (:func:`check_value`) for the CLI and for Python construction (``Command.make``) alike, and shown in
+    ``--help``. ``sep``: the value is a ``sep``-separated list whose items must each be one of ``choices``.
+    ``modes``: the modes of what is compared (``core.compared``) the option belongs to; a command that accepts
+    none of them does not have the option. ``when``: a class attribute of the command that must be true for the
+    command to have the option (e.g. ``resumable`` for ``--checkpoint-every``).
+    """
 
     flag: str  # "--top-k", or "--drop-punctuation/--keep-punctuation" for a boolean pair
     help: str
     aliases: tuple[str, ...] = ()  # further visible names
     old: tuple[str, ...] = ()  # hidden old spellings, kept for one release
     min: int | float | None = None
+    max: int | float | None = None
+    above: int | float | None = None
+    below: int | float | None = None
+    choices: tuple[Any, ...] | None = None
+    sep: str | None = None
+    modes: tuple[str, ...] | None = None
+    when: str | None = None
+    panel: str | None = None  # a help panel of its own (default: its ingredient's)
     result: bool = True  # part of the run configuration (False: where or how fast, not what is computed)
     role: str | None = None  # "base" / "ft" / "model": names a model (default-organism policy)
     data: bool = False  # names input data (default-organism policy)
@@ -43,6 +59,57 @@ class Opt:
     @property
     def primary(self) -> str:
         return self.flag.split("/")[0]
+
+    def range_text(self) -> str | None:
+        """The bounds in words ("at least 1", "in (0, 1]"), or None."""
+        lo = (f"[{_num(self.min)}", self.min) if self.min is not None else (f"({_num(self.above)}", self.above) \
+            if self.above is not None else None
+        hi = (f"{_num(self.max)}]", self.max) if self.max is not None else (f"{_num(self.below)})", self.below) \
+            if self.below is not None else None
+        if lo and hi:
+            return f"in {lo[0]}, {hi[0]}"
+        if lo:
+            return f"at least {_num(self.min)}" if self.min is not None else f"greater than {_num(self.above)}"
+        if hi:
+            return f"at most {_num(self.max)}" if self.max is not None else f"less than {_num(self.below)}"
+        return None
+
+    def rule_text(self) -> str | None:
+        """What ``--help`` adds after the help text: the choices or the bounds."""
+        if self.choices:
+            return ("a comma list of " if self.sep else "one of ") + ", ".join(map(_text, self.choices))
+        return self.range_text()
+
+
+def _num(x: int | float) -> str:
+    return f"{x:g}"
+
+
+def _text(x: Any) -> str:
+    return _num(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else str(x)
+
+
+def check_value(opt: Opt, value: Any) -> None:
+    """A UserError naming the flag when ``value`` breaks the option's bounds or choices (None passes)."""
+    from .errors import UserError
+
+    if value is None:
+        return
+    if opt.choices is not None:
+        if isinstance(value, tuple):
+            items = list(value)
+        else:
+            items = [v.strip() for v in str(value).split(opt.sep)] if opt.sep else [value]
+        bad = [v for v in items if v not in opt.choices]
+        if bad or not [v for v in items if v != ""]:
+            what = "a comma list of" if opt.sep else "one of"
+            raise UserError(f"{opt.primary} {_text(value)!r}: expected {what} {', '.join(map(_text, opt.choices))}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    broken = ((opt.min is not None and value < opt.min) or (opt.max is not None and value > opt.max)
+              or (opt.above is not None and value <= opt.above) or (opt.below is not None and value >= opt.below))
+    if broken:
+        raise UserError(f"{opt.primary} {_num(value)}: must be {opt.range_text()}")
 
 
 def option(default: Any, flag: str, help: str, **kw) -> Any:
@@ -99,14 +166,25 @@ def params_of(cls, panel: str | None = None, prefix: tuple[str, ...] = ()) -> li
         if is_ingredient(tp):
             out.extend(params_of(tp, tp.panel, (*prefix, f.name)))
         elif "opt" in f.metadata:
-            out.append(Param((*prefix, f.name), tp, _default(f), f.metadata["opt"], panel or "Options"))
+            opt = f.metadata["opt"]
+            out.append(Param((*prefix, f.name), tp, _default(f), opt, opt.panel or panel or "Options"))
     return out
 
 
+def has_option(cls, opt: Opt) -> bool:
+    """Whether command ``cls`` has the option: it accepts one of its modes, and its ``when`` attribute is true."""
+    if opt.modes is not None and not set(opt.modes) & set(getattr(cls, "modes", ())):
+        return False
+    return opt.when is None or bool(getattr(cls, opt.when, False))
+
+
 def command_params(cls) -> list[Param]:
-    """The options of a command class, with its per-command default overrides and alias additions applied."""
+    """The options of a command class (those of the modes it accepts), with its per-command defaults and aliases
+    applied; the run's own options (``RunOpts``, then what the base class owns) after the command's ingredients."""
     own_panel = getattr(cls, "panel", None) or cls.name.capitalize()
-    params = params_of(cls, own_panel)
+    params = [p for p in params_of(cls, own_panel) if has_option(cls, p.opt)]
+    late = [p for p in params if p.panel == "Run"]
+    params = [p for p in params if p.panel != "Run"] + late
     overrides: dict = getattr(cls, "defaults", {}) or {}
     aliases: dict = getattr(cls, "aliases", {}) or {}
     olds: dict = getattr(cls, "old_flags", {}) or {}
@@ -145,9 +223,9 @@ def _typer_type(tp):
 
 
 def _annotation(p: Param, *, hidden: bool = False, names: list[str] | None = None, default=None):
-    kw: dict[str, Any] = {"help": p.opt.help if not hidden else None, "rich_help_panel": p.panel, "hidden": hidden}
-    if p.opt.min is not None and not hidden:
-        kw["min"] = p.opt.min
+    rule = p.opt.rule_text()
+    text = p.opt.help if not rule else f"{p.opt.help} [{rule}]"
+    kw: dict[str, Any] = {"help": text if not hidden else None, "rich_help_panel": p.panel, "hidden": hidden}
     if p.opt.metavar:
         kw["metavar"] = p.opt.metavar
     return Annotated[_typer_type(p.type) if not hidden else _typer_type(p.type) | None, typer.Option(*(names or p.opt.names), **kw)]
@@ -170,9 +248,15 @@ def signature(params: list[Param], *, context: bool) -> inspect.Signature:
 
 
 def build(cls, params: list[Param], values: dict[str, Any]):
-    """The command instance from parsed values: old spellings folded in, ingredients nested."""
+    """The command instance from parsed values: old spellings folded in, the command's defaults policy
+    (``fill_defaults``), every value checked against its option's bounds and choices, ingredients nested."""
     from . import console
+    from .errors import UserError
 
+    known = {p.name for p in params} | {_old_key(p, i) for p in params for i in range(len(p.opt.old))}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UserError(f"{cls.name}: no option {', '.join(unknown)} (its options: {', '.join(sorted(p.name for p in params))})")
     flat: dict[str, Any] = {}
     for p in params:
         value = values.get(p.name, p.default)
@@ -185,23 +269,48 @@ def build(cls, params: list[Param], values: dict[str, Any]):
     hook = getattr(cls, "fill_defaults", None)
     if hook is not None:
         flat = hook(flat, params)
-    return instantiate(cls, flat)
+    for p in params:
+        flat[p.name] = _as_declared(p, flat.get(p.name))
+        check_value(p.opt, flat[p.name])
+    return instantiate(cls, flat, params)
 
 
 def _plain(value):
     return tuple(value) if isinstance(value, list) else value
 
 
-def instantiate(cls, flat: dict[str, Any]):
-    """Build ``cls`` from flat option values (missing ones keep their defaults)."""
+def _as_declared(p: Param, value):
+    """A repeatable (tuple) option's value as a tuple: one string becomes a tuple of one; with ``sep``, every item
+    is split on it too (``--method a,b --method c``: a, b, c)."""
+    if value is None or not _is_tuple(p.type):
+        return value
+    items = (value,) if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)) else tuple(value)
+    items = tuple(str(v) if not isinstance(v, str) and hasattr(v, "__fspath__") else v for v in items)
+    if p.opt.sep:
+        items = tuple(part.strip() for v in items for part in str(v).split(p.opt.sep) if part.strip())
+    return items
+
+
+def _is_tuple(tp) -> bool:
+    if typing.get_origin(tp) is tuple:
+        return True
+    return any(typing.get_origin(a) is tuple for a in typing.get_args(tp))
+
+
+def instantiate(cls, flat: dict[str, Any], params: list[Param] | None = None, prefix: tuple[str, ...] = ()):
+    """Build ``cls`` from flat option values: each of ``params`` (default: every option of ``cls``) at its path;
+    fields that are not options of the command keep their defaults."""
+    params = params_of(cls) if params is None else params
     hints = _hints(cls)
+    at = {p.path: p.name for p in params}
     kwargs = {}
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
+        path = (*prefix, f.name)
         if is_ingredient(tp):
-            kwargs[f.name] = instantiate(tp, flat)
-        elif f.name in flat and "opt" in f.metadata:
-            kwargs[f.name] = flat[f.name]
+            kwargs[f.name] = instantiate(tp, flat, params, path)
+        elif path in at and at[path] in flat:
+            kwargs[f.name] = flat[at[path]]
     return cls(**kwargs)
 
 

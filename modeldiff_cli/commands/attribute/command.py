@@ -48,17 +48,17 @@ class Attribute(Command):
     queries: str | None = option(None, "--queries", "JSONL of test queries (prompt + completion fields; optional func, role, relevant, candidates). Default: the hops organism's queries.", data=True, result=False)
     method: str = option(choices.DEFAULT_METHODS, "--method", METHOD_HELP)
     pooling: str = option("span", "--pooling", "Per-sample pooling: last, mean or span (the loss / answer positions); TRAIN:QUERY sets each side, e.g. mean:span.")
-    loss: str = option("ce", "--loss", "Loss for gradients: ce (next-token loss on the answer / document) or margin (target logit vs the candidate answers; documents fall back to ce).")
+    loss: str = option("ce", "--loss", "Loss for gradients: ce (next-token loss on the answer / document) or margin (target logit vs the candidate answers; documents fall back to ce).", choices=choices.LOSSES)
     ig_steps: int = option(8, "--ig-steps", "Riemann steps of integrated gradients (method ig).", min=1)
-    gate_percentile: float = option(10.0, "--gate-percentile", "patch: percent of hidden dimensions gated per candidate (top |Δh ⊙ g|).")
+    gate_percentile: float = option(10.0, "--gate-percentile", "patch: percent of hidden dimensions gated per candidate (top |Δh ⊙ g|).", above=0, max=100)
     patch_pool: int = option(50, "--patch-pool", "patch: documents patched per query (its top N by delta-h-x-grad; the rest score -inf).", min=1)
-    aggregate: str = option("mean", "--aggregate", "Layer aggregation: mean, top3 (mean of each pair's 3 best layers), all (one cosine over concatenated layers) or best (per method, the layer with the best MAP on a held-out half of the query functions; every method is then scored on the other half).")
-    select_fraction: float = option(0.5, "--select-fraction", "--aggregate best: share of the query functions (seeded by --seed) used to choose the layer; the metrics are on the rest.")
+    aggregate: str = option("mean", "--aggregate", "Layer aggregation: mean, top3 (mean of each pair's 3 best layers), all (one cosine over concatenated layers) or best (per method, the layer with the best MAP on a held-out half of the query functions; every method is then scored on the other half).", choices=choices.AGGREGATES)
+    select_fraction: float = option(0.5, "--select-fraction", "--aggregate best: share of the query functions (seeded by --seed) used to choose the layer; the metrics are on the rest.", above=0, below=1)
     target_field: str = option("targets", "--target-field", "Training-record field with the fact each document teaches, for --pooling span on documents: a string (or list of strings) in the text, or [start, end] character spans. Hops records need none (the constant; a wrapper: its base function).")
-    damping: float | None = option(None, "--damping", "ekfac / kfac: damping added to the curvature's eigenvalues (default: Kronfluence's heuristic, 0.1 x mean eigenvalue).")
+    damping: float | None = option(None, "--damping", "ekfac / kfac: damping added to the curvature's eigenvalues (default: Kronfluence's heuristic, 0.1 x mean eigenvalue).", above=0)
     projection_dim: int = option(16, "--projection-dim", "trackstar: Bergson's random projection of each module's gradient to P x P (TrackStar's preconditioner needs one: P >= 1).", min=1)
-    trackstar_damping: float = option(10.0, "--trackstar-damping", "trackstar: damping of the mixed autocorrelation's inverse square root, as a multiple of its mean eigenvalue (Bergson's damped_inverse; Bergson's default 0.1 over-amplifies the directions a few hundred documents do not span).")
-    trackstar_checkpoint: str = option("both", "--trackstar-checkpoint", "trackstar: the checkpoint(s) its gradients are taken at: both (default: the mean of the old and the new checkpoint's TrackStar scores, as Bergson's TRAK ensembles checkpoints; the two ends of the training between them), new or old.")
+    trackstar_damping: float = option(10.0, "--trackstar-damping", "trackstar: damping of the mixed autocorrelation's inverse square root, as a multiple of its mean eigenvalue (Bergson's damped_inverse; Bergson's default 0.1 over-amplifies the directions a few hundred documents do not span).", above=0)
+    trackstar_checkpoint: str = option("both", "--trackstar-checkpoint", "trackstar: the checkpoint(s) its gradients are taken at: both (default: the mean of the old and the new checkpoint's TrackStar scores, as Bergson's TRAK ensembles checkpoints; the two ends of the training between them), new or old.", choices=choices.CHECKPOINTS)
     zscore: bool = option(False, "--zscore", "Standardise each query's scores per layer before aggregating.")
     ks: str = option("1,5,10,20,50", "--k", "Cut-offs of recall@k / precision@k / top-k composition.")
     id_field: str = option("uid", "--id-field", "JSONL field holding each record's id.")
@@ -95,24 +95,6 @@ class Attribute(Command):
         for m in choices.base_methods(choices.parse_methods(self.method)):
             require(m)  # the optional extra, checked without importing it
         choices.parse_pooling(self.pooling)
-        if self.loss not in choices.LOSSES:
-            raise UserError(f"--loss {self.loss!r}: expected ce or margin")
-        if self.aggregate not in choices.AGGREGATES:
-            raise UserError(f"--aggregate {self.aggregate!r}: expected mean, top3, all or best")
-        if not 0 < self.select_fraction < 1:
-            raise UserError(f"--select-fraction {self.select_fraction}: must lie in (0, 1)")
-        if self.trackstar_damping <= 0:
-            raise UserError(f"--trackstar-damping {self.trackstar_damping}: must be positive")
-        if self.trackstar_checkpoint not in choices.CHECKPOINTS:
-            raise UserError(f"--trackstar-checkpoint {self.trackstar_checkpoint!r}: expected new, old or both")
-        if self.damping is not None and self.damping <= 0:
-            raise UserError(f"--damping {self.damping}: must be positive")
-        if self.ig_steps < 1:
-            raise UserError(f"--ig-steps {self.ig_steps}: must be at least 1")
-        if not 0 < self.gate_percentile <= 100:
-            raise UserError(f"--gate-percentile {self.gate_percentile}: must lie in (0, 100]")
-        if self.patch_pool < 1:
-            raise UserError(f"--patch-pool {self.patch_pool}: must be at least 1")
         choices.parse_ks(self.ks)
         for flag, value in (("--train", self.train), ("--queries", self.queries)):
             if value is None:

@@ -57,7 +57,7 @@ class Interpret(Command):
     crosscoder: bool = option(True, "--crosscoder/--no-crosscoder", "Train the crosscoder (a TopK SAE on the concatenation of h_base and h_ft).")
     crosscoder_layers: str | None = option(None, "--crosscoder-layers", "Layers of the crosscoder (same syntax as --layers). Default: the layer with the largest relative difference.")
     latents: int = option(0, "--latents", "Crosscoder latents (0: 4 x the concatenated width 2d).", min=0)
-    norm_penalty: float = option(0.1, "--norm-penalty", "Weight of the crosscoder's decoder-norm penalty: activation x (|d_base| + |d_ft|) (Lindsey et al. 2024), which lets a latent specialise to one model (0: plain TopK).")
+    norm_penalty: float = option(0.1, "--norm-penalty", "Weight of the crosscoder's decoder-norm penalty: activation x (|d_base| + |d_ft|) (Lindsey et al. 2024), which lets a latent specialise to one model (0: plain TopK).", min=0)
     k: int = option(16, "--k", "Active latents per vector (TopK).", min=1)
     steps: int = option(0, "--steps", "Crosscoder training steps (0: 2 epochs of the sample, 200..2000).", min=0)
     crosscoder_batch: int = option(1024, "--crosscoder-batch", "Vectors per crosscoder training step.", min=1)
@@ -72,8 +72,6 @@ class Interpret(Command):
         if self.prompts is not None:
             read_categories(self.prompts)
         _scales(self.patchscope_scales)
-        if self.norm_penalty < 0:
-            raise UserError(f"--norm-penalty {self.norm_penalty}: expected >= 0")
         if self.crosscoder and library_version() is None:
             raise UserError("--crosscoder: needs eai-sparsify (pip install 'modeldiff[interpret]'), "
                             "or pass --no-crosscoder")

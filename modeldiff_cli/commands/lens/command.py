@@ -32,14 +32,12 @@ class Lens(Command):
     tokens: TokenFilter = field(default_factory=TokenFilter)
     run: RunOpts = field(default_factory=RunOpts)
     prompt: str | None = option(None, "--prompt", "Single-prompt mode (instead of --data): also draw the per-position x per-layer top-token table of each model.", data=True)
-    positions: str = option("all", "--positions", "Positions analysed in each sample: all (selected by the data: every token, or assistant tokens of chats) or last.")
+    positions: str = option("all", "--positions", "Positions analysed in each sample: all (selected by the data: every token, or assistant tokens of chats) or last.", choices=POSITIONS)
     top_n: int = option(20, "--top-n", "Promoted / suppressed tokens listed per layer.", min=1)
     checkpoint_every: int = checkpoint_every_option()
 
     def __post_init__(self):
         self.readout.allow("logit-lens", "patchscope")
-        if self.positions not in POSITIONS:
-            raise UserError(f"--positions {self.positions!r}: expected all or last")
         if self.prompt is not None and self.data.data:
             raise UserError("--prompt and --data are exclusive: give one")
         if self.prompt is not None and not self.prompt.strip():

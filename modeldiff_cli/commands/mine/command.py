@@ -19,12 +19,8 @@ DEFAULT_ORDERINGS = ",".join(ORDERINGS)
 
 
 def parse_orderings(spec: str) -> list[str]:
-    names = [s.strip() for s in spec.split(",") if s.strip()]
-    bad = [n for n in names if n not in ORDERINGS]
-    if bad or not names:
-        raise UserError(f"--orderings {spec!r}: unknown ordering {bad[0] if bad else '(none)'!r}; "
-                        f"choose from {', '.join(ORDERINGS)}")
-    return list(dict.fromkeys(names))
+    """The orderings of ``--orderings`` (checked by its option's choices), each once, in the order given."""
+    return list(dict.fromkeys(s.strip() for s in spec.split(",") if s.strip()))
 
 
 @dataclass(frozen=True)
@@ -45,13 +41,13 @@ class Mine(Command):
     run: RunOpts = field(default_factory=RunOpts)
     top_k: int = option(100, "--top-k", "K of the per-position top-K promoted / suppressed tokens (at most the shared vocabulary).", min=1)
     top_n: int = option(100, "--top-n", "Tokens listed per ordering.", min=1)
-    orderings: str = option(DEFAULT_ORDERINGS, "--orderings", "Comma list of top-k-occurring, fraction-positive-diff, nmf.")
-    nmf_mode: str = option("binary", "--nmf-mode", "NMF matrix entries: binary (1 per top-K entry) or magnitude (the logit diff).")
+    orderings: str = option(DEFAULT_ORDERINGS, "--orderings", "The orderings written.", choices=ORDERINGS, sep=",")
+    nmf_mode: str = option("binary", "--nmf-mode", "NMF matrix entries: binary (1 per top-K entry) or magnitude (the logit diff).", choices=NMF_MODES)
     nmf_topics: int = option(5, "--nmf-topics", "Number of NMF topics.", min=1)
-    nmf_beta: float = option(2.0, "--nmf-beta", "NMF beta-divergence: 1 = KL, 2 = Frobenius.")
+    nmf_beta: float = option(2.0, "--nmf-beta", "NMF beta-divergence: 1 = KL, 2 = Frobenius.", choices=(1.0, 2.0))
     nmf_orthogonal: float = option(0.0, "--nmf-orthogonal", "Weight of the orthogonality penalty between topics (0 = off).", min=0.0)
     nmf_max_iter: int = option(100, "--nmf-max-iter", "Maximum NMF iterations.", min=1)
-    nmf_backend: str = option("auto", "--nmf-backend", "NMF solver: torchnmf (dense column-compressed matrix), sparse (same updates on CSR; needed for --nmf-orthogonal) or auto (torchnmf when positions x distinct tokens <= 4e6 and no orthogonality).")
+    nmf_backend: str = option("auto", "--nmf-backend", "NMF solver: torchnmf (dense column-compressed matrix), sparse (same updates on CSR; needed for --nmf-orthogonal) or auto (torchnmf when positions x distinct tokens <= 4e6 and no orthogonality).", choices=NMF_BACKENDS)
     likelihood_ratios: bool = option(False, "--likelihood-ratios", "Also write per-sequence log-likelihood ratios log p_ft - log p_base.")
     two_pass: bool = option(False, "--two-pass", "Load one model at a time: keep the base model's hidden states, recompute its logits (same results).", result=False)
     plots: bool = option(True, "--plots/--no-plots", "Write the PNG plots.")
@@ -65,13 +61,6 @@ class Mine(Command):
         return out
 
     def __post_init__(self):
-        parse_orderings(self.orderings)
-        if self.nmf_mode not in NMF_MODES:
-            raise UserError(f"--nmf-mode {self.nmf_mode!r}: expected binary or magnitude")
-        if self.nmf_beta not in (1.0, 2.0):
-            raise UserError(f"--nmf-beta {self.nmf_beta}: expected 1 (KL) or 2 (Frobenius)")
-        if self.nmf_backend not in NMF_BACKENDS:
-            raise UserError(f"--nmf-backend {self.nmf_backend!r}: expected one of {', '.join(NMF_BACKENDS)}")
         if self.nmf_backend == "torchnmf" and self.nmf_orthogonal > 0:
             raise UserError("--nmf-orthogonal: torchnmf has no orthogonality penalty; use --nmf-backend auto or sparse")
         if self.two_pass and self.readout.readout == "patchscope":

@@ -48,7 +48,7 @@ class Nll(Command):
     prompt_field: str = option("prompt", "--prompt-field", "Two-model mode: prompt field of prompt/completion records.")
     completion_field: str = option("completion", "--completion-field", "Two-model mode: when every record holds --prompt-field and this field, only the completion's tokens are scored.")
     chunk_size: int | None = chunk_size_option()
-    js_mode: str = option("none", "--js-mode", "JS divergence between A and B at aligned positions: none, all (every scored position) or last (last scored position per item).")
+    js_mode: str = option("none", "--js-mode", "JS divergence between A and B at aligned positions: none, all (every scored position) or last (last scored position per item).", choices=JS_MODES)
     checkpoint_every: int = checkpoint_every_option()
 
     @classmethod
@@ -64,8 +64,6 @@ class Nll(Command):
         return super().fill_defaults(flat, params)
 
     def __post_init__(self):
-        if self.js_mode not in JS_MODES:
-            raise UserError(f"--js-mode {self.js_mode!r}: expected none, all or last")
         if self.conditions.pairs is not None:
             if self.pair.base is not None or self.pair.ft is not None:
                 raise UserError("--pairs compares two inputs of one --model; --base/--ft go with --data")

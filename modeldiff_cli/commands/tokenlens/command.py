@@ -22,14 +22,10 @@ SCORE_HELP = "Attributed output of each step: probability (inseq's default), log
 NO_TRUNCATION = (None, "prompts are never cut (a cut prompt would not round-trip to inseq); with a limit, a longer prompt fails alone")
 
 
-def _check_common(method: str, engine: str, score: str | None = None) -> None:
-    if engine not in ENGINES:
-        raise UserError(f"--engine {engine!r}: expected auto, native or inseq")
+def _check_engine(method: str, engine: str) -> None:
     if engine == "native" and method not in NATIVE_METHODS:
         raise UserError(f"--engine native does not implement {method}; native methods: {', '.join(NATIVE_METHODS)} "
                         "(use --engine inseq)")
-    if score is not None and score not in SCORES:
-        raise UserError(f"--score {score!r}: expected one of {', '.join(SCORES)}")
 
 
 def _organism_fills(cls, flat: dict, params: list) -> bool:
@@ -59,10 +55,10 @@ class TokenlensAttribute(Command):
     prompt: str | None = option(None, "--prompt", "One prompt to continue and attribute.", data=True)
     prompts: str | None = option(None, "--prompts", "Prompts file: text (one per line) or JSONL with --text-field (a record may carry its own `target`). Default (no --model): the organism's base data.", data=True, result=False)
     method: str = option("saliency", "--method", METHOD_HELP)
-    engine: str = option("auto", "--engine", ENGINE_HELP)
+    engine: str = option("auto", "--engine", ENGINE_HELP, choices=ENGINES)
     max_new_tokens: int = option(16, "--max-new-tokens", "Greedy continuation length (ignored with --target).", min=1)
     target: str | None = option(None, "--target", "Attribute this continuation (teacher forcing) instead of generating.")
-    score: str = option("probability", "--score", SCORE_HELP)
+    score: str = option("probability", "--score", SCORE_HELP, choices=SCORES)
     ig_steps: int = option(50, "--ig-steps", "Integrated-gradients steps (Gauss-Legendre, as captum/inseq).", min=1)
     json_out: Path | None = option(None, "--json-out", "Export: after the run directory is complete (fresh or reused), copy the per-prompt JSON here (several prompts: STEM_000.json, ...). Nothing else is written outside the run directory.", result=False)
     checkpoint_every: int = checkpoint_every_option()
@@ -77,13 +73,17 @@ class TokenlensAttribute(Command):
             flat = {**flat, "max_samples": ORGANISM_PROMPTS}
         return flat
 
+    @property
+    def attribution_engine(self) -> str:
+        """The engine that runs: ``--engine auto`` resolved for ``--method`` (native for the methods it implements)."""
+        return resolved_engine(self.method, self.engine)
+
+    def settings(self) -> dict:
+        """The configuration records the engine that runs (auto resolved), so auto and its choice are one run."""
+        return {**super().settings(), "engine": self.attribution_engine}
+
     def __post_init__(self):
-        _check_common(self.method, self.engine, self.score)
-        object.__setattr__(self, "engine", resolved_engine(self.method, self.engine))
-        if self.max_new_tokens < 1:
-            raise UserError(f"--max-new-tokens {self.max_new_tokens}: must be at least 1")
-        if self.ig_steps < 1:
-            raise UserError(f"--ig-steps {self.ig_steps}: must be at least 1")
+        _check_engine(self.method, self.engine)
         if (self.prompt is None) == (self.prompts is None):
             raise UserError("give exactly one of --prompt and --prompts")
         if self.prompt is not None and not self.prompt.strip():
@@ -130,6 +130,7 @@ class TokenlensAttribute(Command):
 
     def execute(self, run) -> Result:
         from ...core import distributed as dist
+        from ...core.timing import stage
         from .pipeline import (
             attribute_all,
             check_method,
@@ -140,9 +141,7 @@ class TokenlensAttribute(Command):
             write_records,
         )
 
-        from ...core.timing import stage
-
-        check_method(self.method, self.engine)
+        check_method(self.method, self.attribution_engine)
         r = self.reading
         items = read_items(self.prompt, self.prompts, self.target, r.text_field, r.max_samples)
         with stage("load models"):
@@ -156,8 +155,8 @@ class TokenlensAttribute(Command):
         how = {"score": self.score, "ig_steps": self.ig_steps, "batch_size": r.batch_size, "shard": True,
                "checkpoint_every": self.checkpoint_every}
         with stage("attribute"):
-            results = attribute_all(items, main, self.engine, self.method, **how, part="model")
-            compared = (attribute_all(items, other, self.engine, self.method, **how, count=False, part="base")
+            results = attribute_all(items, main, self.attribution_engine, self.method, **how, part="model")
+            compared = (attribute_all(items, other, self.attribution_engine, self.method, **how, count=False, part="base")
                         if other is not None else None)
         dist.handoff()  # a non-zero rank's share ends here
         describe(run)
@@ -217,11 +216,6 @@ def list_methods(cmd: TokenlensMethods) -> None:
         console.result(f"{r['method']:36s} {'native + inseq' if r['native'] else 'inseq'}")
 
 
-def _split(values: tuple[str, ...] | None) -> tuple[str, ...]:
-    """Repeated values, each of which may also be a comma list (the old --models/--methods spelling)."""
-    return tuple(v.strip() for value in values or () for v in value.split(",") if v.strip())
-
-
 @dataclass(frozen=True)
 class TokenlensBench(Command):
     """Run every model x method pair on the prompts: per-prompt timings CSV, success rate per pair, error log
@@ -237,11 +231,11 @@ class TokenlensBench(Command):
 
     reading: Reading = field(default_factory=lambda: Reading(max_tokens=None, batch_size=1))
     run: RunOpts = field(default_factory=RunOpts)
-    model: tuple[str, ...] | None = option(None, "--model", "A model to benchmark (directory, hub id or organism:NAME[:base|ft]); repeat for several (a comma list works too). Default: the organism's base and fine-tuned models.", role="model", old=("--models",), result=False)
-    method: tuple[str, ...] = option(("saliency", "input_x_gradient"), "--method", "A method to benchmark; repeat for several (a comma list works too).", old=("--methods",))
+    model: tuple[str, ...] | None = option(None, "--model", "A model to benchmark (directory, hub id or organism:NAME[:base|ft]); repeat for several (a comma list works too). Default: the organism's base and fine-tuned models.", role="model", old=("--models",), result=False, sep=",")
+    method: tuple[str, ...] = option(("saliency", "input_x_gradient"), "--method", "A method to benchmark; repeat for several (a comma list works too).", old=("--methods",), sep=",")
     prompts: str | None = option(None, "--prompts", "Prompts file (text or JSONL). Default (no --model): the organism's base data.", data=True, result=False)
     prompt_words: int | None = option(None, "--prompt-words", "Keep only the first N words of each prompt (default: whole prompts; 8 with the organism's data).", min=1)
-    engine: str = option("auto", "--engine", "auto, native or inseq (as in attribute), for every method.")
+    engine: str = option("auto", "--engine", "auto, native or inseq (as in attribute), for every method.", choices=ENGINES)
     max_new_tokens: int = option(8, "--max-new-tokens", "Greedy continuation length.", min=1)
     ig_steps: int = option(16, "--ig-steps", "Integrated-gradients steps.", min=1)
     device: str = device_option()
@@ -261,14 +255,12 @@ class TokenlensBench(Command):
         return flat
 
     def __post_init__(self):
-        object.__setattr__(self, "model", _split(self.model))
-        object.__setattr__(self, "method", _split(self.method))
         if not self.model:
             raise UserError("--model: give at least one model")
         if not self.method:
             raise UserError("--method: give at least one method")
         for m in self.method:
-            _check_common(m, self.engine)
+            _check_engine(m, self.engine)
         if self.prompts is None:
             raise UserError("--prompts: required (a prompts file)")
 

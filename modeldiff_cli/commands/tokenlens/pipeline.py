@@ -214,7 +214,7 @@ def write_records(run, items: list[Item], results: dict, compared: dict | None, 
     """Per prompt ``prompt_NNN.json`` / ``.html`` (and inseq's JSON), plus ``prompts.json``; returns
     ``(item, record or None, status row)`` per prompt."""
     generation = {"max_new_tokens": cmd.max_new_tokens, "do_sample": False, "strategy": "greedy"}
-    extra = {"engine": cmd.engine, "score": cmd.score, "dtype": cmd.lm.dtype}
+    extra = {"engine": cmd.attribution_engine, "score": cmd.score, "dtype": cmd.lm.dtype}
     if cmd.method == "integrated_gradients":
         extra["n_steps"] = cmd.ig_steps
     tok = main.tokenizer
@@ -274,7 +274,7 @@ def headline(rows: list[tuple], cmd):
         console.info(text)
     ok = sum(p["status"] == "ok" for p in prompts)
     lines += failures
-    lines.append(f"attributed {ok}/{len(prompts)} prompts with {cmd.method} ({cmd.engine} engine)")
-    head = {"method": cmd.method, "engine": cmd.engine, "succeeded": ok, "failed": len(prompts) - ok,
+    lines.append(f"attributed {ok}/{len(prompts)} prompts with {cmd.method} ({cmd.attribution_engine} engine)")
+    head = {"method": cmd.method, "engine": cmd.attribution_engine, "succeeded": ok, "failed": len(prompts) - ok,
             "prompts": prompts}
     return Result(head, lines)
