@@ -8,8 +8,9 @@
 processes) into ``OUT/runs`` and writes ``OUT/runs.json``: per invocation, the exit code and the run directory
 relative to ``OUT/runs``. ``compare`` checks that every invocation wrote the same run directory name (so runs
 made before the change are found by the new code) and that every file in it is byte-identical, except
-``run_metadata.json`` (timings, code digest: its ``config`` is compared) and the lines of ``summary.json`` /
-``metrics.json`` keys that are timings. Exits 1 on any difference and prints one line per run.
+``run_metadata.json`` (timings, code digest: its ``config`` is compared) and, in JSON and text files, what is a
+timing or clock (keys such as ``seconds`` or ``timestamp``, rates such as ``978.0 samples/s``, file sizes) or the
+run root's own path; tokenlens bench's timing files are skipped. Exits 1 on any difference and prints one line per run.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -50,8 +52,13 @@ RUNS: list[tuple[str, list[str]]] = [
     ("attribute-queries", ["attribute", "queries"]),
     ("info", ["info"]),
 ]
-NOT_COMPARED = {"run_metadata.json"}  # timings, code digest and clock times; its "config" is compared
-TIMING_KEYS = ("timings", "seconds", "samples_per_s", "wall_s", "extraction", "methods_seconds", "system")
+# timings, clocks, file sizes (a file holding a timing changes size) and machine load: not results
+TIMING_KEYS = ("timings", "seconds", "samples_per_s", "wall_s", "timestamp", "bytes", "load_average", "extraction",
+               "finished_at", "started_at")
+RATE = re.compile(r"[0-9.]+ (samples/s|tok/s)")
+# tokenlens bench measures time: its timing files are not results (its structure is compared through summary.json)
+TIMING_FILES = {"tokenlens-bench": ("timings.csv", "summary.txt", "system_info.json")}
+TIMING_FIELDS = {"tokenlens-bench": ("headline", "lines")}
 
 
 def _organism_file(name: str, key: str) -> str:
@@ -82,15 +89,18 @@ def record(out: Path) -> int:
     return 0 if all(r["rc"] == 0 for r in rows.values()) else 1
 
 
-def _without_timings(obj):
+def _masked(obj, root: str, drop: tuple[str, ...] = ()):
+    """A JSON value without timing keys (and ``drop``), the run root replaced by <OUT>, rates masked."""
     if isinstance(obj, dict):
-        return {k: _without_timings(v) for k, v in obj.items() if k not in TIMING_KEYS}
+        return {k: _masked(v, root) for k, v in obj.items() if k not in TIMING_KEYS and k not in drop}
     if isinstance(obj, list):
-        return [_without_timings(v) for v in obj]
+        return [_masked(v, root) for v in obj]
+    if isinstance(obj, str):
+        return RATE.sub("<rate>", obj.replace(root, "<OUT>"))
     return obj
 
 
-def _same(a: Path, b: Path) -> str | None:
+def _same(a: Path, b: Path, roots: tuple[str, str], drop: tuple[str, ...] = ()) -> str | None:
     """None when equal; else why not."""
     if a.name == "run_metadata.json":
         ca, cb = (json.loads(p.read_text()).get("config") for p in (a, b))
@@ -98,14 +108,17 @@ def _same(a: Path, b: Path) -> str | None:
     if a.read_bytes() == b.read_bytes():
         return None
     if a.suffix == ".json":
-        ja, jb = (_without_timings(json.loads(p.read_text())) for p in (a, b))
+        ja, jb = (_masked(json.loads(p.read_text()), r, drop) for p, r in zip((a, b), roots))
         if ja == jb:
             return None
         keys = sorted(set(ja) ^ set(jb)) if isinstance(ja, dict) and isinstance(jb, dict) else []
         diff = [k for k in ja if isinstance(jb, dict) and k in jb and ja[k] != jb[k]] if isinstance(ja, dict) else []
         return f"json differs (keys only in one: {keys}; values: {diff[:6]})"
     if a.suffix in (".md", ".csv", ".jsonl", ".txt", ".html"):
-        la, lb = a.read_text().splitlines(), b.read_text().splitlines()
+        la, lb = ([RATE.sub("<rate>", line.replace(r, "<OUT>")) for line in p.read_text().splitlines()]
+                  for p, r in zip((a, b), roots))
+        if la == lb:
+            return None
         first = next((i for i, (x, y) in enumerate(zip(la, lb)) if x != y), min(len(la), len(lb)))
         return f"text differs at line {first + 1}"
     return "bytes differ"
@@ -132,8 +145,11 @@ def compare(before: Path, after: Path) -> int:
         fb = sorted(p.relative_to(db).as_posix() for p in db.rglob("*") if p.is_file())
         problems = [f"only before: {f}" for f in sorted(set(fa) - set(fb))] + \
                    [f"only after: {f}" for f in sorted(set(fb) - set(fa))]
+        roots = (str(before / "runs"), str(after / "runs"))
         for f in sorted(set(fa) & set(fb)):
-            why = _same(da / f, db / f)
+            if f in TIMING_FILES.get(name, ()):
+                continue
+            why = _same(da / f, db / f, roots, TIMING_FIELDS.get(name, ()) if f == "summary.json" else ())
             if why:
                 problems.append(f"{f}: {why}")
         if problems:

@@ -12,7 +12,7 @@
 # Stops at the first failing step with its message; prints the report's index.html last.
 # Environment: OUT (default runs/full_diff), MAX_SAMPLES (default 64), MODELDIFF (the CLI), SWEEP (routing's
 # mask sweep counts, default 1,2,4; empty: no sweep), INTERPRET_ARGS (more interpret options, e.g.
-# "--steps 50 --latents 256"; one with --prompts or --data replaces DATA / the cake categories as its categories).
+# "--steps 50 --latents 256"; one with --categories or --data replaces DATA / the cake categories as its categories).
 set -euo pipefail
 
 if [ "$#" -ne 3 ]; then
@@ -56,17 +56,17 @@ else
     echo "== routing skipped (not a mixture-of-experts pair)" >&2
 fi
 if "$MODELDIFF" interpret --help >/dev/null 2>&1; then
-    # interpret's categories: a --prompts/--data in INTERPRET_ARGS; else on the cake organism the categories file
+    # interpret's categories: a --categories/--data in INTERPRET_ARGS; else on the cake organism the categories file
     # shipped with the command; else DATA as one data source
     read -r -a EXTRA <<< "${INTERPRET_ARGS:-}"
     CATS=(--data "$DATA")
     for arg in ${EXTRA[@]+"${EXTRA[@]}"}; do
-        case "$arg" in --prompts|--prompts=*|--data|--data=*) CATS=() ;; esac
+        case "$arg" in --categories|--categories=*|--prompts|--prompts=*|--data|--data=*) CATS=() ;; esac
     done
     if [ "${#CATS[@]}" -gt 0 ] && [[ "$BASE" == organism:cake* ]]; then
         PY="$(dirname "$MODELDIFF")/python"
         [ -x "$PY" ] || PY=python3
-        CATS=(--prompts "$("$PY" -c 'import modeldiff_cli, pathlib; print(pathlib.Path(modeldiff_cli.__file__).parent / "commands/interpret/categories_cake.json")')")
+        CATS=(--categories "$("$PY" -c 'import modeldiff_cli, pathlib; print(pathlib.Path(modeldiff_cli.__file__).parent / "commands/interpret/categories_cake.json")')")
     fi
     step interpret interpret "${PAIR[@]}" ${CATS[@]+"${CATS[@]}"} ${EXTRA[@]+"${EXTRA[@]}"} \
         --max-samples "$MAX_SAMPLES" --out "$OUT"

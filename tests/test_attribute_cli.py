@@ -287,7 +287,7 @@ def test_spine_organism_fill(hops_org, tmp_path):
     from modeldiff_cli.core.errors import UserError
 
     cmd = Attribute.make()
-    assert (cmd.pair.base, cmd.pair.ft) == ("organism:hops:base", "organism:hops:ft")
+    assert (cmd.compared.base, cmd.compared.ft) == ("organism:hops:base", "organism:hops:ft")
     assert Path(cmd.train) == hops_org.data("new_train") and Path(cmd.queries) == hops_org.data("queries")
     assert cmd.reading.batch_size == 16 and cmd.fp.names == ("new_train", "queries")
     assert cmd.truth_file() == Path(hops_org.path) / "ground_truth.json"  # the organism's own files: its ground truth
@@ -324,6 +324,6 @@ def test_wrong_train_field_is_reported_before_any_model_loads(cli, tiny_pair, tm
         raise AssertionError("no model may load before the input files are checked")
 
     monkeypatch.setattr("modeldiff_cli.core.models.load_model", no_model)
-    monkeypatch.setattr("modeldiff_cli.core.ingredients.Pair.load_one", no_model)
+    monkeypatch.setattr("modeldiff_cli.core.compared.Compared.load_one", no_model)
     code, _, err = cli(*_args(tiny_pair, tmp_path, "--text-field", "body"))
     assert code == 2 and "'body'" in _error(err)

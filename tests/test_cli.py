@@ -76,7 +76,7 @@ def test_info_writes_a_reused_run_directory(cli, tiny_model_dir, tmp_path, monke
     from modeldiff_cli.commands.info import Info
     from modeldiff_cli.core.rundir import slug
 
-    labels = Info.make(base=str(a), ft=str(b)).pair.labels
+    labels = Info.make(base=str(a), ft=str(b)).compared.labels
     assert run.parent.parent.name == "info" and run.parent.name == "_vs_".join(slug(x) for x in labels)
     assert run.name.startswith("info-") and run.parent.parent.parent == tmp_path
     summary = json.loads((run / "summary.json").read_text())

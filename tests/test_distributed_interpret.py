@@ -22,8 +22,8 @@ pytestmark = pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not inst
 # 5 + 2 prompts in batches of 2: batches [2, 2, 1] + [2] -> rank 0 takes two baking batches (4 prompts), rank 1
 # the last baking one and the everyday one (3 prompts)
 SIZES = {"baking": 5, "everyday": 2}
-ARGS = ["interpret", "--batch-size", "2", "--max-tokens", "32", "--positions", "4", "--features", "1",
-        "--causal-samples", "2", "--random-directions", "32", "--latents", "32", "--k", "4", "--steps", "20",
+ARGS = ["interpret", "--batch-size", "2", "--max-tokens", "32", "--first-n", "4", "--features", "1",
+        "--causal-samples", "2", "--random-directions", "32", "--latents", "32", "--active-latents", "4", "--steps", "20",
         "--crosscoder-batch", "64", "--max-vectors", "300"]
 
 

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "full_diff.sh"
 MODELDIFF = Path(sys.executable).parent / "modeldiff"
 SMALL = {"MAX_SAMPLES": "16", "SWEEP": "1",
-         "INTERPRET_ARGS": "--steps 20 --latents 64 --k 4 --max-vectors 512 --crosscoder-batch 64 "
+         "INTERPRET_ARGS": "--steps 20 --latents 64 --active-latents 4 --max-vectors 512 --crosscoder-batch 64 "
                            "--causal-samples 4 --features 2 --random-directions 32"}
 CHAIN = {"info", "mine", "lens", "nll", "interpret"}
 

@@ -332,7 +332,7 @@ def _write(tmp_path, obj, name="cats.json"):
 ])
 def test_bad_categories_file_exit_2(cli, tmp_path, content, needle):
     path = _write(tmp_path, content)
-    code, _, err = cli("interpret", "--prompts", path, "--out", tmp_path / "runs")
+    code, _, err = cli("interpret", "--categories", path, "--out", tmp_path / "runs")
     assert code == 2 and len(err.strip().splitlines()) == 1 and str(path) in err and needle in err, err
 
 
@@ -440,7 +440,7 @@ def test_direction_organism(tmp_path, cli):
                             "--data", org.data("baking"), "--data", org.data("everyday"), "--out", tmp_path,
                             "--crosscoder-layers", str(layer), "--features", "3", "--causal-samples", "12",
                             "--random-directions", "32", "--crosscoder-batch", "256",
-                            "--max-vectors", "6000", "--latents", "128", "--k", "8", "--steps", "200", "--lr", "3e-3")
+                            "--max-vectors", "6000", "--latents", "128", "--active-latents", "8", "--steps", "200", "--lr", "3e-3")
     assert code == 0, err
     run = next((tmp_path / "interpret").glob("*/*"))
     stats = np.load(run / "activation_stats.npz")

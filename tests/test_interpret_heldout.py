@@ -32,7 +32,7 @@ def astronomy() -> Path:
 def test_astronomy_pair_strongest_direction_holds_the_planted_words(astronomy, cli, tmp_path):
     truth = json.loads((astronomy / "ground_truth.json").read_text())
     code, _, err = cli("interpret", "--base", astronomy / "base", "--ft", astronomy / "ft",
-                       "--prompts", astronomy / "categories.json", "--out", tmp_path, "--no-crosscoder",
+                       "--categories", astronomy / "categories.json", "--out", tmp_path, "--no-crosscoder",
                        "--causal-samples", "12", "--random-directions", "32", "--max-vectors", "4000")
     assert code == 0, err
     run = next((tmp_path / "interpret").glob("*/*"))

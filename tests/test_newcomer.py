@@ -54,7 +54,7 @@ def test_one_model_alone_through_python_too(text_file):
 
     with pytest.raises(UserError, match="--base: required when --ft is given"):
         Mine.make(ft="organism:cake:ft", data=(str(text_file),))
-    assert Mine.make().pair.base == "organism:cake:base"  # no model at all: the organism's pair, as before
+    assert Mine.make().compared.base == "organism:cake:base"  # no model at all: the organism's pair, as before
 
 
 def test_identical_models_warn_on_terminal_summary_and_report(cli, tmp_path):
@@ -83,9 +83,9 @@ def test_identical_models_warn_on_terminal_summary_and_report(cli, tmp_path):
 def test_different_models_do_not_warn(tmp_path):
     from modeldiff_cli.commands.mine import Mine
 
-    assert Mine.make().pair.identical_warning() is None
+    assert Mine.make().compared.identical_warning() is None
     same = Mine.make(base="organism:cake:ft", ft="organism:cake:ft", data=(str(tmp_path),))
-    assert "organism:cake:ft" in same.pair.identical_warning()
+    assert "organism:cake:ft" in same.compared.identical_warning()
 
 
 def test_zero_differences_warn_without_equal_fingerprints():

@@ -139,7 +139,7 @@ def test_pairs_identities_and_hidden_states_roundtrip(model_dir, pairs_file, tmp
 
 
 def test_head_only_loading(model_dir):
-    from modeldiff_cli.commands.nll.head import load_head
+    from modeldiff_cli.core.head import load_head
     from modeldiff_cli.core.models import load_model, resolve_source
     from modeldiff_cli.core.readout import readout
 
@@ -314,11 +314,11 @@ def test_default_organism_and_mode_rules(cli, tmp_path, pairs_file):
     from modeldiff_cli.organisms import get_organism
 
     cmd = Nll.make()  # no model: the cake organism's base and ft, on its base data
-    assert (cmd.pair.base, cmd.pair.ft) == ("organism:cake:base", "organism:cake:ft")
+    assert (cmd.compared.base, cmd.compared.ft) == ("organism:cake:base", "organism:cake:ft")
     assert cmd.data.data == (str(get_organism("cake").data("base")),) and cmd.mode == "models"
     assert cmd.data.max_tokens == 256  # the shared default
     cmd = Nll.make(pairs=pairs_file)  # --pairs alone: one model, the organism's ft
-    assert cmd.conditions.model == "organism:cake:ft" and cmd.pair.base is None and cmd.mode == "pairs"
+    assert cmd.compared.model == "organism:cake:ft" and cmd.compared.base is None and cmd.mode == "pairs"
     assert cmd.fp.labels == ("cake-ft",)
     code, out, err = cli("nll", "--max-samples", "2", "--out", tmp_path / "runs", "--device", "cpu")
     assert code == 0, err
@@ -333,7 +333,7 @@ def test_default_organism_and_mode_rules(cli, tmp_path, pairs_file):
         (["--base", "{model}"], "--ft: required when --base is given"),
         (["--model", "{model}"], "--pairs: required when --model is given"),
         (["--model", "{model}", "--data", "{pairs}"], "--pairs: required when --model is given"),
-        (["--pairs", "{pairs}", "--data", "{pairs}"], "exclusive"),
+        (["--pairs", "{pairs}", "--data", "{pairs}"], "--data goes with --base/--ft; with --model the conditions are --pairs"),
         (["--base", "{model}", "--ft", "{model}", "--pairs", "{pairs}"], "--base/--ft go with --data"),
         (["--base", "{model}", "--ft", "{model}", "--data", "{pairs}", "--save-hidden-states"], "--save-hidden-states works with --model and --pairs"),
         (["--model", "{model}", "--pairs", "{pairs}", "--hidden-states-dir", "{pairs_dir}", "--save-hidden-states"], "--save-hidden-states writes"),

@@ -15,7 +15,8 @@ import pytest
 from modeldiff_cli.core import command as spine
 from modeldiff_cli.core.command import Command, Fingerprints, Result
 from modeldiff_cli.core.errors import UserError
-from modeldiff_cli.core.ingredients import Data, Model, Pair, Readout, RunOpts, TokenFilter
+from modeldiff_cli.core.compared import MODEL, Compared
+from modeldiff_cli.core.ingredients import Data, Readout, RunOpts, TokenFilter
 from modeldiff_cli.core.spec import command_params, option
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,15 +27,15 @@ class Echo(Command):
     """A test command: one model, data, and a file written per run (counts executions)."""
 
     name = "echo"
+    modes = (MODEL,)
     defaults = {"max_tokens": (64, "echo reads short texts")}
     old_flags = {"word": ("--old-word",)}
     organism_fill = {"model": "ft", "data": ("base",)}
     executed = []  # noqa: RUF012 - test bookkeeping
 
-    model: Model = field(default_factory=Model)
+    model: Compared = field(default_factory=Compared)
     data: Data = field(default_factory=Data)
     tokens: TokenFilter = field(default_factory=TokenFilter)
-    run: RunOpts = field(default_factory=RunOpts)
     word: str = option("hello", "--word", "A word written into the run.")
 
     def fingerprints(self) -> Fingerprints:
@@ -57,9 +58,11 @@ def test_params_flattened_in_panels_with_overrides_and_old_spellings():
     assert params["word"].opt.old == ("--old-word",)
     assert params["drop_punctuation"].opt.old == ("--filter-punctuation",)
     # each option is declared once: the shared ingredients declare disjoint names
-    for a, b in [(Pair, Model), (Data, Readout), (Readout, RunOpts), (TokenFilter, Data)]:
+    for a, b in [(Compared, Data), (Data, Readout), (Readout, RunOpts), (TokenFilter, Data), (Compared, Readout)]:
         common = {f.name for f in dataclasses.fields(a)} & {f.name for f in dataclasses.fields(b)}
-        assert common <= {"device", "device_map", "dtype"}, common
+        assert not common, common
+    # a one-model command has the options of its mode only
+    assert "model" in params and not {"base", "ft", "base_device", "ft_device", "pairs", "data_a"} & set(params)
 
 
 def test_make_applies_organism_policy_and_validation(tmp_path):
@@ -131,7 +134,7 @@ def test_labels_tell_apart_models_with_the_same_leaf_name(tmp_path, tiny_model_d
     a, b = tmp_path / "a" / "base", tmp_path / "b" / "base"
     shutil.copytree(src, a)
     shutil.copytree(src, b)
-    la, lb = Model(model=str(a)).labels[0], Model(model=str(b)).labels[0]
+    la, lb = Compared(model=str(a)).labels[0], Compared(model=str(b)).labels[0]
     assert la == "a--base" and lb == "b--base"
 
 

@@ -15,6 +15,7 @@ import torch
 from tiny import FAMILY_CONFIGS
 
 from modeldiff_cli.commands.tokenlens import engine
+from modeldiff_cli.core.spec import command_params
 from modeldiff_cli.commands.tokenlens.generate import greedy
 
 NATIVE = ["saliency", "input_x_gradient", "integrated_gradients"]
@@ -326,14 +327,19 @@ def test_organism_default_and_policy():
     from modeldiff_cli.core.sources import organism_data
 
     cmd = TokenlensAttribute.make()
-    assert cmd.lm.model == "organism:cake:ft" and cmd.prompts == str(organism_data("cake", "base"))
+    assert cmd.compared.model == "organism:cake:ft" and cmd.prompts == str(organism_data("cake", "base"))
     assert cmd.reading.max_samples == 4 and cmd.reading.max_tokens is None and cmd.attribution_engine == "native"
     assert TokenlensAttribute.make(prompt="hi").reading.max_samples is None
     assert TokenlensAttribute.make(method="attention", prompt="hi").attribution_engine == "inseq"  # auto, resolved light
     with pytest.raises(UserError, match="--prompt: required when"):
         TokenlensAttribute.make(model="organism:cake:ft")
-    with pytest.raises(UserError, match="--base: diff mode needs --model"):
+    with pytest.raises(UserError, match="--ft: required when --base is given"):
         TokenlensAttribute.make(base="organism:cake:base", prompt="hi")
+    with pytest.raises(UserError, match="--model and --base/--ft are exclusive"):
+        TokenlensAttribute.make(base="organism:cake:base", ft="organism:cake:ft", model="organism:cake:ft", prompt="hi")
+    diff = TokenlensAttribute.make(base="organism:cake:base", ft="organism:cake:ft", prompt="hi")
+    assert diff.compared.two_models and diff.compared.labels == ("cake-base", "cake-ft")
+    assert {"base_device", "ft_device"} <= {p.name for p in command_params(TokenlensAttribute)}
     bench = TokenlensBench.make()
     assert bench.model == ("organism:cake:base", "organism:cake:ft") and bench.prompt_words == 8
     assert bench.reading.max_samples == 4 and bench.reading.batch_size == 1
@@ -347,8 +353,9 @@ def test_model_without_prompts_exits_2_one_line(cli, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: --prompt") and "required when" in lines[0], err
 
 
-def test_diff_mode_incompatible_pair_names_model_flag(cli, tmp_path):
-    """tokenlens names the fine-tuned model --model: a pair that cannot be diffed says so with that flag."""
+def test_diff_mode_incompatible_pair_names_ft_flag(cli, tmp_path):
+    """Diff mode is --base/--ft as in every pair command: a pair that cannot be diffed names those flags; the old
+    spelling --base B --model F still works, with a deprecation note."""
     import shutil
 
     from modeldiff_cli.core.sources import resolve_source
@@ -360,11 +367,16 @@ def test_diff_mode_incompatible_pair_names_model_flag(cli, tmp_path):
         shutil.copy(Path(base.location) / name, other / name)
     cfg = json.loads((Path(base.location) / "config.json").read_text())
     (other / "config.json").write_text(json.dumps({**cfg, "hidden_size": 2 * cfg["hidden_size"]}))
+    code, out, err = cli("tokenlens", "attribute", "--ft", other, "--base", "organism:cake:base", "--prompt", "hi",
+                         "--out", tmp_path / "runs")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and f"--ft {other}" in lines[0] and "--model" not in lines[0], err
+    assert "cannot be diffed" in lines[0], err
     code, out, err = cli("tokenlens", "attribute", "--model", other, "--base", "organism:cake:base", "--prompt", "hi",
                          "--out", tmp_path / "runs")
     lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and "--model" in lines[0] and "--ft" not in lines[0], err
-    assert "cannot be diffed" in lines[0], err
+    assert code == 2 and lines[0] == "note: --model with --base is deprecated; use --ft for the fine-tuned model", err
+    assert len(lines) == 2 and f"--ft {other}" in lines[1] and "cannot be diffed" in lines[1], err
 
 
 def test_left_pad_aligns_prompt_ends():

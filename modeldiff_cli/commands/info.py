@@ -16,7 +16,7 @@ from pathlib import Path
 import typer
 
 from ..core.command import Command, Fingerprints, Result, launch
-from ..core.ingredients import Pair, RunOpts
+from ..core.compared import Compared
 from ..core.spec import option, typer_callback
 
 INFO_FILE = "info.json"
@@ -38,13 +38,12 @@ class Info(Command):
     }
     organism_fill = {"base": "base", "ft": "ft"}
 
-    pair: Pair = field(default_factory=Pair)
-    run: RunOpts = field(default_factory=RunOpts)
+    compared: Compared = field(default_factory=Compared)
     as_json: bool = option(False, "--json", "Print the facts as JSON only (the run directory goes to stderr).",
                            result=False)
 
     def fingerprints(self) -> Fingerprints:
-        return Fingerprints(self.pair.labels, (), self.pair.fingerprint())
+        return Fingerprints(self.compared.labels, (), self.compared.fingerprint())
 
     def execute(self, run) -> Result:
         from ..core import console
@@ -53,7 +52,7 @@ class Info(Command):
         from ..core.timing import stage
 
         with stage("load models and describe them"):
-            payload = facts(self.pair)
+            payload = facts(self.compared)
         self.__dict__["_payload"] = payload  # --json prints it even when the pair cannot be diffed
         if not payload["compatible"]:  # the table still shows what differs; no run directory is written
             if not self.as_json:
@@ -68,7 +67,7 @@ class Info(Command):
                                 "shared_vocab": payload["shared_vocab"]})
 
 
-def facts(pair: Pair) -> dict:
+def facts(pair: Compared) -> dict:
     """Load both models (and their configs and tokenizers) and describe them: the ``info.json`` payload."""
     from ..core.models import check_pair, describe, load_config, load_tokenizer
 

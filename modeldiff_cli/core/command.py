@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from . import console
 from .errors import UserError
+from .ingredients import RunOpts, checkpoint_every_option
 from .rundir import Run, code_digest, config_hash, prepare_run, run_directory, slug
 from .spec import Param, command_params, typer_callback
 
@@ -57,11 +58,17 @@ class Fingerprints:
     values: dict  # fingerprints of models and data, for the configuration
 
 
+@dataclass(frozen=True)
 class Command:
-    """Base of every command dataclass. Subclasses set ``name`` and implement ``fingerprints`` and ``execute``."""
+    """Base of every command dataclass. Subclasses set ``name`` and implement ``fingerprints`` and ``execute``.
+
+    Every command has the run's options (:class:`core.ingredients.RunOpts`: ``--out``, ``--seed``,
+    ``--overwrite``, ``--profile``); a ``resumable`` one also ``--checkpoint-every`` (``core.checkpoint``)."""
 
     name: ClassVar[str]
     panel: ClassVar[str | None] = None
+    resumable: ClassVar[bool] = False  # has --checkpoint-every: its long loop saves and resumes
+    modes: ClassVar[tuple[str, ...]] = ("pair",)  # what it compares (core.compared), the first its default
     # per-command default overrides {option: (default, why)} and extra flag names {option: ("--old",)}
     defaults: ClassVar[dict[str, tuple[Any, str]]] = {}
     aliases: ClassVar[dict[str, tuple[str, ...]]] = {}
@@ -70,6 +77,10 @@ class Command:
     # {option: "base" | "ft" (its checkpoint) | ("key", ...) (its data files) | "key" (one data file)}
     organism: ClassVar[str | None] = "cake"
     organism_fill: ClassVar[dict[str, Any]] = {}
+    organism_settings: ClassVar[dict[str, Any]] = {}  # option values when the organism's data is used
+
+    run: RunOpts = field(default_factory=RunOpts)
+    checkpoint_every: int = checkpoint_every_option()
 
     # ---- to implement -------------------------------------------------------------------------------------
     def fingerprints(self) -> Fingerprints:  # pragma: no cover - abstract
@@ -110,39 +121,11 @@ class Command:
 
     @classmethod
     def fill_defaults(cls, flat: dict, params: list[Param]) -> dict:
-        """One default-organism policy for every command.
+        """One policy for every command, derived from the modes it accepts (``core.compared.resolve``): the mode
+        of the run, the options that do not go together, and the organism's defaults when no model is given."""
+        from .compared import resolve
 
-        No model given: the organism's checkpoints fill the model options and, when no data option was given,
-        its data fills the data options. One member of a pair given without the other (``--base`` without
-        ``--ft`` or the reverse): exit 2 naming the missing flag, never a silent diff against the organism's
-        checkpoint. A model given without any data option: exit 2 (the organism's data belongs to it).
-        """
-        models = [p for p in params if p.opt.role and flat.get(p.name) is not None]
-        _check_pair_given(flat, params)
-        data_params = [p for p in params if p.opt.data]
-        data_given = [p for p in data_params if flat.get(p.name) not in (None, ())]
-        if models and data_params and not data_given:
-            wanted = data_params[0].opt.primary
-            raise UserError(
-                f"{wanted}: required when {'/'.join(p.opt.primary for p in models)} "
-                f"{'is' if len(models) == 1 else 'are'} given (the default data belongs to the "
-                f"{cls.organism} organism)"
-            )
-        if cls.organism is None or models:  # the organism's defaults apply only when no model is given at all
-            return flat
-        from .sources import organism_data
-
-        flat = dict(flat)
-        for name, what in cls.organism_fill.items():
-            param = next(p for p in params if p.name == name)
-            if param.opt.role:
-                if flat.get(name) is None:
-                    flat[name] = f"organism:{cls.organism}:{what}"
-            elif not data_given:
-                keys = (what,) if isinstance(what, str) else tuple(what)
-                files = tuple(str(organism_data(cls.organism, k, param.opt.primary)) for k in keys)
-                flat[name] = files[0] if isinstance(what, str) else files
-        return flat
+        return resolve(cls, flat, params)
 
     def settings(self) -> dict:
         """The options that decide what is computed, flattened (ingredients inlined)."""
@@ -172,29 +155,6 @@ def _settings(obj) -> dict:
                 value = getattr(value, step)
             out[p.name] = list(value) if isinstance(value, tuple) else value
     return out
-
-
-def _check_pair_given(flat: dict, params: list[Param]) -> None:
-    """Both members of a model pair (``base`` + ``ft``), or neither: the one given alone names the missing one
-    (exit 2). A command that also takes one ``--model`` (routing, nll) checks its own modes when ``--model`` is
-    given; tokenlens pairs ``--base`` with ``--model`` and checks that itself."""
-    roles = {p.opt.role: p for p in reversed(params) if p.opt.role}
-    base, ft = roles.get("base"), roles.get("ft")
-    if base is None or ft is None:
-        return
-    given = {p.opt.role for p in params if p.opt.role and flat.get(p.name) not in (None, ())}
-    if "model" in given or ("base" in given) == ("ft" in given):
-        return
-    missing, present = (ft, base) if "base" in given else (base, ft)
-    raise UserError(
-        f"{_flag_names(missing)}: required when {_flag_names(present)} is given (a pair needs both models; "
-        "the organism's models are used only when no model is given)"
-    )
-
-
-def _flag_names(p: Param) -> str:
-    """``--ft``, or ``--ft/--new`` where the command adds another name for it."""
-    return "/".join(p.opt.names)
 
 
 def launch(cmd: Command) -> Path:

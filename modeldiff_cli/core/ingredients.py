@@ -1,10 +1,10 @@
 """The ingredients every command is built from: each declares its options once and owns its ``load()``.
 
-- :class:`Pair` — two models (``--base/--ft``), their devices, device map and dtype; ``load()`` checks that they
-  can be diffed.
-- :class:`Model` — one model (``--model``), same device / dtype options.
+- :class:`core.compared.Compared` — what is compared: two models, one model, or one model on two conditions
+  (its own module: the modes and the spine's rules derived from them).
 - :class:`Reading` — how samples are read and batched (text field, sample and token limits, batch size).
-- :class:`Data` — ``--data`` sources plus :class:`Reading`; ``load(tokenizer)`` tokenizes them.
+- :class:`Data` — one ``--data`` source plus :class:`Reading` (:class:`Datasets`: several); ``load(tokenizer)``
+  tokenizes them.
 - :class:`Readout` — what a hidden state is read as (logits, logit lens, patchscope), at which layers, in
   chunks of how many positions.
 - :class:`TokenFilter` — which tokens orderings and lists leave out.
@@ -22,18 +22,11 @@ from pathlib import Path
 from typing import ClassVar
 
 from .errors import UserError
-from .sources import ModelSource, resolve_source
 from .spec import Ingredient, option
 
-DTYPE_NAMES = ("float32", "bfloat16", "float16", "auto")  # core.models.resolve_dtype (light here)
+DTYPE_NAMES = ("float32", "bfloat16", "float16", "auto")  # --dtype's choices (core.models.resolve_dtype)
 DEVICE_FORM = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 CHECKED_RECORDS = 1000  # records of each data source read (and checked) before any model loads
-
-
-def check_dtype(spec: str | None, flag: str = "--dtype") -> None:
-    """The form of a ``--dtype`` value, without torch (checked when an ingredient that loads a model is built)."""
-    if (spec or "float32").strip().lower() not in DTYPE_NAMES:
-        raise UserError(f"{flag} {spec!r}: expected one of {', '.join(DTYPE_NAMES)}")
 
 
 def check_device(spec: str | None, flag: str = "--device") -> None:
@@ -43,9 +36,14 @@ def check_device(spec: str | None, flag: str = "--device") -> None:
         raise UserError(f"{flag} {spec!r}: expected cpu, cuda, cuda:N or auto")
 
 
-# options that more than one ingredient carries: declared once here, used by each
+# options that more than one ingredient or command carries: declared once here, used by each
 def device_option():
     return option("auto", "--device", "cpu, cuda, cuda:N or auto (GPU when present).", result=False)
+
+
+def id_field_option(**kw):
+    """``--id-field``: the record field naming an item (aligned pairs, training documents)."""
+    return option("id", "--id-field", "Record field naming each item (default: the line number when it has none).", **kw)
 
 
 def device_map_option():
@@ -56,10 +54,6 @@ def dtype_option():
     return option("float32", "--dtype", "The models' dtype (auto: the checkpoint's own). Statistics accumulate in float32.", choices=DTYPE_NAMES)
 
 
-def model_option():
-    return option(None, "--model", "One model: local directory, hub id or organism:NAME[:base|ft]. Default: the command's organism.", role="model", result=False)
-
-
 def chunk_size_option():
     """``--chunk-size``: for commands that read positions through lm_head without a :class:`Readout`."""
     return option(None, "--chunk-size", "Positions read out through lm_head at once (bounds peak memory at chunk x vocab floats). Default auto: 256 on CPU; on a GPU as many as 512 MiB of float32 logits hold.", min=1, result=False)
@@ -67,120 +61,7 @@ def chunk_size_option():
 
 def checkpoint_every_option():
     """``--checkpoint-every N``: resumable long runs (``core.checkpoint``); not part of the run configuration."""
-    return option(0, "--checkpoint-every", "Save the accumulators every N batches into the partial run directory; re-running the same command after an interruption resumes there (0 = off).", min=0, result=False)
-
-
-@dataclass(frozen=True)
-class Pair(Ingredient):
-    """A base and a fine-tuned model (same tokenizer and architecture)."""
-
-    panel = "Models"
-
-    base: str | None = option(None, "--base", "Base model: local directory, hub id or organism:NAME[:base|ft]. Default: the command's organism.", role="base", result=False)
-    ft: str | None = option(None, "--ft", "Fine-tuned model (same forms as --base). Default: the command's organism.", role="ft", result=False)
-    device: str = device_option()
-    base_device: str | None = option(None, "--base-device", "Device of the base model (default: --device).", result=False)
-    ft_device: str | None = option(None, "--ft-device", "Device of the fine-tuned model (default: --device).", result=False)
-    device_map: str | None = device_map_option()
-    dtype: str = dtype_option()
-
-    def __post_init__(self):
-        check_dtype(self.dtype)
-        for flag, spec in (("--device", self.device), ("--base-device", self.base_device),
-                           ("--ft-device", self.ft_device)):
-            check_device(spec, flag)
-
-    @cached_property
-    def sources(self) -> tuple[ModelSource, ModelSource]:
-        return (resolve_source(self.base, role="base", flag=self.base_flag),
-                resolve_source(self.ft, role="ft", flag=self.ft_flag))
-
-    # flags as the user typed them in errors ("--old" in attribute is an alias of "--base")
-    base_flag = "--base"
-    ft_flag = "--ft"
-
-    @property
-    def labels(self) -> tuple[str, str]:
-        return self.sources[0].label, self.sources[1].label
-
-    def fingerprint(self) -> dict:
-        b, f = self.sources
-        return {"base": {"spec": b.spec if not b.is_local else b.label, "fingerprint": b.fingerprint},
-                "ft": {"spec": f.spec if not f.is_local else f.label, "fingerprint": f.fingerprint}}
-
-    def identical(self) -> bool:
-        """Whether both members are the same model (same content fingerprint): every difference is zero."""
-        b, f = self.sources
-        return b.fingerprint == f.fingerprint
-
-    def identical_warning(self) -> str | None:
-        """The warning a run of two identical models carries (``Result.warnings``), or None."""
-        if not self.identical():
-            return None
-        b, f = self.sources
-        return (f"{self.base_flag} {b.spec} and {self.ft_flag} {f.spec} are the same model (fingerprint "
-                f"{b.fingerprint[:12]}): every difference is zero, so nothing was promoted or suppressed")
-
-    def device_of(self, role: str) -> tuple[str, str]:
-        """``(device, flag)`` of one member: its own device flag when given, else ``--device``."""
-        own = self.base_device if role == "base" else self.ft_device
-        return (own, f"--{role}-device") if own else (self.device, "--device")
-
-    def check(self):
-        """Configs and tokenizers only (no weights): a :class:`core.models.PairReport`; UserError when incompatible."""
-        from .models import check_pair_sources
-
-        return check_pair_sources(*self.sources)
-
-    def load_one(self, role: str):
-        """One member (``base`` or ``ft``) of the pair, on its device."""
-        from .models import load_model
-
-        device, device_flag = self.device_of(role)
-        src = self.sources[0 if role == "base" else 1]
-        return load_model(src, dtype=self.dtype, device=device, device_map=self.device_map,
-                          flag=f"--{role}", device_flag=device_flag)
-
-    def load(self):
-        """Both models, resident, after the compatibility check: a :class:`core.models.ModelPair`."""
-        from .models import load_pair
-
-        return load_pair(*self.sources, dtype=self.dtype, device=self.device, base_device=self.base_device,
-                         ft_device=self.ft_device, device_map=self.device_map)
-
-
-@dataclass(frozen=True)
-class Model(Ingredient):
-    """One model."""
-
-    panel = "Models"
-
-    model: str | None = model_option()
-    device: str = device_option()
-    device_map: str | None = device_map_option()
-    dtype: str = dtype_option()
-
-    def __post_init__(self):
-        check_dtype(self.dtype)
-        check_device(self.device)
-
-    @cached_property
-    def source(self) -> ModelSource:
-        return resolve_source(self.model, role="ft", flag="--model")
-
-    @property
-    def labels(self) -> tuple[str]:
-        return (self.source.label,)
-
-    def fingerprint(self) -> dict:
-        s = self.source
-        return {"model": {"spec": s.spec if not s.is_local else s.label, "fingerprint": s.fingerprint}}
-
-    def load(self, source: ModelSource | None = None, flag: str = "--model"):
-        from .models import load_model
-
-        return load_model(source or self.source, dtype=self.dtype, device=self.device, device_map=self.device_map,
-                          flag=flag)
+    return option(0, "--checkpoint-every", "Save the accumulators every N batches into the partial run directory; re-running the same command after an interruption resumes there (0 = off).", min=0, result=False, when="resumable", panel="Run")
 
 
 @dataclass(frozen=True)
@@ -300,37 +181,6 @@ class Readout(Ingredient):
         if len(layers) != 1:
             raise UserError(f"--layers {self.layers}: this command reads one layer (got {len(layers)})")
         return layers[0]
-
-
-@dataclass(frozen=True)
-class Conditions(Ingredient):
-    """One model read on two conditions: aligned ``--pairs`` (the format nll and routing share), with the
-    models' pair options for loading it (commands that take this also take a :class:`Pair`)."""
-
-    panel = "Conditions"
-
-    model: str | None = model_option()
-    pairs: Path | None = option(None, "--pairs", "JSONL of aligned pairs: condition A's and B's token ids (or text) and optional aligned positions, one item per line.", data=True, result=False)
-    id_field: str = option("id", "--id-field", "Field naming the item (default: the line number).")
-    a_field: str = option("a_ids", "--a-field", "Pairs field with condition A's token ids (or text).")
-    b_field: str = option("b_ids", "--b-field", "Pairs field with condition B's token ids (or text).")
-    a_positions_field: str = option("a_positions", "--a-positions-field", "Pairs field with A's positions (default: every token but the first).")
-    b_positions_field: str = option("b_positions", "--b-positions-field", "Pairs field with B's positions, aligned one-to-one with A's.")
-    label_a: str | None = option(None, "--label-a", "Name of condition A in plots and summary (default: base with two models, else A).")
-    label_b: str | None = option(None, "--label-b", "Name of condition B (default: ft with two models, else B).")
-
-    @cached_property
-    def source(self) -> ModelSource:
-        return resolve_source(self.model, role="ft", flag="--model")
-
-    def fields(self):
-        """The pairs field names (``core.pairs.PairFields``)."""
-        from .pairs import PairFields
-
-        return PairFields(self.id_field, self.a_field, self.b_field, self.a_positions_field, self.b_positions_field)
-
-    def labels(self, two_models: bool) -> tuple[str, str]:
-        return (self.label_a or ("base" if two_models else "A"), self.label_b or ("ft" if two_models else "B"))
 
 
 @dataclass(frozen=True)

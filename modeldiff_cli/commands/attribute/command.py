@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...core.command import Command, Fingerprints, Result
+from ...core.compared import MODEL, Compared
 from ...core.errors import UserError
-from ...core.ingredients import Model, Pair, Reading, Readout, RunOpts
-from ...core.spec import Param, option
+from ...core.ingredients import Reading, Readout, id_field_option
+from ...core.spec import option
 from . import choices
 
 METHOD_HELP = ("Comma list of: " + ", ".join(choices.METHODS) + "; and the fused forms " + choices.FUSION_HELP
@@ -35,15 +36,15 @@ class Attribute(Command):
     organism_fill = {"base": "base", "ft": "ft", "train": "new_train", "queries": "queries"}
     aliases = {"base": ("--old",), "ft": ("--new",)}
     defaults = {
+        "id_field": ("uid", "the hops records name their id uid"),
         "batch_size": (16, "documents and queries are short; the benchmark figures in docs/attribute.md are at 16"),
         "readout": ("logits", "the only readout attribute takes: its losses read the models' own output"),
     }
 
-    pair: Pair = field(default_factory=Pair)
-    reading: Reading = field(default_factory=lambda: Reading(batch_size=16))
+    compared: Compared = field(default_factory=Compared)
+    reading: Reading = field(default_factory=Reading)
     # Readout gives --layers its shared syntax; the losses read the models' own output, so --readout is logits only
     readout: Readout = field(default_factory=Readout)
-    run: RunOpts = field(default_factory=RunOpts)
     train: str | None = option(None, "--train", "JSONL of training documents (text + id fields; hops: func, role, constant) used between --base (old) and --ft (new). Default: the hops organism's new_train.", data=True, result=False)
     queries: str | None = option(None, "--queries", "JSONL of test queries (prompt + completion fields; optional func, role, relevant, candidates). Default: the hops organism's queries.", data=True, result=False)
     method: str = option(choices.DEFAULT_METHODS, "--method", METHOD_HELP)
@@ -61,26 +62,11 @@ class Attribute(Command):
     trackstar_checkpoint: str = option("both", "--trackstar-checkpoint", "trackstar: the checkpoint(s) its gradients are taken at: both (default: the mean of the old and the new checkpoint's TrackStar scores, as Bergson's TRAK ensembles checkpoints; the two ends of the training between them), new or old.", choices=choices.CHECKPOINTS)
     zscore: bool = option(False, "--zscore", "Standardise each query's scores per layer before aggregating.")
     ks: str = option("1,5,10,20,50", "--k", "Cut-offs of recall@k / precision@k / top-k composition.")
-    id_field: str = option("uid", "--id-field", "JSONL field holding each record's id.")
+    id_field: str = id_field_option()
     prompt_field: str = option("prompt", "--prompt-field", "Query field holding the prompt.")
     answer_field: str = option("completion", "--answer-field", "Query field holding the expected answer (its tokens form the answer span).")
     ground_truth: Path | None = option(None, "--ground-truth", "JSON with a 'functions' table {func: {role, partner, doc_uids}} (default: the organism's when --train is its file, else inferred from func/role/constant fields).", result=False)
     cache_dir: Path | None = option(None, "--cache-dir", "Cache of pooled vectors (safetensors). Default: OUT/attribute-cache.", result=False)
-
-    @classmethod
-    def fill_defaults(cls, flat: dict, params: list[Param]) -> dict:
-        """The spine's policy (one checkpoint without the other: exit 2), plus attribute's own default: with no
-        checkpoint given, a data file not given still comes from the organism (``--queries Q`` alone ranks the
-        organism's new_train for Q)."""
-        from ...core.sources import organism_data
-
-        given = [n for n in ("base", "ft") if flat.get(n) is not None]
-        out = super().fill_defaults(flat, params)
-        if not given:
-            for name in ("train", "queries"):
-                if out.get(name) is None:
-                    out[name] = str(organism_data(cls.organism, cls.organism_fill[name], f"--{name}"))
-        return out
 
     def __post_init__(self):
         from ...core.datasource import parse_source
@@ -119,7 +105,7 @@ class Attribute(Command):
 
     def _organism_truth_file(self) -> Path | None:
         """The organism's ground_truth.json when --train is one of the organism's data files (with its checkpoints)."""
-        if not any(str(s).startswith(f"organism:{self.organism}") for s in (self.pair.base, self.pair.ft)):
+        if not any(str(s).startswith(f"organism:{self.organism}") for s in (self.compared.base, self.compared.ft)):
             return None
         from ...core.sources import organism
 
@@ -153,12 +139,12 @@ class Attribute(Command):
         r = self.reading
         truth = self.truth_file()
         values = {
-            **self.pair.fingerprint(),
+            **self.compared.fingerprint(),
             "train": source_fingerprint(self.train, r.text_field, r.max_samples, r.max_tokens),
             "queries": source_fingerprint(self.queries, self.prompt_field, None, None),
             "ground_truth": file_fingerprint(truth) if truth is not None else None,
         }
-        return Fingerprints(self.pair.labels, (dataset_name(self.train), dataset_name(self.queries)), values)
+        return Fingerprints(self.compared.labels, (dataset_name(self.train), dataset_name(self.queries)), values)
 
     def execute(self, run) -> Result:
         from ...core.timing import stage
@@ -177,7 +163,7 @@ class Attribute(Command):
         with stage("read inputs"):
             inputs = read_inputs(self)  # records, ground truth, kept queries: checked before any model loads
         with stage("load models"):
-            old, new = load_checkpoints(self.pair)
+            old, new = load_checkpoints(self.compared)
         with stage("encode"):
             encoded = encode(inputs, old, new, self)
         layers = self.readout.resolve_layers(old.adapter.n_layers)
@@ -217,10 +203,10 @@ class AttributeQueries(Command):
     panel = "Queries"
     organism = "hops"
     organism_fill = {"data": "train"}  # no --model: nothing is filtered (the organism's model is not implied)
+    modes = (MODEL,)
     defaults = {"model": (None, "no --model: nothing is filtered, every query built is kept")}
 
-    model: Model = field(default_factory=Model)
-    run: RunOpts = field(default_factory=RunOpts)
+    compared: Compared = field(default_factory=Compared)
     data: str | None = option(None, "--data", "Hops-style JSONL (records with func, role, constant). Default: the hops organism's train data.", data=True, result=False)
     template: str = option("{F}({x}) returns the value ", "--template", "Query text; {F} = function name, {x} = input.")
     inputs: str = option("1,2,3,4,5,6,7,8", "--inputs", "Comma list of inputs x substituted for {x}.")
@@ -234,8 +220,6 @@ class AttributeQueries(Command):
         choices.parse_inputs(self.inputs)
         if "{F}" not in self.template:
             raise UserError(f"--template {self.template!r}: must contain {{F}} (the function name)")
-        if self.data is None:
-            raise UserError("--data: required when --model is given (the default data belongs to the hops organism)")
         parse_source(self.data, "--data")
 
     def fingerprints(self) -> Fingerprints:
@@ -243,9 +227,9 @@ class AttributeQueries(Command):
 
         values = {"data": source_fingerprint(self.data, self.text_field, None, None)}
         labels: tuple[str, ...] = ()
-        if self.model.model is not None:
-            values.update(self.model.fingerprint())
-            labels = self.model.labels
+        if self.compared.model is not None:
+            values.update(self.compared.fingerprint())
+            labels = self.compared.labels
         return Fingerprints(labels, (dataset_name(self.data),), values)
 
     def execute(self, run) -> Result:
@@ -253,7 +237,7 @@ class AttributeQueries(Command):
 
         functions = read_functions(self.data, self.text_field, self.include_distractors)
         queries = build_queries(functions, self.template, choices.parse_inputs(self.inputs))
-        model = self.model.load() if self.model.model is not None else None
+        model = self.compared.load() if self.compared.model is not None else None
         correct = answers_correct(model, queries, self.batch_size) if model is not None else None
-        return write_queries(run, functions, queries, correct, self.model.model)
+        return write_queries(run, functions, queries, correct, self.compared.model)
 

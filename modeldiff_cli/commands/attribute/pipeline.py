@@ -169,7 +169,7 @@ def extract_all(old, new, inputs: Inputs, encoded: Encoded, layers: list[int], c
     train_pool = "last-loss" if pooling[0] == "last" else pooling[0]  # a document's last token predicts nothing
     for side, items, pool in (("train", encoded.train, train_pool), ("queries", encoded.queries, pooling[1])):
         key = {"base": fp["base"]["fingerprint"], "ft": fp["ft"]["fingerprint"], "data": data_keys[side],
-               "pooling": pool, "layers": layers, "loss": cmd.loss, "dtype": cmd.pair.dtype, "version": 4}
+               "pooling": pool, "layers": layers, "loss": cmd.loss, "dtype": cmd.compared.dtype, "version": 4}
 
         def timed(fn, kind="vectors", items=items):
             def inner():

@@ -17,7 +17,7 @@ from ...core.errors import UserError
 BUILTIN = Path(__file__).parent / "categories_cake.json"
 
 
-def read_categories(path: str | Path, flag: str = "--prompts") -> dict[str, list[str]]:
+def read_categories(path: str | Path, flag: str = "--categories") -> dict[str, list[str]]:
     """The categories file, checked: a JSON object of non-empty lists of non-empty strings."""
     path = Path(path)
     try:
@@ -52,14 +52,14 @@ def load_categories(cmd, tokenizer) -> list[Category]:
     from ...core.data import Record, tokenize_records
 
     out: list[Category] = []
-    if cmd.prompts is not None:
-        for name, prompts in read_categories(cmd.prompts).items():
+    if cmd.categories is not None:
+        for name, prompts in read_categories(cmd.categories).items():
             if cmd.data.max_samples is not None:
                 prompts = prompts[: cmd.data.max_samples]
             records = [Record(line=i + 1, text=p) for i, p in enumerate(prompts)]
             samples = tokenize_records(records, tokenizer, max_tokens=cmd.data.max_tokens)
             if not samples:
-                raise UserError(f"--prompts {cmd.prompts}: category {name!r} tokenizes to nothing")
+                raise UserError(f"--categories {cmd.categories}: category {name!r} tokenizes to nothing")
             out.append(Category(name, samples, list(prompts)))
     for ds in cmd.data.load(tokenizer) if cmd.data.data else []:
         texts = [s.record.text if s.record and s.record.text is not None else "" for s in ds.samples]

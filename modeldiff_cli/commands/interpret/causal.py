@@ -50,7 +50,7 @@ class Evaluator:
     model to the other, unpatched one (KL(base || ft) when base is patched, KL(ft || base) when ft is)."""
 
     def __init__(self, pair, categories, per_category: int, batch_size: int):
-        self.pair, self.V, self.C = pair, pair.shared_vocab, len(categories)
+        self.compared, self.V, self.C = pair, pair.shared_vocab, len(categories)
         pad = pair.tokenizer.pad_token_id or 0
         self.batches = [(ci, b) for ci, cat in enumerate(categories)
                         for b in iter_batches(cat.samples[:per_category], batch_size, pad)]
@@ -69,7 +69,7 @@ class Evaluator:
         """Unpatched log-probs of ``role`` on batch ``i`` (kept between calls below CACHE_BYTES)."""
         if (role, i) in self._lp:
             return self._lp[(role, i)]
-        lp = self._log_probs(self.pair.base if role == "base" else self.pair.ft, batch, {})
+        lp = self._log_probs(self.compared.base if role == "base" else self.compared.ft, batch, {})
         if self.cache:
             self._lp[(role, i)] = lp
         return lp
@@ -77,7 +77,7 @@ class Evaluator:
     def measure(self, role: str, patches: dict, kl: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-category mean next-token CE of one model (patched), and when ``kl`` the mean KL(that model ||
         the other model, unpatched)."""
-        loaded = self.pair.base if role == "base" else self.pair.ft
+        loaded = self.compared.base if role == "base" else self.compared.ft
         other = "ft" if role == "base" else "base"
         ce_sum, ce_n = torch.zeros(self.C, dtype=torch.float64), torch.zeros(self.C, dtype=torch.float64)
         kl_sum, kl_n = torch.zeros(self.C, dtype=torch.float64), torch.zeros(self.C, dtype=torch.float64)

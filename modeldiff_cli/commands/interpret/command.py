@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...core.command import Command, Fingerprints, Result
+from ...core.compared import Compared
 from ...core.errors import UserError
-from ...core.ingredients import Datasets, Pair, Readout, RunOpts, TokenFilter
+from ...core.ingredients import Datasets, Readout, TokenFilter
 from ...core.spec import option
 from .categories import BUILTIN, read_categories
 
@@ -43,22 +44,22 @@ class Interpret(Command):
 
     name = "interpret"
     defaults = {"readout": ("logit-lens", "directions are read through the logit lens; patchscope adds a scale search")}
-    organism_fill = {"base": "base", "ft": "ft"}
+    organism_fill = {"base": "base", "ft": "ft", "categories": BUILTIN}  # the built-in baking / everyday file
 
-    pair: Pair = field(default_factory=Pair)
+    compared: Compared = field(default_factory=Compared)
     data: Datasets = field(default_factory=Datasets)
-    readout: Readout = field(default_factory=lambda: Readout(readout="logit-lens"))
+    readout: Readout = field(default_factory=Readout)
     tokens: TokenFilter = field(default_factory=TokenFilter)
-    run: RunOpts = field(default_factory=RunOpts)
-    prompts: Path | None = option(None, "--prompts", "Categories file (alignmt's format): a JSON object {\"category\": [\"prompt\", ...]}. Each --data file is a category too; one category alone reads the difference on that data, without a contrast. Default: the organism's built-in baking / everyday file.", data=True, result=False)
-    positions: int = option(8, "--positions", "Also average the difference at each of the first N positions of a prompt (ADL's view).", min=1)
+    categories: Path | None = option(None, "--categories", "Categories file (alignmt's format): a JSON object {\"category\": [\"prompt\", ...]}. Each --data file is a category too; one category alone reads the difference on that data, without a contrast. Default: the organism's built-in baking / everyday file.", data=True, result=False, old=("--prompts",))
+    # the field keeps its old name "positions": run configurations (and so run directories) stay those of older runs
+    positions: int = option(8, "--first-n", "Also average the difference at each of the first N positions of a prompt (ADL's view; routing's --first-n).", min=1, old=("--positions",))
     top_n: int = option(20, "--top-n", "Promoted / suppressed tokens listed per feature.", min=1)
     features: int = option(6, "--features", "Crosscoder latents named and checked per crosscoder layer (0: directions only).", min=0)
     crosscoder: bool = option(True, "--crosscoder/--no-crosscoder", "Train the crosscoder (a TopK SAE on the concatenation of h_base and h_ft).")
     crosscoder_layers: str | None = option(None, "--crosscoder-layers", "Layers of the crosscoder (same syntax as --layers). Default: the layer with the largest relative difference.")
     latents: int = option(0, "--latents", "Crosscoder latents (0: 4 x the concatenated width 2d).", min=0)
     norm_penalty: float = option(0.1, "--norm-penalty", "Weight of the crosscoder's decoder-norm penalty: activation x (|d_base| + |d_ft|) (Lindsey et al. 2024), which lets a latent specialise to one model (0: plain TopK).", min=0)
-    k: int = option(16, "--k", "Active latents per vector (TopK).", min=1)
+    k: int = option(16, "--active-latents", "Active latents per vector (the crosscoder's TopK k).", min=1, old=("--k",))
     steps: int = option(0, "--steps", "Crosscoder training steps (0: 2 epochs of the sample, 200..2000).", min=0)
     crosscoder_batch: int = option(1024, "--crosscoder-batch", "Vectors per crosscoder training step.", min=1)
     lr: float = option(1e-3, "--lr", "Adam learning rate of the crosscoder.")
@@ -69,38 +70,29 @@ class Interpret(Command):
 
     def __post_init__(self):
         self.readout.allow("logit-lens", "patchscope")
-        if self.prompts is not None:
-            read_categories(self.prompts)
+        if self.categories is not None:
+            read_categories(self.categories)
         _scales(self.patchscope_scales)
         if self.crosscoder and library_version() is None:
             raise UserError("--crosscoder: needs eai-sparsify (pip install 'modeldiff[interpret]'), "
                             "or pass --no-crosscoder")
-        if self.prompts is None and not self.data.data:
-            raise UserError("--prompts/--data: give a categories file or data files")
-
-    @classmethod
-    def fill_defaults(cls, flat: dict, params) -> dict:
-        no_model = all(flat.get(p.name) is None for p in params if p.opt.role)
-        no_data = all(flat.get(p.name) in (None, ()) for p in params if p.opt.data)
-        flat = super().fill_defaults(flat, params)
-        if no_model and no_data:
-            flat["prompts"] = BUILTIN
-        return flat
+        if self.categories is None and not self.data.data:
+            raise UserError("--categories/--data: give a categories file or data files")
 
     def fingerprints(self) -> Fingerprints:
         from ...core.datasource import file_fingerprint
 
-        values = {**self.pair.fingerprint()}
+        values = {**self.compared.fingerprint()}
         if self.crosscoder:
             values["coder_library"] = f"eai-sparsify {library_version()}"
         names: tuple[str, ...] = ()
-        if self.prompts is not None:
-            values["prompts"] = file_fingerprint(Path(self.prompts))
-            names += (Path(self.prompts).stem,)
+        if self.categories is not None:
+            values["prompts"] = file_fingerprint(Path(self.categories))  # the key older runs were made with
+            names += (Path(self.categories).stem,)
         if self.data.data:
             values.update(self.data.fingerprint())
             names += self.data.names
-        return Fingerprints(self.pair.labels, names, values)
+        return Fingerprints(self.compared.labels, names, values)
 
     def execute(self, run) -> Result:
         import torch
@@ -114,7 +106,7 @@ class Interpret(Command):
         from .features import direction_features, latent_features, merge, rank, read_and_name
         from .write import headline, write_outputs
 
-        pair = self.pair.load()  # timed as "load models" by core.models
+        pair = self.compared.load()  # timed as "load models" by core.models
         tok, V = pair.tokenizer, pair.shared_vocab
         categories = load_categories(self, tok)
         n_layers = pair.base.adapter.n_layers

@@ -6,8 +6,9 @@ import hashlib
 from dataclasses import dataclass, field
 
 from ...core.command import Command, Fingerprints, Result
+from ...core.compared import Compared
 from ...core.errors import UserError
-from ...core.ingredients import Data, Pair, Readout, RunOpts, TokenFilter, checkpoint_every_option
+from ...core.ingredients import Data, Readout, TokenFilter
 from ...core.spec import option
 from ...core.timing import stage
 
@@ -22,19 +23,18 @@ class Lens(Command):
     agreement_by_layer.png (and prompt_top_tokens.json/.png with --prompt); prints the run directory last."""
 
     name = "lens"
+    resumable = True
     defaults = {"readout": ("logit-lens", "lens reads every layer; `logits` would only read the last")}
     old_flags = {"readout": ("--method",)}
     organism_fill = {"base": "base", "ft": "ft", "data": ("base",)}
 
-    pair: Pair = field(default_factory=Pair)
+    compared: Compared = field(default_factory=Compared)
     data: Data = field(default_factory=Data)
-    readout: Readout = field(default_factory=lambda: Readout(readout="logit-lens"))
+    readout: Readout = field(default_factory=Readout)
     tokens: TokenFilter = field(default_factory=TokenFilter)
-    run: RunOpts = field(default_factory=RunOpts)
     prompt: str | None = option(None, "--prompt", "Single-prompt mode (instead of --data): also draw the per-position x per-layer top-token table of each model.", data=True)
     positions: str = option("all", "--positions", "Positions analysed in each sample: all (selected by the data: every token, or assistant tokens of chats) or last.", choices=POSITIONS)
     top_n: int = option(20, "--top-n", "Promoted / suppressed tokens listed per layer.", min=1)
-    checkpoint_every: int = checkpoint_every_option()
 
     def __post_init__(self):
         self.readout.allow("logit-lens", "patchscope")
@@ -51,14 +51,14 @@ class Lens(Command):
             names = ("prompt",)
         else:
             data, names = self.data.fingerprint(), self.data.names
-        return Fingerprints(self.pair.labels, (*names, self.readout.readout), {**self.pair.fingerprint(), **data})
+        return Fingerprints(self.compared.labels, (*names, self.readout.readout), {**self.compared.fingerprint(), **data})
 
     def execute(self, run) -> Result:
         from .pipeline import accumulate, dataset, order
         from .write import headline, write_outputs
 
         with stage("load models and data"):
-            pair = self.pair.load()
+            pair = self.compared.load()
             data = dataset(self, pair.tokenizer)
         layers = self.readout.resolve_layers(pair.base.adapter.n_layers)
         with stage("forward and layer readouts"):

@@ -96,7 +96,7 @@ def write_outputs(run, acc: LensAccumulator, results: dict, pair, data, layers: 
     if acc.record_positions:
         matrices.update({f"prompt_{k}": v.numpy() for k, v in acc.tables.items()})
     artifacts.write_npz(run.file("lens_matrices.npz"), **matrices)
-    base, ft = cmd.pair.labels
+    base, ft = cmd.compared.labels
     context = f"{base} vs {ft} on " + (" + ".join(cmd.fp.names) if cmd.prompt is None else "the prompt")
     plot_kl(run.file("kl_by_layer.png"), layers, results["means"], context)
     plot_agreement(run.file("agreement_by_layer.png"), layers, results["means"], context)

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ...core.command import Command, Fingerprints, Result
+from ...core.compared import Compared
 from ...core.errors import UserError
-from ...core.ingredients import Datasets, Pair, Readout, RunOpts, TokenFilter, checkpoint_every_option
+from ...core.ingredients import Datasets, Readout, TokenFilter
 from ...core.rundir import slug
 from ...core.spec import option
 from ...core.timing import stage
@@ -31,14 +32,14 @@ class Mine(Command):
     tokens and the run directory last. `modeldiff mine overview RUN_DIR` builds an agent payload."""
 
     name = "mine"
+    resumable = True
     old_flags = {"readout": ("--extraction",)}
     organism_fill = {"base": "base", "ft": "ft", "data": ("base",)}
 
-    pair: Pair = field(default_factory=Pair)
+    compared: Compared = field(default_factory=Compared)
     data: Datasets = field(default_factory=Datasets)
     readout: Readout = field(default_factory=Readout)
     tokens: TokenFilter = field(default_factory=TokenFilter)
-    run: RunOpts = field(default_factory=RunOpts)
     top_k: int = option(100, "--top-k", "K of the per-position top-K promoted / suppressed tokens (at most the shared vocabulary).", min=1)
     top_n: int = option(100, "--top-n", "Tokens listed per ordering.", min=1)
     orderings: str = option(DEFAULT_ORDERINGS, "--orderings", "The orderings written.", choices=ORDERINGS, sep=",")
@@ -51,7 +52,6 @@ class Mine(Command):
     likelihood_ratios: bool = option(False, "--likelihood-ratios", "Also write per-sequence log-likelihood ratios log p_ft - log p_base.")
     two_pass: bool = option(False, "--two-pass", "Load one model at a time: keep the base model's hidden states, recompute its logits (same results).", result=False)
     plots: bool = option(True, "--plots/--no-plots", "Write the PNG plots.")
-    checkpoint_every: int = checkpoint_every_option()
 
     def settings(self) -> dict:
         """Without the nmf ordering the NMF options decide nothing: left out, so they do not split runs."""
@@ -73,7 +73,7 @@ class Mine(Command):
         return parse_orderings(self.orderings)
 
     def fingerprints(self) -> Fingerprints:
-        return Fingerprints(self.pair.labels, self.data.names, {**self.pair.fingerprint(), **self.data.fingerprint()})
+        return Fingerprints(self.compared.labels, self.data.names, {**self.compared.fingerprint(), **self.data.fingerprint()})
 
     def run_name(self) -> str:
         """``{datasets}-{readout}[-L{layer}]``: the layer as selected (``Llast`` for -1, ``Lm2`` for -2, ``L0.75``),
@@ -103,7 +103,7 @@ class Mine(Command):
     def identical_warnings(self, accs) -> list[str]:
         """Two identical models (same fingerprint), or no logit difference at all on a dataset: the orderings
         list tokens tied at 0, not promoted ones."""
-        same = self.pair.identical_warning()
+        same = self.compared.identical_warning()
         if same:
             return [same]
         zero = [ds for ds, acc in zip(self.data.names, accs, strict=True)

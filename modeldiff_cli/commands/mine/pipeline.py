@@ -55,13 +55,13 @@ class Results:
 
 
 def load(cmd) -> Inputs:
-    """Both models resident (``Pair.load``); with --two-pass only their configs and tokenizers are checked here
+    """Both models resident (``Compared.load``); with --two-pass only their configs and tokenizers are checked here
     and the base model is loaded for its tokenizer and depth (it is used, then freed, by pass 1)."""
     if cmd.two_pass:
-        report = cmd.pair.check()
-        base, ft = cmd.pair.load_one("base"), None
+        report = cmd.compared.check()
+        base, ft = cmd.compared.load_one("base"), None
     else:
-        pair = cmd.pair.load()
+        pair = cmd.compared.load()
         report, base, ft = pair.report, pair.base, pair.ft
     if cmd.top_k > report.shared_vocab:
         raise UserError(f"--top-k {cmd.top_k}: larger than the vocabulary the models share ({report.shared_vocab} tokens)")
@@ -135,7 +135,7 @@ def _accumulate_shard(cmd, inputs: Inputs) -> list[Accumulated]:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    inputs.ft = cmd.pair.load_one("ft")
+    inputs.ft = cmd.compared.load_one("ft")
     ft = _extractor(cmd, inputs.ft, inputs.layer)
     return [accumulate(console.track(shard, f"ft {d.name}"), base, ft, n_samples=n, max_len=t,
                        base_rows=iter(rows), **kw)

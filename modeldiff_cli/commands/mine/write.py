@@ -91,7 +91,7 @@ def _write_nmf(run, cmd, res, entries: list[dict]) -> None:
 def _context(cmd, dataset: str) -> str:
     """"<base> vs <ft> on <dataset>" for the plot titles (the dataset alone when the labels cannot be read)."""
     try:
-        base, ft = cmd.pair.labels
+        base, ft = cmd.compared.labels
     except Exception:  # noqa: BLE001 - a title must never fail a run
         return f"on {dataset}"
     return f"{base} vs {ft} on {dataset}"

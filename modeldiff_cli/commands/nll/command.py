@@ -14,16 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...core.command import Command, Fingerprints, Result
+from ...core.compared import PAIRS, Compared
 from ...core.errors import UserError
-from ...core.ingredients import Conditions, Data, Pair, RunOpts, checkpoint_every_option, chunk_size_option
+from ...core.ingredients import Data, chunk_size_option
 from ...core.sources import ModelSource
 from ...core.spec import option
 from ...core.timing import stage
 
 JS_MODES = ("none", "all", "last")
 NEEDS_PAIRS = "--hidden-states-dir needs --pairs (the token ids and positions of each item)"
-MODEL_NEEDS_PAIRS = ("--pairs: required when --model is given (--model scores the two conditions of each --pairs "
-                     "item; to compare two models on one file use --base/--ft --data)")
 
 
 @dataclass(frozen=True)
@@ -37,49 +36,27 @@ class Nll(Command):
     """
 
     name = "nll"
-    organism_fill = {"base": "base", "ft": "ft", "data": ("base",)}
+    resumable = True
+    modes = ("pair", PAIRS)
+    organism_fill = {"base": "base", "ft": "ft", "model": "ft", "data": ("base",)}
 
-    pair: Pair = field(default_factory=Pair)
+    compared: Compared = field(default_factory=Compared)
     data: Data = field(default_factory=Data)
-    conditions: Conditions = field(default_factory=Conditions)
-    run: RunOpts = field(default_factory=RunOpts)
-    hidden_states_dir: Path | None = option(None, "--hidden-states-dir", "Precomputed hidden states, one <id>.safetensors or <id>.npz per item holding 'a' and 'b' (layers x T x d each); only --model's final norm and lm_head are loaded.", result=False)
+    hidden_states_dir: Path | None = option(None, "--hidden-states-dir", "Precomputed hidden states, one <id>.safetensors or <id>.npz per item holding 'a' and 'b' (layers x T x d each); only --model's final norm and lm_head are loaded.", result=False, data=True, modes=(PAIRS,))
     save_hidden_states: bool = option(False, "--save-hidden-states", "With --model --pairs: also write each item's hidden states into the run directory (hidden_states/<id>.npz, the --hidden-states-dir format: pass <run>/hidden_states back as --hidden-states-dir).")
     prompt_field: str = option("prompt", "--prompt-field", "Two-model mode: prompt field of prompt/completion records.")
     completion_field: str = option("completion", "--completion-field", "Two-model mode: when every record holds --prompt-field and this field, only the completion's tokens are scored.")
     chunk_size: int | None = chunk_size_option()
     js_mode: str = option("none", "--js-mode", "JS divergence between A and B at aligned positions: none, all (every scored position) or last (last scored position per item).", choices=JS_MODES)
-    checkpoint_every: int = checkpoint_every_option()
-
-    @classmethod
-    def fill_defaults(cls, flat: dict, params) -> dict:
-        """The shared policy, after nll's mode rules: --model and --hidden-states-dir go with --pairs, and
-        --pairs without a model means the organism's ft (one model, not a pair)."""
-        if flat.get("model") is not None and flat.get("pairs") is None:
-            raise UserError(MODEL_NEEDS_PAIRS)
-        if flat.get("hidden_states_dir") is not None and flat.get("pairs") is None:
-            raise UserError(NEEDS_PAIRS)
-        if flat.get("pairs") is not None and all(flat.get(k) is None for k in ("model", "base", "ft")):
-            flat = {**flat, "model": f"organism:{cls.organism}:ft"}
-        return super().fill_defaults(flat, params)
 
     def __post_init__(self):
-        if self.conditions.pairs is not None:
-            if self.pair.base is not None or self.pair.ft is not None:
-                raise UserError("--pairs compares two inputs of one --model; --base/--ft go with --data")
-            if self.data.data:
-                raise UserError("--data and --pairs are exclusive: give one")
-            if self.save_hidden_states and self.hidden_states_dir is not None:
-                raise UserError("--save-hidden-states writes the states of a forward pass; with --hidden-states-dir "
-                                "there is none (the states are already in that directory)")
-            return
-        if self.hidden_states_dir is not None:
+        if self.hidden_states_dir is not None and self.compared.pairs is None:
             raise UserError(NEEDS_PAIRS)
-        if self.conditions.model is not None:
-            raise UserError("--model goes with --pairs; to compare two models on one file use --base/--ft --data")
-        if self.save_hidden_states:
+        if self.save_hidden_states and self.compared.pairs is None:
             raise UserError("--save-hidden-states works with --model and --pairs")
-        self.data.single()
+        if self.save_hidden_states and self.hidden_states_dir is not None:
+            raise UserError("--save-hidden-states writes the states of a forward pass; with --hidden-states-dir "
+                            "there is none (the states are already in that directory)")
 
     def preflight(self) -> None:
         """Prompt/completion records are read by --prompt-field (``core.pairs.items_from_data``); other data as
@@ -88,7 +65,7 @@ class Nll(Command):
             from ...core.datasource import hub_offline, parse_source, read_records
             from ...core.ingredients import CHECKED_RECORDS
 
-            spec = self.data.single()
+            spec = self.data.data[0]
             if parse_source(spec).kind == "hf" and not hub_offline():
                 return
             try:
@@ -102,33 +79,29 @@ class Nll(Command):
     # ---- what the run is about (no model loads) ----------------------------------------------------------
     @property
     def mode(self) -> str:
-        if self.conditions.pairs is None:
+        if self.compared.pairs is None:
             return "models"
         return "hidden" if self.hidden_states_dir is not None else "pairs"
 
     @property
     def model_source(self) -> ModelSource:
-        return self.conditions.source
+        return self.compared.source
 
     @property
     def labels(self) -> tuple[str, str]:
         """Names of the two conditions."""
-        return self.conditions.labels(self.mode == "models")
+        return self.compared.condition_labels()
 
     def fingerprints(self) -> Fingerprints:
         from ...core.datasource import dataset_name, file_fingerprint
 
         if self.mode == "models":
-            return Fingerprints(self.pair.labels, self.data.names, {**self.pair.fingerprint(), **self.data.fingerprint()})
-        src = self.model_source
-        values = {"model": {"spec": src.spec if not src.is_local else src.label, "fingerprint": src.fingerprint}}
-        pairs = Path(self.conditions.pairs).expanduser()
-        if not pairs.is_file():
-            raise UserError(f"--pairs {self.conditions.pairs}: no such file")
-        values["pairs"] = file_fingerprint(pairs)
+            return Fingerprints(self.compared.labels, self.data.names, {**self.compared.fingerprint(), **self.data.fingerprint()})
+        pairs = self.compared.pairs_path()
+        values = {**self.compared.fingerprint(), "pairs": file_fingerprint(pairs)}
         if self.mode == "hidden":
             values["hidden_states"] = hidden_states_fingerprint(Path(self.hidden_states_dir))
-        return Fingerprints((src.label,), (dataset_name(pairs),), values)
+        return Fingerprints(self.compared.labels, (dataset_name(pairs),), values)
 
     def run_name(self) -> str:
         return f"{'+'.join(self.fp.names)}-{self.mode}"

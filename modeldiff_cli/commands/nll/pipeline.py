@@ -32,22 +32,14 @@ class Setup:
 
 def load(cmd) -> Setup:
     """The models of the mode: the pair, one model, or only one model's final norm and lm_head."""
-    from ...core import models
-
     mode = cmd.mode
     if mode == "models":
-        pair = cmd.pair.load()
+        pair = cmd.compared.load()
         return Setup(mode, pair.base, pair.ft, pair.shared_vocab, cmd.labels,
                      {"a": pair.base.source.spec, "b": pair.ft.source.spec})
-    source, p = cmd.model_source, cmd.pair
-    if mode == "hidden":
-        from .head import load_head
-
-        loaded = load_head(source, dtype=p.dtype, device=p.device)
-    else:
-        loaded = models.load_model(source, dtype=p.dtype, device=p.device, device_map=p.device_map, flag="--model")
+    loaded = cmd.compared.load(head_only=mode == "hidden")  # hidden: only the final norm and lm_head
     vocab = loaded.adapter.lm_head.weight.shape[0]
-    return Setup(mode, loaded, loaded, vocab, cmd.labels, {"model": source.spec})
+    return Setup(mode, loaded, loaded, vocab, cmd.labels, {"model": cmd.model_source.spec})
 
 
 def conditions(cmd, setup: Setup) -> ConditionItems:
@@ -55,10 +47,10 @@ def conditions(cmd, setup: Setup) -> ConditionItems:
     tok = setup.model_a.tokenizer
     d = cmd.data
     if setup.mode == "models":
-        return items_from_data(d.single(), tok, text_field=d.text_field, prompt_field=cmd.prompt_field,
-                               completion_field=cmd.completion_field, id_field=cmd.conditions.id_field,
+        return items_from_data(d.data[0], tok, text_field=d.text_field, prompt_field=cmd.prompt_field,
+                               completion_field=cmd.completion_field, id_field=cmd.compared.id_field,
                                max_samples=d.max_samples, max_tokens=d.max_tokens)
-    c = cmd.conditions
+    c = cmd.compared
     return items_from_pairs(c.pairs, tok, c.fields(), setup.shared_vocab, d.max_samples)
 
 

@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...core.command import Command, Fingerprints, Result
+from ...core.compared import DATA_AB, PAIRS, Compared
 from ...core.errors import UserError
-from ...core.ingredients import Conditions, Data, Pair, RunOpts, checkpoint_every_option
+from ...core.ingredients import Data
 from ...core.spec import option
 from ...core.timing import stage
 
@@ -44,53 +45,25 @@ class Routing(Command):
     points files, heatmaps and curves (and mask_sweep.csv with --sweep); prints the run directory last."""
 
     name = "routing"
+    resumable = True
+    modes = ("pair", DATA_AB, PAIRS)
     organism = "moe"
-    organism_fill = {"base": "base", "ft": "ft", "data": ("b",)}
+    organism_fill = {"base": "base", "ft": "ft", "model": "ft", "data": ("b",)}
 
-    pair: Pair = field(default_factory=Pair)
+    compared: Compared = field(default_factory=Compared)
     data: Data = field(default_factory=Data)
-    conditions: Conditions = field(default_factory=Conditions)
-    run: RunOpts = field(default_factory=RunOpts)
-    data_a: str | None = option(None, "--data-a", "With --model: condition A's data (same forms as --data).", data=True, result=False)
-    data_b: str | None = option(None, "--data-b", "With --model: condition B's data.", data=True, result=False)
     first_n: int = option(8, "--first-n", "The first-N view: the first N analysed positions of each sample.", min=1)
-    top_k: int | None = option(None, "--top-k", "Experts per token the statistics use (default: the model's own experts per token).", min=1)
+    # the field keeps its old name: run configurations (and so run directories) stay those of older runs
+    top_k: int | None = option(None, "--experts-per-token", "Experts per token the statistics use (default: the model's own experts per token).", min=1, old=("--top-k",))
     sweep: str | None = option(None, "--sweep", "Mask sweep: comma list of how many top experts to mask (e.g. 1,2,4,8).")
     sweep_mode: str = option("keep-topk,replace-topk", "--sweep-mode", "Mask modes of the sweep (comma list): keep-topk (masked slots dropped, survivors renormalised), replace-topk (next-best experts take their place), deactivate (SteerMoE: score set below the minimum, top-k re-picked).", choices=MASK_MODES, sep=",")
     mask: Path | None = option(None, "--mask", "Points file whose order the sweep masks (default: this run's own ordering).")
     random_draws: int = option(8, "--random-draws", "Random-expert control draws per sweep point (matched per layer).", min=8)
     bootstrap: int = option(200, "--bootstrap", "Bootstrap replicates over samples for the intervals of the top points.", min=10)
-    checkpoint_every: int = checkpoint_every_option()
-
-    @classmethod
-    def fill_defaults(cls, flat: dict, params):
-        """The shared policy, after routing's mode rule: --data-a/--data-b/--pairs without a model mean the
-        organism's ft as --model (one model, two conditions)."""
-        one_model = any(flat.get(k) is not None for k in ("data_a", "data_b", "pairs"))
-        if flat.get("model") is not None and not one_model and not flat.get("data"):
-            raise UserError("--data-a/--data-b or --pairs: required when --model is given (the default data "
-                            f"belongs to the {cls.organism} organism)")
-        if one_model and all(flat.get(k) is None for k in ("model", "base", "ft")):
-            flat = {**flat, "model": f"organism:{cls.organism}:ft"}
-        return super().fill_defaults(flat, params)
 
     def __post_init__(self):
         parse_sweep(self.sweep)
-        two = self.data_a is not None or self.data_b is not None
-        if self.conditions.model is not None:
-            if self.pair.base is not None or self.pair.ft is not None:
-                raise UserError("--model and --base/--ft are exclusive: one model with two conditions, or two models")
-            if self.data.data:
-                raise UserError("--model goes with --data-a/--data-b or --pairs; --data goes with --base/--ft")
-            if self.conditions.pairs is not None and two:
-                raise UserError("--pairs and --data-a/--data-b are exclusive: give one")
-            if self.conditions.pairs is None and (self.data_a is None or self.data_b is None):
-                raise UserError("--model needs both --data-a and --data-b (or --pairs)")
-        else:
-            if two or self.conditions.pairs is not None:
-                raise UserError("--data-a/--data-b/--pairs go with --model; --base/--ft go with --data")
-            self.data.single()
-        a, b = self.conditions.labels(False)
+        a, b = self.compared.condition_labels()
         if a == b:
             raise UserError(f"--label-a and --label-b are both {a!r}: give two names")
         if self.mask is not None and not self.sweep:
@@ -100,46 +73,34 @@ class Routing(Command):
     @property
     def mode(self) -> str:
         """``models`` (base vs ft, same tokens), ``data`` (one model, two datasets) or ``pairs``."""
-        if self.conditions.model is None:
-            return "models"
-        return "pairs" if self.conditions.pairs is not None else "data"
+        return {DATA_AB: "data", PAIRS: "pairs"}.get(self.compared.mode, "models")
 
     @property
     def sides(self) -> tuple[str, str]:
-        return ("base", "ft") if self.mode == "models" else self.conditions.labels(False)
-
-    def model_source(self):
-        return self.conditions.source
+        return ("base", "ft") if self.mode == "models" else self.compared.condition_labels()
 
     def fingerprints(self) -> Fingerprints:
         from ...core.datasource import file_fingerprint, source_fingerprint
 
-        d = self.data
-        values: dict = {"mode": self.mode}
+        d, c = self.data, self.compared
+        values: dict = {"mode": self.mode, **c.fingerprint()}
         if self.mode == "models":
-            values.update(self.pair.fingerprint())
             values.update(d.fingerprint())
-            labels, names = self.pair.labels, d.names
+            names = d.names
+        elif self.mode == "pairs":
+            path = c.pairs_path()
+            values["pairs"] = file_fingerprint(path)
+            names = (path.stem, *self.sides)
         else:
-            src = self.model_source()
-            values["model"] = {"spec": src.spec if not src.is_local else src.label, "fingerprint": src.fingerprint}
-            labels = (src.label,)
-            if self.mode == "pairs":
-                path = Path(self.conditions.pairs).expanduser()
-                if not path.is_file():
-                    raise UserError(f"--pairs {path}: no such file")
-                values["pairs"] = file_fingerprint(path)
-                names = (path.stem, *self.sides)
-            else:
-                values["data_a"] = source_fingerprint(self.data_a, d.text_field, d.max_samples, d.max_tokens)
-                values["data_b"] = source_fingerprint(self.data_b, d.text_field, d.max_samples, d.max_tokens)
-                names = self.sides
+            values["data_a"] = source_fingerprint(c.data_a, d.text_field, d.max_samples, d.max_tokens, flag="--data-a")
+            values["data_b"] = source_fingerprint(c.data_b, d.text_field, d.max_samples, d.max_tokens, flag="--data-b")
+            names = self.sides
         if self.mask is not None:
             path = Path(self.mask).expanduser()
             if not path.is_file():
                 raise UserError(f"--mask {path}: no such file")
             values["mask"] = file_fingerprint(path)
-        return Fingerprints(tuple(labels), tuple(names), values)
+        return Fingerprints(c.labels, tuple(names), values)
 
     def execute(self, run) -> Result:
         from .collect import collect

@@ -97,7 +97,7 @@ def load_inputs(cmd) -> tuple[Models, Inputs]:
     """Load the model(s) and read the inputs of the command's mode."""
     d = cmd.data
     if cmd.mode == "models":
-        pair = cmd.pair.load()
+        pair = cmd.compared.load()
         tok = pair.tokenizer
         models = Models(pair.base, pair.ft, tok)
         data = d.load(tok)[0]
@@ -105,16 +105,13 @@ def load_inputs(cmd) -> tuple[Models, Inputs]:
         views = view_names(cmd.first_n, data.chat)
         n = len(data.samples)
         return models, Inputs("models", views, batches, batches, True, (n, n), (data.name, data.name))
-    from ...core.models import load_model
-
-    loaded = load_model(cmd.model_source(), dtype=cmd.pair.dtype, device=cmd.pair.device,
-                        device_map=cmd.pair.device_map, flag="--model")
+    loaded = cmd.compared.load()
     tok = loaded.tokenizer
     models = Models(loaded, loaded, tok)
     pad_id = tok.pad_token_id or 0
     if cmd.mode == "data":
         sets = [load_dataset(path, tok, text_field=d.text_field, max_samples=d.max_samples, max_tokens=d.max_tokens,
-                             flag=flag) for path, flag in ((cmd.data_a, "--data-a"), (cmd.data_b, "--data-b"))]
+                             flag=flag) for path, flag in ((cmd.compared.data_a, "--data-a"), (cmd.compared.data_b, "--data-b"))]
         chat = all(s.chat for s in sets)
         a, b = (batches_of(s, d.batch_size, pad_id, cmd.first_n) for s in sets)
         if not chat:
@@ -126,7 +123,7 @@ def load_inputs(cmd) -> tuple[Models, Inputs]:
     from ...core.pairs import items_from_pairs
 
     vocab = int(loaded.model.get_input_embeddings().weight.shape[0])
-    items = items_from_pairs(cmd.conditions.pairs, tok, cmd.conditions.fields(), vocab, d.max_samples).items
+    items = items_from_pairs(cmd.compared.pairs, tok, cmd.compared.fields(), vocab, d.max_samples).items
     a, b = [], []
     for start in range(0, len(items), d.batch_size):
         chunk = items[start: start + d.batch_size]

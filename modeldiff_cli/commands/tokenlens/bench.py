@@ -56,20 +56,18 @@ def bench(run, cmd) -> Result:
     """Load each model once, then every method over the prompts in groups of --batch-size (default 1).
     Under a data-parallel launcher rank 0 alone runs it (the timings are of one process); the others stop."""
     from ...core import distributed as dist
-    from ...core.models import load_model, resolve_device
-
     dist.handoff()
 
     engines = {m: resolved_engine(m, cmd.engine) for m in cmd.method}
     for m in cmd.method:
         check_method(m, engines[m])
     prompts = read_prompts(cmd)
-    device = resolve_device(cmd.device)
     rows, errors = [], []
-    for src in cmd.sources:
+    for member in cmd.members:
+        src = member.source
         t0 = time.perf_counter()
         try:
-            lm = load_model(src, dtype=cmd.dtype, device=device, flag="--model")
+            lm = member.load()
         except UserError as err:
             for m in cmd.method:
                 for i in range(len(prompts)):
@@ -84,7 +82,9 @@ def bench(run, cmd) -> Result:
                 rows.extend(_group(lm, src.spec, m, engines[m], group, load_s, cmd, errors))
         del lm
     summary = _summary(rows)
-    info = system_info(device)
+    from ...core.models import resolve_device
+
+    info = system_info(resolve_device(cmd.device))
     write_csv(run.file("timings.csv"), rows, COLUMNS)
     write_jsonl(run.file("errors.jsonl"), errors)
     write_json(run.file("system_info.json"), info)

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import ClassVar
 
 from ...core.command import Command, Fingerprints, Result
+from ...core.compared import MODEL, PAIR, Compared
 from ...core.errors import UserError
-from ...core.ingredients import Model, Reading, RunOpts, checkpoint_every_option, device_option, dtype_option
+from ...core.ingredients import Reading, device_option, dtype_option
 from ...core.spec import option
 from .names import ENGINES, NATIVE_METHODS, SCORES, resolved_engine
 
@@ -28,11 +29,12 @@ def _check_engine(method: str, engine: str) -> None:
                         "(use --engine inseq)")
 
 
-def _organism_fills(cls, flat: dict, params: list) -> bool:
-    """Whether the spine's default-organism policy will fill the models and prompts (no model, no data given)."""
-    given = any(p.opt.role and flat.get(p.name) is not None for p in params)
-    no_data = all(flat.get(p.name) in (None, ()) for p in params if p.opt.data)
-    return not given and no_data and cls.organism is not None
+def max_new_tokens_option():
+    return option(16, "--max-new-tokens", "Greedy continuation length (ignored with --target).", min=1)
+
+
+def ig_steps_option():
+    return option(50, "--ig-steps", "Integrated-gradients steps (Gauss-Legendre, as captum/inseq).", min=1)
 
 
 @dataclass(frozen=True)
@@ -40,38 +42,31 @@ class TokenlensAttribute(Command):
     """Attribute every generated token of each prompt to the input tokens (prompt and earlier generated tokens).
 
     Writes per prompt prompt_NNN.json (metadata + association matrices), prompt_NNN.html (heat map; base/ft/diff
-    tabs with --base) and prompt_NNN.inseq.json when inseq ran, plus prompts.json and summary.json; prints the
-    run directory last. With no --model: the cake organism's fine-tuned model on 4 prompts of its base data."""
+    tabs with --base --ft) and prompt_NNN.inseq.json when inseq ran, plus prompts.json and summary.json; prints
+    the run directory last. One model (--model), or diff mode (--base and --ft: both attributed on the fine-tuned
+    model's continuation). With no model: the cake organism's fine-tuned model on 4 prompts of its base data."""
 
     name = "tokenlens"
     panel = "Attribution"
+    resumable = True
+    modes = (MODEL, PAIR)
     defaults = {"max_tokens": NO_TRUNCATION}
+    old_flags = {"base": ("--compare",)}
     organism_fill = {"model": "ft", "prompts": "base"}
+    organism_settings = {"max_samples": ORGANISM_PROMPTS}  # a few prompts of the organism's data
 
-    lm: Model = field(default_factory=Model)
-    reading: Reading = field(default_factory=lambda: Reading(max_tokens=None))
-    run: RunOpts = field(default_factory=RunOpts)
-    base: str | None = option(None, "--base", "Diff mode: the base model to compare --model (the fine-tuned one) with, on the same continuation.", role="base", old=("--compare",), result=False)
+    compared: Compared = field(default_factory=Compared)
+    reading: Reading = field(default_factory=Reading)
     prompt: str | None = option(None, "--prompt", "One prompt to continue and attribute.", data=True)
     prompts: str | None = option(None, "--prompts", "Prompts file: text (one per line) or JSONL with --text-field (a record may carry its own `target`). Default (no --model): the organism's base data.", data=True, result=False)
     method: str = option("saliency", "--method", METHOD_HELP)
     engine: str = option("auto", "--engine", ENGINE_HELP, choices=ENGINES)
-    max_new_tokens: int = option(16, "--max-new-tokens", "Greedy continuation length (ignored with --target).", min=1)
+    max_new_tokens: int = max_new_tokens_option()
     target: str | None = option(None, "--target", "Attribute this continuation (teacher forcing) instead of generating.")
     score: str = option("probability", "--score", SCORE_HELP, choices=SCORES)
-    ig_steps: int = option(50, "--ig-steps", "Integrated-gradients steps (Gauss-Legendre, as captum/inseq).", min=1)
+    ig_steps: int = ig_steps_option()
     json_out: Path | None = option(None, "--json-out", "Export: after the run directory is complete (fresh or reused), copy the per-prompt JSON here (several prompts: STEM_000.json, ...). Nothing else is written outside the run directory.", result=False)
-    checkpoint_every: int = checkpoint_every_option()
     html_out: Path | None = option(None, "--html-out", "Export: copy the per-prompt HTML view here once the run is complete (several prompts: STEM_000.html, ...).", result=False)
-
-    @classmethod
-    def fill_defaults(cls, flat: dict, params: list) -> dict:
-        """The spine's policy; prompts read from the organism's data are a few (--max-samples 4 unless given)."""
-        filled = _organism_fills(cls, flat, params)
-        flat = super().fill_defaults(flat, params)
-        if filled and flat.get("max_samples") is None:
-            flat = {**flat, "max_samples": ORGANISM_PROMPTS}
-        return flat
 
     @property
     def attribution_engine(self) -> str:
@@ -90,24 +85,14 @@ class TokenlensAttribute(Command):
             raise UserError("--prompt: the prompt is empty")
         if self.target is not None and not self.target.strip():
             raise UserError("--target: the target is empty")
-        if self.base is not None and self.lm.model is None:
-            raise UserError("--base: diff mode needs --model too (the fine-tuned model compared with --base)")
 
     # ---- what the run is about, without loading a model
-    @property
-    def base_source(self):
-        from ...core.sources import resolve_source
-
-        return resolve_source(self.base, role="base", flag="--base")
-
     def fingerprints(self) -> Fingerprints:
         from ...core.datasource import dataset_name, parse_source, source_fingerprint
 
-        labels, models = self.lm.labels, self.lm.fingerprint()
-        if self.base is not None:
-            b = self.base_source
-            labels = (b.label, *labels)
-            models["base"] = {"spec": b.spec if not b.is_local else b.label, "fingerprint": b.fingerprint}
+        models = self.compared.fingerprint()
+        if self.compared.two_models:  # the keys older diff runs were made with: the fine-tuned model is "model"
+            models = {"model": models["ft"], "base": models["base"]}
         if self.prompt is not None:
             data, name = {"prompt": hashlib.sha256(self.prompt.encode()).hexdigest()[:16]}, "prompt"
         else:
@@ -115,18 +100,14 @@ class TokenlensAttribute(Command):
             r = self.reading
             data = {"prompts": source_fingerprint(self.prompts, r.text_field, r.max_samples, r.max_tokens)}
             name = dataset_name(self.prompts)
-        return Fingerprints(labels, (name, self.method), {**models, **data})
+        return Fingerprints(self.compared.labels, (name, self.method), {**models, **data})
 
     # ---- the pipeline
     def load(self):
-        """``(main, other)``: the --model (fine-tuned) model, and the --base model in diff mode (checked as a pair)."""
-        if self.base is None:
-            return self.lm.load(), None
-        from ...core.models import load_pair
-
-        pair = load_pair(self.base_source, self.lm.source, dtype=self.lm.dtype, device=self.lm.device,
-                         device_map=self.lm.device_map, ft_flag="--model")
-        return pair.ft, pair.base
+        """``(main, other)``: the model attributed (--model, or --ft in diff mode), and the --base model in diff
+        mode (the two checked as a pair)."""
+        loaded = self.compared.load()
+        return (loaded.ft, loaded.base) if self.compared.two_models else (loaded, None)
 
     def execute(self, run) -> Result:
         from ...core import distributed as dist
@@ -225,34 +206,22 @@ class TokenlensBench(Command):
     name = "tokenlens-bench"
     panel = "Benchmark"
     defaults = {"max_tokens": NO_TRUNCATION,
-                "batch_size": (1, "one prompt at a time: true per-prompt timings")}
-    organism_fill = {"prompts": "base"}
-    organism_models: ClassVar[tuple[str, ...]] = ("base", "ft")
+                "batch_size": (1, "one prompt at a time: true per-prompt timings"),
+                "max_new_tokens": (8, "short continuations: the benchmark times many model x method pairs"),
+                "ig_steps": (16, "integrated gradients' cost grows with its steps: 16 keeps a benchmark short")}
+    organism_fill = {"model": ("base", "ft"), "prompts": "base"}
+    organism_settings = {"max_samples": ORGANISM_PROMPTS, "prompt_words": 8}  # a few short prompts
 
-    reading: Reading = field(default_factory=lambda: Reading(max_tokens=None, batch_size=1))
-    run: RunOpts = field(default_factory=RunOpts)
+    reading: Reading = field(default_factory=Reading)
     model: tuple[str, ...] | None = option(None, "--model", "A model to benchmark (directory, hub id or organism:NAME[:base|ft]); repeat for several (a comma list works too). Default: the organism's base and fine-tuned models.", role="model", old=("--models",), result=False, sep=",")
     method: tuple[str, ...] = option(("saliency", "input_x_gradient"), "--method", "A method to benchmark; repeat for several (a comma list works too).", old=("--methods",), sep=",")
     prompts: str | None = option(None, "--prompts", "Prompts file (text or JSONL). Default (no --model): the organism's base data.", data=True, result=False)
     prompt_words: int | None = option(None, "--prompt-words", "Keep only the first N words of each prompt (default: whole prompts; 8 with the organism's data).", min=1)
     engine: str = option("auto", "--engine", "auto, native or inseq (as in attribute), for every method.", choices=ENGINES)
-    max_new_tokens: int = option(8, "--max-new-tokens", "Greedy continuation length.", min=1)
-    ig_steps: int = option(16, "--ig-steps", "Integrated-gradients steps.", min=1)
+    max_new_tokens: int = max_new_tokens_option()
+    ig_steps: int = ig_steps_option()
     device: str = device_option()
     dtype: str = dtype_option()
-
-    @classmethod
-    def fill_defaults(cls, flat: dict, params: list) -> dict:
-        """The spine's policy; with no model: the organism's base and fine-tuned models, and a few short prompts
-        of its data (--max-samples 4, --prompt-words 8 unless given)."""
-        filled = _organism_fills(cls, flat, params)
-        flat = super().fill_defaults(flat, params)
-        if flat.get("model") is None and cls.organism is not None:
-            flat = {**flat, "model": tuple(f"organism:{cls.organism}:{w}" for w in cls.organism_models)}
-        if filled:
-            flat["max_samples"] = flat.get("max_samples") or ORGANISM_PROMPTS
-            flat["prompt_words"] = flat.get("prompt_words") or 8
-        return flat
 
     def __post_init__(self):
         if not self.model:
@@ -265,10 +234,13 @@ class TokenlensBench(Command):
             raise UserError("--prompts: required (a prompts file)")
 
     @property
-    def sources(self):
-        from ...core.sources import resolve_source
+    def members(self) -> list[Compared]:
+        """Each benchmarked model as the one-model ingredient that loads it (on --device, in --dtype)."""
+        return [Compared(model=m, device=self.device, dtype=self.dtype) for m in self.model]
 
-        return [resolve_source(m, flag="--model") for m in self.model]
+    @property
+    def sources(self):
+        return [m.source for m in self.members]
 
     def fingerprints(self) -> Fingerprints:
         from ...core.datasource import parse_source, source_fingerprint

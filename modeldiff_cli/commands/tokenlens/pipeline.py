@@ -214,7 +214,7 @@ def write_records(run, items: list[Item], results: dict, compared: dict | None, 
     """Per prompt ``prompt_NNN.json`` / ``.html`` (and inseq's JSON), plus ``prompts.json``; returns
     ``(item, record or None, status row)`` per prompt."""
     generation = {"max_new_tokens": cmd.max_new_tokens, "do_sample": False, "strategy": "greedy"}
-    extra = {"engine": cmd.attribution_engine, "score": cmd.score, "dtype": cmd.lm.dtype}
+    extra = {"engine": cmd.attribution_engine, "score": cmd.score, "dtype": cmd.compared.dtype}
     if cmd.method == "integrated_gradients":
         extra["n_steps"] = cmd.ig_steps
     tok = main.tokenizer

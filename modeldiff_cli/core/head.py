@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from ...core.arch import adapter_for
-from ...core.errors import UserError
-from ...core.models import (
+from .arch import adapter_for
+from .errors import UserError
+from .models import (
     LoadedModel,
     ModelSource,
     load_config,
