@@ -14,8 +14,8 @@ import pytest
 
 from modeldiff_cli.core import command as spine
 from modeldiff_cli.core.command import Command, Fingerprints, Result
-from modeldiff_cli.core.errors import UserError
 from modeldiff_cli.core.compared import MODEL, Compared
+from modeldiff_cli.core.errors import UserError
 from modeldiff_cli.core.ingredients import Data, Readout, RunOpts, TokenFilter
 from modeldiff_cli.core.spec import command_params, option
 

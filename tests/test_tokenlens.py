@@ -15,8 +15,8 @@ import torch
 from tiny import FAMILY_CONFIGS
 
 from modeldiff_cli.commands.tokenlens import engine
-from modeldiff_cli.core.spec import command_params
 from modeldiff_cli.commands.tokenlens.generate import greedy
+from modeldiff_cli.core.spec import command_params
 
 NATIVE = ["saliency", "input_x_gradient", "integrated_gradients"]
 
