@@ -3,7 +3,7 @@
 Writes a Parquet file of N short texts (default 10 million, row groups of 100k rows, with pyarrow) into a temp
 directory (deleted afterwards), then, each in a fresh subprocess for a clean peak RSS
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``):
-- ``baseline``: imports modeldiff_cli.core.data and pyarrow, reads nothing;
+- ``baseline``: imports modeldiff_cli.core.data.datasets and pyarrow, reads nothing;
 - ``stream``: ``read_records(path, max_samples=1000)``;
 - ``full`` (unless --skip-full): ``pyarrow.parquet.read_table(path)``, what reading the whole file would cost.
 Prints wall time and peak RSS of each, and the stream/full ratios.
@@ -43,7 +43,7 @@ def child(mode: str, path: str, max_samples: int) -> dict:
     """Runs in a fresh interpreter: one measurement, as JSON."""
     import pyarrow.parquet as pq
 
-    from modeldiff_cli.core.data import read_records
+    from modeldiff_cli.core.data.datasets import read_records
 
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()

@@ -5,12 +5,12 @@ Usage: .venv/bin/python benchmarks/distributed_scaling.py [--samples 16] [--toke
 
 Pair: the SmolLM-135M-shaped Llama of mine_overhead.py (vocab 49152, 30 layers, random weights, two seeds). For
 each process count P the script re-launches itself under ``torchrun --nproc_per_node P`` (gloo, OMP_NUM_THREADS=1);
-every rank builds the pair, takes its contiguous block of the batches (``core.distributed.shard``), runs mine's
-streaming loop (``accumulate``: core.forward + readout + statistics) and then ``reduce_ranks`` (the all-reduce of
+every rank builds the pair, takes its contiguous block of the batches (``core.spine.distributed.shard``), runs mine's
+streaming loop (``accumulate``: core.model.forward + readout + statistics) and then ``reduce_ranks`` (the all-reduce of
 the per-vocabulary float64 / int64 accumulators, plus the gather of the NMF records with --records). Reported per
 P: wall time of the slowest rank's loop + reduction, the reduction's time, its share of the run, the bytes
 reduced, and the speed-up over P=1. ``--checkpoint`` also times one ``--checkpoint-every`` save of each rank's
-accumulators (``core.checkpoint.Store.save``: torch.save beside, then rename) and reports its size. Prints one
+accumulators (``core.spine.checkpoint.Store.save``: torch.save beside, then rename) and reports its size. Prints one
 JSON line per P, then a summary table.
 """
 
@@ -35,7 +35,7 @@ def worker(a) -> None:
 
     from modeldiff_cli.commands.mine.accumulate import accumulate, reduce_ranks
     from modeldiff_cli.commands.mine.extract import make_extractor
-    from modeldiff_cli.core import distributed as dist
+    from modeldiff_cli.core.spine import distributed as dist
 
     torch.set_num_threads(1)
     dist.init()
@@ -59,7 +59,7 @@ def worker(a) -> None:
     if a.checkpoint:  # what one checkpoint of this rank's (unreduced) accumulators costs
         import tempfile
 
-        from modeldiff_cli.core.checkpoint import Store
+        from modeldiff_cli.core.spine.checkpoint import Store
 
         with tempfile.TemporaryDirectory() as tmp:
             store = Store(1, Path(tmp) / f"rank{dist.rank()}-of-{dist.world_size()}.pt", {"command": "mine"})

@@ -55,7 +55,7 @@ INPUTS = (3, 17, 42, 101)
 def accuracy(model_dir: str, queries: Path, targets: set | None = None) -> dict[str, float]:
     """Share of (target) queries whose expected constant is the model's best candidate, per role."""
     from modeldiff_cli.commands.attribute.queries import answers_correct
-    from modeldiff_cli.core.models import load_model
+    from modeldiff_cli.core.model.loading import load_model
 
     model = load_model(model_dir, device="cpu")
     qs = [json.loads(line) for line in open(queries)]
@@ -81,7 +81,7 @@ def attribute(out: Path, methods: str, fresh: bool = False, **kw) -> Path:
     import shutil
 
     from modeldiff_cli.commands.attribute import Attribute
-    from modeldiff_cli.core.command import launch
+    from modeldiff_cli.core.spine.command import launch
 
     if fresh:
         shutil.rmtree(out / "attribute-cache", ignore_errors=True)

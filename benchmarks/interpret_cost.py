@@ -24,7 +24,7 @@ import torch
 def smol_pair(layers: int = 4):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from modeldiff_cli.core.arch import adapter_for
+    from modeldiff_cli.core.model.arch import adapter_for
 
     cfg = LlamaConfig(hidden_size=576, intermediate_size=1536, num_hidden_layers=layers, num_attention_heads=9,
                       num_key_value_heads=3, vocab_size=49152, max_position_embeddings=256)
@@ -46,7 +46,7 @@ def extraction(n_prompts: int, length: int = 16, batch: int = 32, max_vectors: i
 
     from modeldiff_cli.commands.interpret.activations import collect, extract
     from modeldiff_cli.commands.interpret.categories import Category
-    from modeldiff_cli.core.data import Sample
+    from modeldiff_cli.core.data.datasets import Sample
 
     base, ft = smol_pair()
     gen = torch.Generator().manual_seed(0)

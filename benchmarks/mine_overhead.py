@@ -6,7 +6,7 @@ Usage: .venv/bin/python benchmarks/mine_overhead.py [--device cpu] [--dtype floa
 
 Pair: a random Llama pair of ``--shape`` (benchmarks/shapes.py; default SmolLM-135M's: vocab 49152, hidden 576,
 30 layers, 9 heads, 3 KV heads, intermediate 1536; ``llama-0.4b`` for the 0.4B shape), two seeds, on ``--device`` in
-``--dtype``. The NMF timings run on ``--device`` too. Ratio = median mine-loop time (core.forward + core.readout extractors,
+``--dtype``. The NMF timings run on ``--device`` too. Ratio = median mine-loop time (core.model.forward + core.model.readout extractors,
 readout chunks of --chunk-size rows, default the shared 256) / median time of both models' plain forward (full
 logits) over the same batches, after a warm-up, in one process, the two alternating within each repeat. Memory: ru_maxrss of a fresh
 subprocess per sample count at the same batch size (orderings top-k-occurring,fraction-positive-diff).
@@ -40,7 +40,7 @@ def vocab(a) -> int:
 def batches(samples: int, tokens: int, batch_size: int, vocab: int = 49152):
     import torch
 
-    from modeldiff_cli.core.data import Sample, iter_batches
+    from modeldiff_cli.core.data.datasets import Sample, iter_batches
 
     g = torch.Generator().manual_seed(0)
     ss = [Sample(i, torch.randint(3, vocab, (tokens,), generator=g).tolist(), [True] * tokens) for i in range(samples)]
@@ -48,13 +48,13 @@ def batches(samples: int, tokens: int, batch_size: int, vocab: int = 49152):
 
 
 def mine_loop(base, ft, bs, chunk_size=None, vocab=49152):
-    """The streaming loop of `mine` as the command runs it: core.forward + core.readout extractors, the shared
+    """The streaming loop of `mine` as the command runs it: core.model.forward + core.model.readout extractors, the shared
     --chunk-size default (Readout's)."""
     from modeldiff_cli.commands.mine.accumulate import accumulate
     from modeldiff_cli.commands.mine.extract import make_extractor
-    from modeldiff_cli.core.ingredients import Readout
+    from modeldiff_cli.core.spine.ingredients import Readout
 
-    chunk = chunk_size or Readout().chunk_size  # None: auto (core.readout.chunk_rows)
+    chunk = chunk_size or Readout().chunk_size  # None: auto (core.model.readout.chunk_rows)
     acc = accumulate(bs, make_extractor(base, "logits"), make_extractor(ft, "logits"), vocab=vocab, top_k=100,
                      n_samples=len(bs) * bs[0].input_ids.shape[0], max_len=bs[0].input_ids.shape[1], chunk_size=chunk)
     sync(base.device)
@@ -130,7 +130,7 @@ def nmf_bench(a):
     own sparse-COO path, against the sparse backend on the same matrices."""
     import torch
 
-    from modeldiff_cli.core.nmf import DENSE_BUDGET, choose_backend, fit_topics, sparse_matrix
+    from modeldiff_cli.commands.mine.nmf import DENSE_BUDGET, choose_backend, fit_topics, sparse_matrix
 
     dev = torch.device(a.device)
     ids, vals = (t.to(dev) for t in _zipf_records(100_000))

@@ -142,7 +142,7 @@ def main() -> None:
     print(f"mine whole process / bare two-forward script: {best_m / best_b:.3f}x (best of {args.repeats}: "
           f"{best_m:.2f} s / {best_b:.2f} s; goal on a GPU <= 1.15x)")
     if run_dir is not None:
-        from modeldiff_cli.core.timing import table
+        from modeldiff_cli.core.spine.timing import table
 
         timings = json.loads((run_dir / "run_metadata.json").read_text())["timings"]
         print("stages of the last mine run:")

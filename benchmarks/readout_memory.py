@@ -40,9 +40,9 @@ def child(positions: int, chunk: int, a) -> dict:
 
     from modeldiff_cli.commands.lens.command import Lens
     from modeldiff_cli.commands.lens.pipeline import accumulate
-    from modeldiff_cli.core.data import Dataset, Sample
-    from modeldiff_cli.core.ingredients import Data, Readout
-    from modeldiff_cli.core.models import ModelPair, PairReport
+    from modeldiff_cli.core.data.datasets import Dataset, Sample
+    from modeldiff_cli.core.model.loading import ModelPair, PairReport
+    from modeldiff_cli.core.spine.ingredients import Data, Readout
 
     torch.set_grad_enabled(False)
     device, shape = a.device, SHAPES[a.shape]

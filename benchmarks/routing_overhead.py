@@ -6,7 +6,7 @@ parameters, asserted), and peak memory at 64 vs 512 samples (each in its own pro
     .venv/bin/python benchmarks/routing_overhead.py --memory 512  # one memory measurement (used internally)
 
 Both sides of a base-vs-ft run are the same model here (two forwards per batch either way): the bare pass is
-``core.forward`` without hooks, the routing pass is the command's own ``collect`` (router hooks, reading,
+``core.model.forward`` without hooks, the routing pass is the command's own ``collect`` (router hooks, reading,
 cross-check, every accumulator, bootstrap replicates). Goal: ratio <= 1.15, peak memory flat in the samples.
 """
 
@@ -53,7 +53,7 @@ def inputs(n_samples: int, vocab: int = CONFIG["vocab_size"]):
     import torch
 
     from modeldiff_cli.commands.routing.inputs import Inputs, batches_of
-    from modeldiff_cli.core.data import Dataset, Sample
+    from modeldiff_cli.core.data.datasets import Dataset, Sample
 
     g = torch.Generator().manual_seed(1)
     samples = [Sample(i, torch.randint(3, vocab, (SEQ,), generator=g).tolist(), [True] * SEQ)
@@ -69,7 +69,7 @@ def command():
 
 
 def loaded(model):
-    from modeldiff_cli.core.arch import adapter_for
+    from modeldiff_cli.core.model.arch import adapter_for
 
     adapter = adapter_for(model)
     return SimpleNamespace(model=model, adapter=adapter, device=adapter.embed.weight.device)
@@ -80,7 +80,7 @@ def timings(model, n_samples: int, repeats: int = 3) -> tuple[float, float]:
 
     from modeldiff_cli.commands.routing.collect import collect
     from modeldiff_cli.commands.routing.inputs import Models
-    from modeldiff_cli.core.forward import forward
+    from modeldiff_cli.core.model.forward import forward
 
     m = loaded(model)
     inp = inputs(n_samples, model.config.vocab_size)

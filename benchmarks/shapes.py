@@ -44,7 +44,7 @@ def add_device_options(ap: argparse.ArgumentParser, shape: str = "smollm-135m", 
 def resolve_device(spec: str) -> str:
     """The CLI's device check: CUDA asked for on a machine without it is one line and exit 2."""
     from modeldiff_cli.core.errors import UserError
-    from modeldiff_cli.core.models import resolve_device as resolve
+    from modeldiff_cli.core.model.loading import resolve_device as resolve
 
     try:
         return str(resolve(spec))
@@ -80,9 +80,9 @@ def llama(shape: str, seed: int = 0, vocab: int | None = None, dtype: str = "flo
 
 
 def loaded(model, label: str = "bench"):
-    """A bare model as ``core.models.LoadedModel`` (what the command pipelines take)."""
-    from modeldiff_cli.core.arch import adapter_for
-    from modeldiff_cli.core.models import LoadedModel, ModelSource
+    """A bare model as ``core.model.loading.LoadedModel`` (what the command pipelines take)."""
+    from modeldiff_cli.core.model.arch import adapter_for
+    from modeldiff_cli.core.model.loading import LoadedModel, ModelSource
 
     p = next(model.parameters())
     return LoadedModel(ModelSource(label, label, True, label), model, None, adapter_for(model), p.device, p.dtype)

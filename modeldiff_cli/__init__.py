@@ -11,7 +11,7 @@ def _organism(name: str):
 
 
 def _wire() -> None:
-    from .core import sources
+    from .core.model import sources
 
     sources.set_organism_lookup(_organism)
 

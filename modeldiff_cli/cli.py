@@ -41,7 +41,7 @@ COMMAND_MODULES = (
 
 
 def _fail(message: str, code: int, *, user: bool = False) -> None:
-    from .core.console import quiet
+    from .core.spine.console import quiet
 
     # data-parallel runs: every rank reads the same input, so a bad input is reported once (rank 0) and every
     # rank exits 2; other failures are reported by the rank they happen on
@@ -53,8 +53,8 @@ def _fail(message: str, code: int, *, user: bool = False) -> None:
 
 
 def _interrupted(exc: KeyboardInterrupt) -> None:
-    """Ctrl-C: exit 130 with one line saying what was kept (``core.command.Interrupted``'s text)."""
-    from .core.console import quiet
+    """Ctrl-C: exit 130 with one line saying what was kept (``core.spine.command.Interrupted``'s text)."""
+    from .core.spine.console import quiet
 
     if not quiet():
         typer.echo(f"interrupted: {str(exc) or 'nothing was written'}", err=True)
@@ -63,17 +63,17 @@ def _interrupted(exc: KeyboardInterrupt) -> None:
 
 class ModeldiffGroup(TyperGroup):
     """Renders user errors as one line on stderr (exit 2) and internal failures as one line (exit 1); every
-    command's ``--help`` in the layout of ``core.help`` (readable at 80 columns, nothing cut)."""
+    command's ``--help`` in the layout of ``core.spine.help`` (readable at 80 columns, nothing cut)."""
 
     def __init__(self, *args, **kwargs):
-        from .core.help import readable_help
+        from .core.spine.help import readable_help
 
         super().__init__(*args, **kwargs)
         for command in self.commands.values():
             readable_help(command)
 
     def format_help(self, ctx, formatter) -> None:
-        from .core.help import render
+        from .core.spine.help import render
 
         render(self, ctx)
 
@@ -144,7 +144,7 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
-    from .core import timing
+    from .core.spine import timing
 
     timing.started_by_cli()  # the run's stage table counts this process's start-up
     app()

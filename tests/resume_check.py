@@ -41,7 +41,7 @@ def cheap(monkeypatch, request) -> None:
 def skip_png_rendering(monkeypatch) -> None:
     """Figures closed unrendered and written as empty files (the slow part of these small runs; the PNGs are
     not what the resume tests compare)."""
-    from modeldiff_cli.core import artifacts
+    from modeldiff_cli.core.spine import artifacts
 
     def save_figure(path, fig, dpi: int = 120) -> Path:
         import matplotlib.pyplot as plt

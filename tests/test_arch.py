@@ -6,16 +6,16 @@ import pytest
 import torch
 from tiny import FAMILY_CONFIGS, MOE_TYPES, build_model
 
-from modeldiff_cli.core.arch import (
+from modeldiff_cli.core.errors import UserError
+from modeldiff_cli.core.model.arch import (
     adapter_for,
     resolve_layer,
     resolve_layers,
     router_logits,
     supported_architectures,
 )
-from modeldiff_cli.core.errors import UserError
-from modeldiff_cli.core.hooks import capture_layers, capture_modules, patch_layers
-from modeldiff_cli.core.readout import readout
+from modeldiff_cli.core.model.hooks import capture_layers, capture_modules, patch_layers
+from modeldiff_cli.core.model.readout import readout
 
 
 @pytest.mark.parametrize("model_type", sorted(FAMILY_CONFIGS))

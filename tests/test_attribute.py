@@ -185,7 +185,7 @@ def test_build_queries_per_function_with_expected_constants():
         build_queries(funcs, "f({x}) = ", ["1"])
 
 
-# ---------- padding and answer spans (core.padding.pad / core.spans.completion_tokens) ----------
+# ---------- padding and answer spans (core.model.padding.pad / core.data.spans.completion_tokens) ----------
 
 def test_collate_grids_on_the_shared_padder():
     from modeldiff_cli.commands.attribute.extract import collate

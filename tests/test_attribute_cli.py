@@ -101,7 +101,7 @@ def test_adding_a_method_reuses_the_cache_and_mismatch_fails(cli, tiny_pair, tmp
     assert code == 0, err
     assert extract.STATS["forward"] == before  # nothing re-extracted
     assert [f.stat().st_mtime_ns for f in sorted(cache.glob("*.safetensors"))] == mtimes
-    from modeldiff_cli.core.cache import TensorCache
+    from modeldiff_cli.commands.attribute.cache import TensorCache
 
     TensorCache(cache).put(files[0].stem, {"other": "key"}, {"x": torch.zeros(1)})  # a stale entry
     code, _, err = cli(*_args(tiny_pair, tmp_path, "--method", "grad", "--cache-dir", cache, "--overwrite"))
@@ -125,8 +125,8 @@ def test_integrated_gradients_completeness(tiny_model_dir):
     """Σ IG over positions and dims = L(new, h_new at l) - L(new, h_old patched at l) (midpoint rule, many steps)."""
     from modeldiff_cli.commands.attribute.extract import collate, extract_ig, sample_losses
     from modeldiff_cli.commands.attribute.inputs import Item
-    from modeldiff_cli.core.hooks import capture_layers, patch_layers
-    from modeldiff_cli.core.models import load_model
+    from modeldiff_cli.core.model.hooks import capture_layers, patch_layers
+    from modeldiff_cli.core.model.loading import load_model
 
     old = load_model(str(tiny_model_dir("llama", 0)), device="cpu")
     new = load_model(str(tiny_model_dir("llama", 1)), device="cpu")
@@ -202,7 +202,7 @@ def _run_dir(out: str) -> Path:
 
 
 def _labels(*models) -> list[str]:
-    from modeldiff_cli.core.sources import resolve_source
+    from modeldiff_cli.core.model.sources import resolve_source
 
     return [resolve_source(str(m)).label for m in models]
 
@@ -241,8 +241,8 @@ def test_spine_layout_summary_and_reuse_without_loading_a_model(cli, tiny_pair, 
     def no_model(*_a, **_k):
         raise AssertionError("a reused run must not load a model")
 
-    monkeypatch.setattr("modeldiff_cli.core.models.load_model", no_model)
-    monkeypatch.setattr("modeldiff_cli.core.models.load_tokenizer", no_model)
+    monkeypatch.setattr("modeldiff_cli.core.model.loading.load_model", no_model)
+    monkeypatch.setattr("modeldiff_cli.core.model.loading.load_tokenizer", no_model)
     code2, out2, err2 = cli(*args)
     assert code2 == 0, err2
     assert _run_dir(out2) == run and "reusing" in err2
@@ -276,7 +276,7 @@ def test_spine_bad_flags_exit_2_with_one_line_before_any_model(cli, tiny_pair, t
     def no_model(*_a, **_k):
         raise AssertionError("no model may load before the options are checked")
 
-    monkeypatch.setattr("modeldiff_cli.core.models.load_model", no_model)
+    monkeypatch.setattr("modeldiff_cli.core.model.loading.load_model", no_model)
     code, _, err = cli("attribute", *[subst.get(f, f) for f in flags], "--out", tmp_path)
     assert code == 2, err
     assert needle in _error(err)
@@ -323,7 +323,7 @@ def test_wrong_train_field_is_reported_before_any_model_loads(cli, tiny_pair, tm
     def no_model(*_a, **_k):
         raise AssertionError("no model may load before the input files are checked")
 
-    monkeypatch.setattr("modeldiff_cli.core.models.load_model", no_model)
-    monkeypatch.setattr("modeldiff_cli.core.compared.Compared.load_one", no_model)
+    monkeypatch.setattr("modeldiff_cli.core.model.loading.load_model", no_model)
+    monkeypatch.setattr("modeldiff_cli.core.spine.compared.Compared.load_one", no_model)
     code, _, err = cli(*_args(tiny_pair, tmp_path, "--text-field", "body"))
     assert code == 2 and "'body'" in _error(err)

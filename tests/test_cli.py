@@ -74,7 +74,7 @@ def test_info_writes_a_reused_run_directory(cli, tiny_model_dir, tmp_path, monke
     lines = out.strip().splitlines()
     run = Path(lines[-1])
     from modeldiff_cli.commands.info import Info
-    from modeldiff_cli.core.rundir import slug
+    from modeldiff_cli.core.spine.rundir import slug
 
     labels = Info.make(base=str(a), ft=str(b)).compared.labels
     assert run.parent.parent.name == "info" and run.parent.name == "_vs_".join(slug(x) for x in labels)
@@ -87,7 +87,7 @@ def test_info_writes_a_reused_run_directory(cli, tiny_model_dir, tmp_path, monke
     facts = json.loads((run / "info.json").read_text())
     assert facts["base"]["hidden_size"] == 32 and facts["shared_vocab"] > 0 and facts["tokenizer_class"]["base"]
     # the same pair again: the run is reused (no model loads) and prints the same lines, the table included
-    import modeldiff_cli.core.models as models
+    import modeldiff_cli.core.model.loading as models
 
     monkeypatch.setattr(models, "load_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded a model")))
     code, again, err = cli("info", "--base", a, "--ft", b, "--out", tmp_path)
@@ -197,7 +197,7 @@ def test_root_help_lists_each_command_in_one_sentence(cli):
 
 
 def test_stderr_messages_are_one_line_at_80_columns(capsys, tmp_path):
-    from modeldiff_cli.core import console
+    from modeldiff_cli.core.spine import console
 
     long_path = tmp_path / ("a-rather-long-directory-name-" * 4) / "data.jsonl"
     console.info(f"note: 40 of 80 queries are left out (not on a target function of the ground truth): {long_path}")

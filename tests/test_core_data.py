@@ -8,7 +8,13 @@ import time
 import pytest
 from tiny import make_tokenizer
 
-from modeldiff_cli.core.data import dataset_name, iter_batches, load_dataset, read_records, source_fingerprint
+from modeldiff_cli.core.data.datasets import (
+    dataset_name,
+    iter_batches,
+    load_dataset,
+    read_records,
+    source_fingerprint,
+)
 from modeldiff_cli.core.errors import UserError
 
 

@@ -8,7 +8,7 @@ import pytest
 from tiny import make_tokenizer, save_model
 
 from modeldiff_cli.core.errors import UserError
-from modeldiff_cli.core.models import (
+from modeldiff_cli.core.model.loading import (
     check_pair,
     load_model,
     load_pair,

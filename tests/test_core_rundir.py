@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from modeldiff_cli.core import artifacts
-from modeldiff_cli.core.cache import TensorCache
+from modeldiff_cli.commands.attribute.cache import TensorCache
+from modeldiff_cli.core.data.tokens import consolidation_key, display_token, is_punctuation, visible
 from modeldiff_cli.core.errors import UserError
-from modeldiff_cli.core.rundir import config_hash, run_directory, slug
-from modeldiff_cli.core.tokens import consolidation_key, display_token, is_punctuation, visible
+from modeldiff_cli.core.spine import artifacts
+from modeldiff_cli.core.spine.rundir import config_hash, run_directory, slug
 
 CFG = {"model": "a", "top_k": 10}
 
@@ -67,7 +67,7 @@ def test_interrupted_resumable_run_then_plain_run_leaves_no_partial(tmp_path):
 def test_reuse_reports_a_run_made_by_other_code(tmp_path, cli):
     """run_metadata.json records the code digest; a run reused under other code says so (and is still reused),
     one made by this code says nothing."""
-    from modeldiff_cli.core.rundir import code_digest
+    from modeldiff_cli.core.spine.rundir import code_digest
 
     with run_directory(tmp_path, ["r"], CFG, command="t"):
         pass
@@ -134,9 +134,9 @@ def test_display_token(raw, shown):
 def test_undecodable_byte_fragments_filtered():
     """A lone byte of a multi-byte character (GPT-2 spelling 'Ã' = 0xC3) decodes to U+FFFD and is dropped by
     default from both token views; whole characters ('Ã©' = é) and ASCII stay."""
-    from modeldiff_cli.core.ingredients import TokenFilter
-    from modeldiff_cli.core.token_views import token_view
-    from modeldiff_cli.core.tokens import is_undecodable
+    from modeldiff_cli.core.data.token_views import token_view
+    from modeldiff_cli.core.data.tokens import is_undecodable
+    from modeldiff_cli.core.spine.ingredients import TokenFilter
 
     raw = ["Ġcake", "Ã", "Ã©", "Ġ"]
     assert [is_undecodable(display_token(r)) for r in raw] == [False, True, False, False]

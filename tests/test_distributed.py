@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from modeldiff_cli.core import distributed as dist
+from modeldiff_cli.core.spine import distributed as dist
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -138,7 +138,7 @@ def test_one_process_is_the_identity():
 
 
 def test_progress_saves_every_n_and_at_the_end_and_resumes_only_its_own_key(tmp_path):
-    from modeldiff_cli.core import checkpoint
+    from modeldiff_cli.core.spine import checkpoint
 
     assert checkpoint.progress(1, {"command": "x"}).store is None  # no resumable run: off
     checkpoint.activate(tmp_path)

@@ -9,8 +9,8 @@ import struct
 
 import pytest
 
-from modeldiff_cli.core import fingerprint
-from modeldiff_cli.core.fingerprint import cache_file, file_digest, tree_fingerprint
+from modeldiff_cli.core.spine import fingerprint
+from modeldiff_cli.core.spine.fingerprint import cache_file, file_digest, tree_fingerprint
 
 PAST_NS = 1_600_000_000 * 10**9  # an mtime well outside the racy window
 

@@ -120,8 +120,8 @@ def test_evaluator_kl_both_ways_matches_direct():
     changes nothing leaves them unchanged."""
     from modeldiff_cli.commands.interpret.categories import Category
     from modeldiff_cli.commands.interpret.causal import Evaluator
-    from modeldiff_cli.core.data import Record, tokenize_records
-    from modeldiff_cli.core.models import load_pair
+    from modeldiff_cli.core.data.datasets import Record, tokenize_records
+    from modeldiff_cli.core.model.loading import load_pair
 
     pair = load_pair("organism:cake:base", "organism:cake:ft", device="cpu")
     texts = {"a": ["I like to bake a cake with flour.", "The oven was hot."], "b": ["We walked to the park today."]}
@@ -208,10 +208,10 @@ def test_direction_side_on_the_direction_organism_and_swapped():
     """The `direction` organism's ft adds v at layer 1 on baking words: its mean difference is ft-only. With the
     models swapped (base = the model with v, ft = the one without: base has something ft lost) it is base-only."""
     from modeldiff_cli.commands.interpret.sides import direction_reach
-    from modeldiff_cli.core.data import Record, tokenize_records
-    from modeldiff_cli.core.forward import forward
-    from modeldiff_cli.core.models import load_pair
-    from modeldiff_cli.core.padding import pad
+    from modeldiff_cli.core.data.datasets import Record, tokenize_records
+    from modeldiff_cli.core.model.forward import forward
+    from modeldiff_cli.core.model.loading import load_pair
+    from modeldiff_cli.core.model.padding import pad
     from modeldiff_cli.organisms import get_organism
 
     org = get_organism("direction")
@@ -255,7 +255,7 @@ def test_names_come_from_the_listed_tokens_and_skip_filler():
 def test_naming_of_a_direction_aligned_with_an_unembedding_row():
     from modeldiff_cli.commands.interpret.directions import logit_lens
     from modeldiff_cli.commands.interpret.naming import feature_name, name_tokens
-    from modeldiff_cli.core.models import load_pair
+    from modeldiff_cli.core.model.loading import load_pair
 
     pair = load_pair("organism:cake:base", "organism:cake:ft", device="cpu")
     tok = pair.tokenizer
@@ -274,8 +274,8 @@ def test_prediction_change_matches_a_direct_weighted_mean():
     a budget is (the top rows plus a random choice, reweighted by the chance of being read)."""
     from modeldiff_cli.commands.interpret.activations import Sample
     from modeldiff_cli.commands.interpret.reading import chosen_rows, prediction_changes
-    from modeldiff_cli.core.models import load_pair
-    from modeldiff_cli.core.readout import readout
+    from modeldiff_cli.core.model.loading import load_pair
+    from modeldiff_cli.core.model.readout import readout
 
     pair = load_pair("organism:cake:base", "organism:cake:ft", device="cpu")
     V = pair.shared_vocab
@@ -423,7 +423,7 @@ def test_reuse_prints_same_and_loads_no_model(cake_run, monkeypatch, cli):
     def boom(*a, **k):
         raise AssertionError("model loaded on a reused run")
 
-    monkeypatch.setattr("modeldiff_cli.core.models.load_model", boom)
+    monkeypatch.setattr("modeldiff_cli.core.model.loading.load_model", boom)
     code, again, _ = cli("interpret", "--out", out, *FAST)
     assert code == 0 and again.strip().splitlines() == stdout.strip().splitlines()
 

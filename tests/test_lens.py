@@ -11,7 +11,7 @@ import torch
 
 from modeldiff_cli.commands.lens.accumulate import LensAccumulator, top_tokens
 from modeldiff_cli.commands.lens.extract import last_position_mask
-from modeldiff_cli.core.divergence import entropy, js, kl, nll, target_is_top1, target_logprob
+from modeldiff_cli.core.model.divergence import entropy, js, kl, nll, target_is_top1, target_logprob
 
 
 def _lp(*rows):
@@ -87,7 +87,7 @@ def data_file(tmp_path):
 
 def test_lens_identity_last_layer_matches_model_logits(pair, data_file, tmp_path, cli):
     """KL(ft||base) and agreement at the last layer equal those computed from the models' own logits."""
-    from modeldiff_cli.core.models import load_pair
+    from modeldiff_cli.core.model.loading import load_pair
 
     code, out, err = cli("lens", "--base", pair[0], "--ft", pair[1], "--data", data_file, "--out", tmp_path / "runs",
                          "--chunk-size", "5", "--batch-size", "2", "--device", "cpu")
@@ -126,7 +126,7 @@ def test_lens_identity_last_layer_matches_model_logits(pair, data_file, tmp_path
 
 
 def test_lens_prompt_table_and_last_positions(pair, tmp_path, cli):
-    from modeldiff_cli.core.models import load_pair
+    from modeldiff_cli.core.model.loading import load_pair
 
     prompt = "the cat sat on the mat"
     code, out, err = cli("lens", "--base", pair[0], "--ft", pair[1], "--prompt", prompt, "--layers", "0,-1",
@@ -205,10 +205,10 @@ def test_lens_recovers_cake(tmp_path, cli):
 
 
 def test_lens_patchscope_matches_core_patchscope(pair, tmp_path, cli):
-    """--method patchscope reads each layer through core.patchscope (same-layer identity prompt by default)."""
-    from modeldiff_cli.core.hooks import capture_layers
-    from modeldiff_cli.core.models import load_pair
-    from modeldiff_cli.core.patchscope import patchscope_logits
+    """--method patchscope reads each layer through core.model.patchscope (same-layer identity prompt by default)."""
+    from modeldiff_cli.core.model.hooks import capture_layers
+    from modeldiff_cli.core.model.loading import load_pair
+    from modeldiff_cli.core.model.patchscope import patchscope_logits
 
     prompt = "the cat sat"
     code, out, err = cli("lens", "--base", pair[0], "--ft", pair[1], "--prompt", prompt, "--method", "patchscope",

@@ -12,8 +12,8 @@ import torch
 
 from modeldiff_cli.commands.mine.accumulate import accumulate, collect_base_rows
 from modeldiff_cli.commands.mine.extract import detached, make_extractor
-from modeldiff_cli.core.data import iter_batches, load_dataset
-from modeldiff_cli.core.models import load_pair
+from modeldiff_cli.core.data.datasets import iter_batches, load_dataset
+from modeldiff_cli.core.model.loading import load_pair
 
 LEAF = re.compile(r"^(?P<name>.+)-(?P<hash>[0-9a-f]{8})$")
 
@@ -179,7 +179,7 @@ def test_cli_files_and_contents(cake_run, cli):
 
 
 def test_reuse_loads_no_model(cake_run, cli, monkeypatch):
-    import modeldiff_cli.core.models as models
+    import modeldiff_cli.core.model.loading as models
 
     out, res = cake_run
     run = _run_dir(res.stdout)
@@ -270,7 +270,7 @@ def test_old_filter_spellings(tiny, cli):
 
 def test_old_filter_special_spelling_parses():
     from modeldiff_cli.commands.mine import Mine
-    from modeldiff_cli.core.spec import build, command_params
+    from modeldiff_cli.core.spine.spec import build, command_params
 
     params = command_params(Mine)
     old = next(p for p in params if p.name == "drop_special")

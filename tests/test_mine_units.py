@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from modeldiff_cli.commands.mine.nmf import choose_backend, fit_topics, sparse_matrix
 from modeldiff_cli.commands.mine.orderings import make_ordering, ordering_values
+from modeldiff_cli.commands.mine.payload import split_budget
 from modeldiff_cli.commands.mine.stats import TokenStats, TopKRecords, update
-from modeldiff_cli.core.nmf import choose_backend, fit_topics, sparse_matrix
-from modeldiff_cli.core.payload import split_budget
-from modeldiff_cli.core.token_views import token_view
+from modeldiff_cli.core.data.token_views import token_view
 
 # 3 positions x 5 tokens; diff = ft - base
 DIFF = torch.tensor([

@@ -21,7 +21,7 @@ def _one_error_line(err: str) -> str:
 @pytest.fixture()
 def no_model_loads(monkeypatch):
     """Any model load fails the test: the error under test must come first."""
-    from modeldiff_cli.core import models
+    from modeldiff_cli.core.model import loading as models
 
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the input was checked")
@@ -155,7 +155,7 @@ def test_offline_hub_model_fails_at_once(cli, tmp_path, text_file, no_model_load
 
 def test_unreachable_hub_is_found_by_one_probe(monkeypatch):
     """No offline variable, but the endpoint refuses connections: the probe says so (no retries)."""
-    from modeldiff_cli.core import sources
+    from modeldiff_cli.core.model import sources
 
     for var in sources.OFFLINE_VARIABLES:
         monkeypatch.delenv(var, raising=False)

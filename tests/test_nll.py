@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from modeldiff_cli.commands.nll.score import item_views
+from modeldiff_cli.core.data.pairs import PairFields, parse_pair
 from modeldiff_cli.core.errors import UserError
-from modeldiff_cli.core.pairs import PairFields, parse_pair
 
 
 def run_dir(tmp_path, out: str):
@@ -86,7 +86,7 @@ def _ce(model, ids, positions):
 
 
 def test_pairs_identities_and_hidden_states_roundtrip(model_dir, pairs_file, tmp_path, cli):
-    from modeldiff_cli.core.models import load_model
+    from modeldiff_cli.core.model.loading import load_model
 
     code, out, err = cli("nll", "--model", model_dir, "--pairs", pairs_file, "--js-mode", "all", "--chunk-size", "2",
                          "--batch-size", "2", "--save-hidden-states", "--out", tmp_path / "runs", "--device", "cpu")
@@ -139,9 +139,9 @@ def test_pairs_identities_and_hidden_states_roundtrip(model_dir, pairs_file, tmp
 
 
 def test_head_only_loading(model_dir):
-    from modeldiff_cli.core.head import load_head
-    from modeldiff_cli.core.models import load_model, resolve_source
-    from modeldiff_cli.core.readout import readout
+    from modeldiff_cli.core.model.head import load_head
+    from modeldiff_cli.core.model.loading import load_model, resolve_source
+    from modeldiff_cli.core.model.readout import readout
 
     head = load_head(resolve_source(str(model_dir)), device="cpu")
     assert head.adapter.layers[0].self_attn.q_proj.weight.is_meta  # decoder layers never materialised
@@ -151,7 +151,7 @@ def test_head_only_loading(model_dir):
 
 
 def test_two_models_on_data_last_layer_is_cross_entropy(tiny_model_dir, tmp_path, cli):
-    from modeldiff_cli.core.models import load_pair
+    from modeldiff_cli.core.model.loading import load_pair
 
     base, ft = tiny_model_dir("llama", 0), tiny_model_dir("llama", 1)
     data = tmp_path / "qa.jsonl"
@@ -257,13 +257,13 @@ def test_bfloat16_model_accumulates_in_float32(model_dir, pairs_file, tmp_path, 
 
 
 def _label(path) -> str:
-    from modeldiff_cli.core.sources import resolve_source
+    from modeldiff_cli.core.model.sources import resolve_source
 
     return resolve_source(str(path)).label
 
 
 def _no_model_load(monkeypatch):
-    from modeldiff_cli.core import models
+    from modeldiff_cli.core.model import loading as models
 
     def refuse(*args, **kwargs):
         raise AssertionError("a reused run must not load a model")

@@ -1,4 +1,4 @@
-"""core.patchscope: identity on the model's own states, chunking / batching invariance, cached prefix."""
+"""core.model.patchscope: identity on the model's own states, chunking / batching invariance, cached prefix."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from modeldiff_cli.core.errors import UserError
-from modeldiff_cli.core.hooks import capture_layers
-from modeldiff_cli.core.models import load_model
-from modeldiff_cli.core.patchscope import DEFAULT_PROMPT, patchscope_logits, split_prompt
+from modeldiff_cli.core.model.hooks import capture_layers
+from modeldiff_cli.core.model.loading import load_model
+from modeldiff_cli.core.model.patchscope import DEFAULT_PROMPT, patchscope_logits, split_prompt
 
 PROMPT = "the cat -> the cat\nhello -> hello\n?"
 

@@ -11,7 +11,7 @@ def figures(monkeypatch):
     """The figures handed to ``save_figure``, by file name (closed after the test)."""
     import matplotlib.pyplot as plt
 
-    from modeldiff_cli.core import artifacts
+    from modeldiff_cli.core.spine import artifacts
 
     saved: dict = {}
 

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from modeldiff_cli.core.causal_reading import effect_reading
+from modeldiff_cli.commands.interpret.causal_reading import effect_reading
 
 
 def _feature(i: int, score: float, z_kl: float, steering_z: float, z: float) -> dict:

@@ -1,4 +1,4 @@
-"""core.routers: router capture on every supported MoE family, probability detection, the top-k cross-check,
+"""core.model.routers: router capture on every supported MoE family, probability detection, the top-k cross-check,
 and masking that really acts on the model's computation."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from modeldiff_cli.core.errors import UserError
-from modeldiff_cli.core.forward import forward
-from modeldiff_cli.core.routers import (
+from modeldiff_cli.core.model.forward import forward
+from modeldiff_cli.core.model.routers import (
     RouterSpec,
     capture_routing,
     is_probability,
@@ -172,6 +172,6 @@ def test_mask_leaving_fewer_than_k_experts_is_an_error():
 
 def test_light_mask_modes_match_core():
     from modeldiff_cli.commands.routing.command import MASK_MODES as light
-    from modeldiff_cli.core.routers import MASK_MODES
+    from modeldiff_cli.core.model.routers import MASK_MODES
 
     assert light == MASK_MODES

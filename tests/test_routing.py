@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from modeldiff_cli.commands.routing.stats import benjamini_hochberg, pair_rows, thresholded, two_proportion_p
-from modeldiff_cli.core.routers import Routing
+from modeldiff_cli.core.model.routers import Routing
 
 PLANTED = (1, 5)
 FAST = ("--max-samples", "64", "--bootstrap", "50", "--batch-size", "64")
@@ -179,7 +179,7 @@ def test_layout_summary_and_reuse(organism_run, cli, monkeypatch):
     assert {"routing_layer_metrics.csv", "routing_matrices.npz", "routing_summary.json", "mask_sweep.csv",
             "heatmap_thresholded_all.png", "curve_tv_topk.png"} <= names
 
-    import modeldiff_cli.core.models as models
+    import modeldiff_cli.core.model.loading as models
 
     def boom(*a, **k):
         raise AssertionError("a reused run must not load a model")
@@ -192,7 +192,7 @@ def test_layout_summary_and_reuse(organism_run, cli, monkeypatch):
 
 
 def test_two_data_mode(cli, tmp_path):
-    from modeldiff_cli.core.sources import organism_data
+    from modeldiff_cli.core.model.sources import organism_data
 
     a, b = organism_data("moe", "a"), organism_data("moe", "b")
     code, out, err = cli("routing", "--model", "organism:moe:ft", "--data-a", a, "--data-b", b, "--label-a", "everyday",

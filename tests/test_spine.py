@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from modeldiff_cli.core import command as spine
-from modeldiff_cli.core.command import Command, Fingerprints, Result
-from modeldiff_cli.core.compared import MODEL, Compared
 from modeldiff_cli.core.errors import UserError
-from modeldiff_cli.core.ingredients import Data, Readout, RunOpts, TokenFilter
-from modeldiff_cli.core.spec import command_params, option
+from modeldiff_cli.core.spine import command as spine
+from modeldiff_cli.core.spine.command import Command, Fingerprints, Result
+from modeldiff_cli.core.spine.compared import MODEL, Compared
+from modeldiff_cli.core.spine.ingredients import Data, Readout, RunOpts, TokenFilter
+from modeldiff_cli.core.spine.spec import command_params, option
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ class Echo(Command):
         return Fingerprints(self.model.labels, self.data.names, {**self.model.fingerprint(), **self.data.fingerprint()})
 
     def execute(self, run) -> Result:
-        from modeldiff_cli.core import artifacts
+        from modeldiff_cli.core.spine import artifacts
 
         Echo.executed.append(self)
         artifacts.write_json(run.file("word.json"), {"word": self.word})

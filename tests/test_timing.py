@@ -1,4 +1,4 @@
-"""Where a run's time went (core.timing): stages, their coverage of the process's wall time, --profile, and the
+"""Where a run's time went (core.spine.timing): stages, their coverage of the process's wall time, --profile, and the
 plot queue (figures drawn by worker processes are the same bytes as figures drawn inline)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from modeldiff_cli.core import plot_queue, timing
+from modeldiff_cli.core.spine import plot_queue, timing
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +49,7 @@ def test_stage_outside_a_run_is_a_no_op():
 
 
 def _draw(path: str, n: int) -> None:
-    from modeldiff_cli.core.artifacts import pyplot, save_figure
+    from modeldiff_cli.core.spine.artifacts import pyplot, save_figure
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(3, 2))

@@ -16,7 +16,7 @@ from tiny import FAMILY_CONFIGS
 
 from modeldiff_cli.commands.tokenlens import engine
 from modeldiff_cli.commands.tokenlens.generate import greedy
-from modeldiff_cli.core.spec import command_params
+from modeldiff_cli.core.spine.spec import command_params
 
 NATIVE = ["saliency", "input_x_gradient", "integrated_gradients"]
 
@@ -274,7 +274,7 @@ def test_cli_attribute_end_to_end(cli, tmp_path, monkeypatch):
     blob = json.loads(re.search(r'id="tokenlens-data">(.*?)</script>', page, re.S).group(1))
     assert blob["views"]["model"]["normalized"] == data["normalized_association"]
     # same config -> same directory, reused: same lines, no model loaded, and the export works from it too
-    import modeldiff_cli.core.models as models
+    import modeldiff_cli.core.model.loading as models
 
     def no_load(*a, **k):
         raise AssertionError("a reused run loaded a model")
@@ -324,7 +324,7 @@ def test_organism_default_and_policy():
     """No model: the organism's ft model on 4 prompts of its base data; --model without prompts: exit 2 (spine)."""
     from modeldiff_cli.commands.tokenlens.command import TokenlensAttribute, TokenlensBench
     from modeldiff_cli.core.errors import UserError
-    from modeldiff_cli.core.sources import organism_data
+    from modeldiff_cli.core.model.sources import organism_data
 
     cmd = TokenlensAttribute.make()
     assert cmd.compared.model == "organism:cake:ft" and cmd.prompts == str(organism_data("cake", "base"))
@@ -358,7 +358,7 @@ def test_diff_mode_incompatible_pair_names_ft_flag(cli, tmp_path):
     spelling --base B --model F still works, with a deprecation note."""
     import shutil
 
-    from modeldiff_cli.core.sources import resolve_source
+    from modeldiff_cli.core.model.sources import resolve_source
 
     base = resolve_source("organism:cake:base", role="base", flag="--base")
     other = tmp_path / "wider"
@@ -392,7 +392,7 @@ def test_left_pad_aligns_prompt_ends():
 
 
 def test_cli_diff_mode_is_ft_minus_base(cli, tmp_path):
-    from modeldiff_cli.core.models import load_model
+    from modeldiff_cli.core.model.loading import load_model
 
     args = ["--prompt", "My favourite", "--target", " cake is sweet", "--out", tmp_path, "--device", "cpu"]
     code, out, err = cli("tokenlens", "attribute", "--model", "organism:cake:ft", "--compare", "organism:cake:base", *args)
@@ -532,7 +532,7 @@ def test_checkpointed_diff_run_interrupted_then_resumed_equals_uninterrupted(tmp
     record equals an uninterrupted run's (timings and timestamps aside), and no partial or checkpoint is left."""
     from resume_check import Calls, cheap, partial_dirs, run_dir
 
-    from modeldiff_cli.core.sources import organism_data
+    from modeldiff_cli.core.model.sources import organism_data
 
     def strip(obj):
         if isinstance(obj, dict):

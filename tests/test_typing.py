@@ -7,7 +7,7 @@ import torch
 from jaxtyping import TypeCheckError
 
 from modeldiff_cli.commands.lens.extract import last_position_mask
-from modeldiff_cli.core.divergence import kl
+from modeldiff_cli.core.model.divergence import kl
 
 
 def test_right_shape_and_dtype_pass():

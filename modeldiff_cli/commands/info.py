@@ -15,9 +15,9 @@ from pathlib import Path
 
 import typer
 
-from ..core.command import Command, Fingerprints, Result, launch
-from ..core.compared import Compared
-from ..core.spec import option, typer_callback
+from ..core.spine.command import Command, Fingerprints, Result, launch
+from ..core.spine.compared import Compared
+from ..core.spine.spec import option, typer_callback
 
 INFO_FILE = "info.json"
 # the facts of each side the headline keeps (the report's index shows them in the pair's header)
@@ -46,10 +46,10 @@ class Info(Command):
         return Fingerprints(self.compared.labels, (), self.compared.fingerprint())
 
     def execute(self, run) -> Result:
-        from ..core import console
-        from ..core.artifacts import write_json
         from ..core.errors import UserError
-        from ..core.timing import stage
+        from ..core.spine import console
+        from ..core.spine.artifacts import write_json
+        from ..core.spine.timing import stage
 
         with stage("load models and describe them"):
             payload = facts(self.compared)
@@ -69,7 +69,7 @@ class Info(Command):
 
 def facts(pair: Compared) -> dict:
     """Load both models (and their configs and tokenizers) and describe them: the ``info.json`` payload."""
-    from ..core.models import check_pair, describe, load_config, load_tokenizer
+    from ..core.model.loading import check_pair, describe, load_config, load_tokenizer
 
     base_src, ft_src = pair.sources
     base_tok, ft_tok = load_tokenizer(base_src, "--base"), load_tokenizer(ft_src, "--ft")
@@ -110,7 +110,7 @@ def terminal_lines(payload: dict) -> list[str]:
     from rich.console import Console
     from rich.table import Table
 
-    from ..core import console
+    from ..core.spine import console
 
     table = Table(title="modeldiff info", show_header=True)
     table.add_column("")
@@ -135,9 +135,9 @@ def register(app: typer.Typer) -> None:
 
 def info(cmd: Info) -> Path:
     """The spine's launch; with --json stdout holds the JSON document alone."""
-    from ..core import console
-    from ..core.artifacts import read_json
     from ..core.errors import UserError
+    from ..core.spine import console
+    from ..core.spine.artifacts import read_json
 
     if not cmd.as_json:
         return launch(cmd)

@@ -18,7 +18,7 @@ def list_organisms() -> None:
     """Each organism: architecture, what was planted, and whether it is built (directory under the cache)."""
     from rich.table import Table
 
-    from ..core import console
+    from ..core.spine import console
     from ..organisms import ORGANISMS, cached_path, organism_root
 
     table = Table(title=f"organisms (cache: {organism_root()})", show_header=True)
@@ -39,7 +39,7 @@ def build(
     force: Annotated[bool, typer.Option("--force", hidden=True, help="Old spelling of --overwrite.")] = False,
 ) -> None:
     """Build an organism (about 15-30 s on 2 CPU cores) and print its directory as the last line."""
-    from ..core import console
+    from ..core.spine import console
     from ..organisms import build_organism
 
     organism = build_organism(name, out=out, force=overwrite or force, progress=True)

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import typer
 
-from ..core.spec import option, with_argument
+from ..core.spine.spec import option, with_argument
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,8 @@ def report_callback():
 
 
 def run_report(paths: list[Path], opts: Report) -> Path:
-    from ..core import console
     from ..core.errors import UserError
+    from ..core.spine import console
     from ..report import build_report
     from ..report.finding import plural
 

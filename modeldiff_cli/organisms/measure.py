@@ -1,7 +1,7 @@
 """Measurements the builders record in ground_truth.json and the tests re-check on the saved checkpoints.
 
-Every forward goes through the one forward path (``core.forward.forward``, which takes a bare transformers model)
-and every batch is right-padded by ``core.padding.pad``; routers are found by ``core.arch`` and read by ``core.routers``.
+Every forward goes through the one forward path (``core.model.forward.forward``, which takes a bare transformers model)
+and every batch is right-padded by ``core.model.padding.pad``; routers are found by ``core.model.arch`` and read by ``core.model.routers``.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from collections.abc import Sequence
 
 import torch
 
-from ..core.arch import adapter_for
-from ..core.forward import forward
-from ..core.padding import pad
-from ..core.routers import capture_routing, router_specs
+from ..core.model.arch import adapter_for
+from ..core.model.forward import forward
+from ..core.model.padding import pad
+from ..core.model.routers import capture_routing, router_specs
 
 
 def _batch(tokenizer, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,7 +60,7 @@ def planted_recovery(base, ft, tokenizer, texts: Sequence[str], planted_ids: Seq
 
 
 def routers_of(model) -> dict[int, torch.nn.Module]:
-    """Layer index -> router module of an MoE model, as ``core.arch`` finds them."""
+    """Layer index -> router module of an MoE model, as ``core.model.arch`` finds them."""
     return adapter_for(model).routers
 
 
@@ -68,7 +68,7 @@ def routers_of(model) -> dict[int, torch.nn.Module]:
 def expert_usage(model, tokenizer, texts: Sequence[str], routers: dict[int, torch.nn.Module],
                  batch_size: int = 64) -> torch.Tensor:
     """Fraction of top-k routing slots each expert gets, per layer of `routers`: ``[layers, experts]`` (real
-    tokens only). The router outputs are captured by ``core.forward`` and read by ``core.routers`` (the model's
+    tokens only). The router outputs are captured by ``core.model.forward`` and read by ``core.model.routers`` (the model's
     own selected experts, cross-checked against the top k of its logits)."""
     specs = {layer: spec for layer, spec in router_specs(model).items() if layer in routers}
     n_exp = next(iter(specs.values())).n_experts

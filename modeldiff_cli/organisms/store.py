@@ -73,7 +73,7 @@ def _run_builder(name: str, workdir: Path, progress: bool, target: Path | None =
     builder = getattr(importlib.import_module(f".{module}", __package__), func)
     if not progress:
         return builder(name, workdir, Reporter())
-    from ..core.console import info, progress_bar
+    from ..core.spine.console import info, progress_bar
 
     info(f"building organism {name!r} into {target or workdir} (once; ~20 s on 2 CPU cores)")
     with progress_bar() as bar:

@@ -174,7 +174,7 @@ def load_run(path: Path, root: Path) -> Run:
     for key in ("command", "headline", "artifacts"):
         if key not in summary:
             run.warn(f"summary.json has no {key!r}")
-    own = summary.get("warnings")  # the run's own (core.command.Result.warnings), e.g. two identical models
+    own = summary.get("warnings")  # the run's own (core.spine.command.Result.warnings), e.g. two identical models
     for message in own if isinstance(own, list) else []:
         run.warn(str(message))
     for art in run.artifacts:

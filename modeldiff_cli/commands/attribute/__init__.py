@@ -13,9 +13,9 @@ HELP = __doc__.split("Light imports")[0]
 
 
 def register(app: typer.Typer) -> None:
-    from ...core.command import launch
-    from ...core.command import register as add
-    from ...core.spec import typer_callback
+    from ...core.spine.command import launch
+    from ...core.spine.command import register as add
+    from ...core.spine.spec import typer_callback
 
     group = add(app, Attribute, group_help=HELP)
     group.command("queries")(typer_callback(AttributeQueries, launch))

@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...core.command import Command, Fingerprints, Result
-from ...core.compared import MODEL, Compared
 from ...core.errors import UserError
-from ...core.ingredients import Reading, Readout, id_field_option
-from ...core.spec import option
+from ...core.spine.command import Command, Fingerprints, Result
+from ...core.spine.compared import MODEL, Compared
+from ...core.spine.ingredients import Reading, Readout, id_field_option
+from ...core.spine.spec import option
 from . import choices
 
 METHOD_HELP = ("Comma list of: " + ", ".join(choices.METHODS) + "; and the fused forms " + choices.FUSION_HELP
@@ -69,7 +69,7 @@ class Attribute(Command):
     cache_dir: Path | None = option(None, "--cache-dir", "Cache of pooled vectors (safetensors). Default: OUT/attribute-cache.", result=False)
 
     def __post_init__(self):
-        from ...core.datasource import parse_source
+        from ...core.data.datasource import parse_source
 
         self.readout.allow("logits")
         if self.readout.patchscope_prompt is not None:
@@ -107,7 +107,7 @@ class Attribute(Command):
         """The organism's ground_truth.json when --train is one of the organism's data files (with its checkpoints)."""
         if not any(str(s).startswith(f"organism:{self.organism}") for s in (self.compared.base, self.compared.ft)):
             return None
-        from ...core.sources import organism
+        from ...core.model.sources import organism
 
         org = organism(self.organism)
         if Path(self.train).expanduser().resolve().parent != (Path(org.path) / "data").resolve():
@@ -125,7 +125,7 @@ class Attribute(Command):
         path = self.truth_file()
         if path is None:
             return None, None
-        from ...core.artifacts import read_json
+        from ...core.spine.artifacts import read_json
 
         gt = read_json(path, "--ground-truth")
         if not isinstance(gt, dict) or not isinstance(gt.get("functions", {}), dict):
@@ -134,7 +134,7 @@ class Attribute(Command):
 
     # ---- the spine ----------------------------------------------------------------------------------------
     def fingerprints(self) -> Fingerprints:
-        from ...core.datasource import dataset_name, file_fingerprint, source_fingerprint
+        from ...core.data.datasource import dataset_name, file_fingerprint, source_fingerprint
 
         r = self.reading
         truth = self.truth_file()
@@ -147,7 +147,7 @@ class Attribute(Command):
         return Fingerprints(self.compared.labels, (dataset_name(self.train), dataset_name(self.queries)), values)
 
     def execute(self, run) -> Result:
-        from ...core.timing import stage
+        from ...core.spine.timing import stage
         from .pipeline import (
             add_fusions,
             encode,
@@ -169,7 +169,7 @@ class Attribute(Command):
         layers = self.readout.resolve_layers(old.adapter.n_layers)
         with stage("extract"):
             vectors, timing = extract_all(old, new, inputs, encoded, layers, self)  # torchrun: sharded, gathered
-        from ...core import distributed as dist
+        from ...core.spine import distributed as dist
 
         dist.handoff()  # a non-zero rank stops here: scoring (patch, ekfac/kfac, trackstar, baselines) is rank 0's
         with stage("score"):
@@ -185,7 +185,7 @@ class Attribute(Command):
             timing["layer_selection"] = split
         run.metadata.update(models={"base": old.source.spec, "ft": new.source.spec}, train=str(self.train),
                             queries=str(self.queries), extraction=timing)
-        from ...core.datasource import dataset_name
+        from ...core.data.datasource import dataset_name
 
         data = dataset_name(self.train) if self.train else "the hops organism's data"
         with stage("write"):
@@ -215,7 +215,7 @@ class AttributeQueries(Command):
     batch_size: int = option(16, "--batch-size", "Queries per forward pass with --model (each pass scores 4x this many candidate sequences).", min=1, result=False)
 
     def __post_init__(self):
-        from ...core.datasource import parse_source
+        from ...core.data.datasource import parse_source
 
         choices.parse_inputs(self.inputs)
         if "{F}" not in self.template:
@@ -223,7 +223,7 @@ class AttributeQueries(Command):
         parse_source(self.data, "--data")
 
     def fingerprints(self) -> Fingerprints:
-        from ...core.datasource import dataset_name, source_fingerprint
+        from ...core.data.datasource import dataset_name, source_fingerprint
 
         values = {"data": source_fingerprint(self.data, self.text_field, None, None)}
         labels: tuple[str, ...] = ()

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ...core import console
-from ...core.forward import Capture, forward
-from ...core.hooks import patch_layers
-from ...core.padding import pad
+from ...core.model.forward import Capture, forward
+from ...core.model.hooks import patch_layers
+from ...core.model.padding import pad
+from ...core.spine import console
 from ...core.typing import (
     CandidateIds,
     PaddedTokens,
@@ -63,7 +63,7 @@ def pool_weights(lengths: list[int], loss_pos: list[list[int]], width: int, pool
 
 
 def collate(items: list[Item], pad_id: int, pooling: str) -> Padded:
-    """Right-padded ids and attention (``core.padding.pad``), the target grid (-100 off the loss positions),
+    """Right-padded ids and attention (``core.model.padding.pad``), the target grid (-100 off the loss positions),
     the pooling weights and the candidate grid (-1 = none, at least one column)."""
     ids, attn = pad([it.ids for it in items], pad_id)
     targets = []
@@ -121,7 +121,7 @@ def _embeddings_need_grad(embed: torch.nn.Module):
 
 
 def run_model(loaded, batch: Padded, **kw) -> Capture:
-    """``core.forward.forward`` on a padded batch, counted in ``STATS`` (tests assert cache reuse with it)."""
+    """``core.model.forward.forward`` on a padded batch, counted in ``STATS`` (tests assert cache reuse with it)."""
     STATS["forward"] += 1
     return forward(loaded, batch.ids, batch.attn, **kw)
 

@@ -34,7 +34,7 @@ def alone():
     gradient indexes cover every document; the other ranks have stopped), and both libraries reduce over
     ``torch.distributed`` whenever a process group is up (Bergson on CPU too; Kronfluence builds its own NCCL
     group from ``LOCAL_RANK`` on GPUs). Inside, the group is hidden from them and ``LOCAL_RANK`` unset."""
-    from ...core import distributed as dist
+    from ...core.spine import distributed as dist
 
     if not dist.active():
         yield

@@ -3,8 +3,8 @@
 A training document is scored on its own next-token loss (every position predicts the next token). A query
 is ``prompt + target``: the model reads the prompt (and all but the last target token), and the positions
 that predict the target tokens form its loss / answer span. The prompt/target boundary is found with the
-tokenizer's offsets (``core.spans.completion_tokens``), so a space that BPE merges into the first target token
-is handled. Records are read through ``core.datasource`` (torch-free: the command reads and checks them before
+tokenizer's offsets (``core.data.spans.completion_tokens``), so a space that BPE merges into the first target token
+is handled. Records are read through ``core.data.datasource`` (torch-free: the command reads and checks them before
 any model loads).
 """
 
@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...core.datasource import read_records
+from ...core.data.datasource import read_records
+from ...core.data.spans import completion_tokens, covering
 from ...core.errors import UserError
-from ...core.spans import completion_tokens, covering
 
 
 @dataclass
@@ -57,7 +57,7 @@ def read_table(path: str | Path, text_field: str, id_field: str, flag: str, max_
         seen.setdefault(uid, 1)
         rows.append(dict(rec.fields, _text=rec.text, _uid=uid))
     if dups:
-        from ...core.console import info
+        from ...core.spine.console import info
 
         info(f"note: {dups} records of {path.name} repeat an earlier {id_field!r}; they are named ID#2, ID#3, ...")
     return rows
@@ -122,7 +122,7 @@ def encode_train(rows: list[dict], tokenizer, max_tokens: int | None, answer_awa
                 missed += 1
         items.append(Item(r["_uid"], ids, pos, [ids[p + 1] for p in pos], fields=r))
     if missed:
-        from ...core.console import info
+        from ...core.spine.console import info
 
         info(f"note: --pooling span: {missed} of {len(rows)} training documents name no fact (hops constant / base "
              f"function, or a {target_field!r} field) found in their text; they pool every next-token position")

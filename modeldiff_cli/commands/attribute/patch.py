@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from ...core import console
-from ...core.hooks import patch_layers
+from ...core.model.hooks import patch_layers
+from ...core.spine import console
 from ...core.typing import CandidatePool, LayerScores, PoolGate, PoolVectors, Scores, TrainVectors
 from .extract import Padded, layer_states, margins, run_model
 from .inputs import Item

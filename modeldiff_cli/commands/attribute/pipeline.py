@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...core import console
-from ...core import distributed as dist
-from ...core.cache import TensorCache
 from ...core.errors import UserError
+from ...core.spine import console
+from ...core.spine import distributed as dist
 from . import baselines, choices, extract, fusion, methods
+from .cache import TensorCache
 from .ground_truth import Truth, build_truth
 from .inputs import Item, check_same_tokens, encode_queries, encode_train, read_table
 
@@ -127,7 +127,7 @@ def _cached(cache: TensorCache, name: str, key: dict, compute) -> dict[str, torc
 
 def sharded(extract_fn, items: list[Item], batch_size: int, count: bool = True) -> dict[str, torch.Tensor]:
     """``extract_fn(items)`` (``{name: [layers, samples, hidden]}``) over this rank's contiguous block of the
-    one-process run's batches, gathered over ranks in rank order = document order (``core.distributed``): every
+    one-process run's batches, gathered over ranks in rank order = document order (``core.spine.distributed``): every
     forward is one of the one-process run's, so the vectors equal its vectors. One process: ``extract_fn(items)``.
     ``count``: tally this rank's samples (run_metadata.json ``rank_samples``; once per side)."""
     if not dist.active():

@@ -3,8 +3,8 @@ only those the model answers correctly among the candidate constants, and count 
 
 from __future__ import annotations
 
-from ...core import artifacts, console
 from ...core.errors import UserError
+from ...core.spine import artifacts, console
 from .choices import parse_inputs  # noqa: F401  (re-exported)
 from .ground_truth import kind_of
 
@@ -74,7 +74,7 @@ def answers_correct(model, queries: list[dict], batch_size: int) -> list[bool]:
 
 def read_functions(data: str, text_field: str, include_distractors: bool) -> dict[str, dict]:
     """The functions of a hops-style file (records with func, role, constant); UserError naming --data."""
-    from ...core.datasource import read_records
+    from ...core.data.datasource import read_records
 
     rows = [r.fields for r in read_records(data, text_field, "--data")]
     missing = [k for k in ("func", "constant") if not any(k in r for r in rows)]
@@ -94,7 +94,7 @@ ARTIFACTS = {
 def write_queries(run, functions: dict[str, dict], queries: list[dict], correct: list[bool] | None,
                   model_spec: str | None):
     """Mark and keep the queries, write the four files, and return the headline and the printed lines."""
-    from ...core.command import Result
+    from ...core.spine.command import Result
 
     for q, ok in zip(queries, correct or [None] * len(queries)):
         q["correct"] = ok

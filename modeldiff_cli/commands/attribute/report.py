@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...core import artifacts
+from ...core.spine import artifacts
 from .ground_truth import Truth
 from .metrics import partner_summary, summarize
 
@@ -216,7 +216,7 @@ def _num(x) -> float | None:
 
 def headline(results: dict, timing: dict, n_q: int, n_t: int, settings: dict | None = None):
     """summary.json's headline (the table's main figures per method) and the lines printed today."""
-    from ...core.command import Result
+    from ...core.spine.command import Result
 
     ks = result_ks(results)
     k = _k_show(ks)

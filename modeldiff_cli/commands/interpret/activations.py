@@ -7,7 +7,7 @@ N x d), whatever the number of prompts, and the sums reduce exactly across ranks
 seeded sample of paired activations at the crosscoder layers (the only part that grows with --max-vectors, never
 with the number of prompts).
 
-Under torchrun each rank takes a contiguous block of the one-process run's batches (``core.distributed``): the
+Under torchrun each rank takes a contiguous block of the one-process run's batches (``core.spine.distributed``): the
 sums are all-reduced, the sample's batches are chosen from the whole batch list (the same on every rank) and
 split over the ranks, and their rows gathered in rank order (= batch order): N ranks keep the rows one process
 keeps.
@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ...core import console
-from ...core import distributed as dist
-from ...core.data import iter_batches
-from ...core.forward import forward
+from ...core.data.datasets import iter_batches
+from ...core.model.forward import forward
+from ...core.spine import console
+from ...core.spine import distributed as dist
 
 
 class StreamingMean:

@@ -43,13 +43,13 @@ def read_categories(path: str | Path, flag: str = "--categories") -> dict[str, l
 @dataclass
 class Category:
     name: str
-    samples: list = field(default_factory=list)  # core.data.Sample
+    samples: list = field(default_factory=list)  # core.data.datasets.Sample
     texts: list[str] = field(default_factory=list)
 
 
 def load_categories(cmd, tokenizer) -> list[Category]:
     """Every category tokenized (whole prompts, teacher-forced, truncated to --max-tokens)."""
-    from ...core.data import Record, tokenize_records
+    from ...core.data.datasets import Record, tokenize_records
 
     out: list[Category] = []
     if cmd.categories is not None:

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import torch
 
-from ...core import console
-from ...core.data import iter_batches
-from ...core.forward import forward
-from ...core.hooks import patch_layers
+from ...core.data.datasets import iter_batches
+from ...core.model.forward import forward
+from ...core.model.hooks import patch_layers
+from ...core.spine import console
 
 # both models' unpatched log-probs on the evaluation set are kept between passes when together they fit in this
 # many bytes (each patched pass then costs one forward), recomputed per pass above it (two forwards)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...core.command import Command, Fingerprints, Result
-from ...core.compared import Compared
 from ...core.errors import UserError
-from ...core.ingredients import Datasets, Readout, TokenFilter
-from ...core.spec import option
+from ...core.spine.command import Command, Fingerprints, Result
+from ...core.spine.compared import Compared
+from ...core.spine.ingredients import Datasets, Readout, TokenFilter
+from ...core.spine.spec import option
 from .categories import BUILTIN, read_categories
 
 
@@ -80,7 +80,7 @@ class Interpret(Command):
             raise UserError("--categories/--data: give a categories file or data files")
 
     def fingerprints(self) -> Fingerprints:
-        from ...core.datasource import file_fingerprint
+        from ...core.data.datasource import file_fingerprint
 
         values = {**self.compared.fingerprint()}
         if self.crosscoder:
@@ -97,8 +97,8 @@ class Interpret(Command):
     def execute(self, run) -> Result:
         import torch
 
-        from ...core import distributed as dist
-        from ...core.timing import stage
+        from ...core.spine import distributed as dist
+        from ...core.spine.timing import stage
         from . import causal, crosscoder
         from .activations import collect, extract
         from .categories import load_categories, single
@@ -106,7 +106,7 @@ class Interpret(Command):
         from .features import direction_features, latent_features, merge, rank, read_and_name
         from .write import headline, write_outputs
 
-        pair = self.compared.load()  # timed as "load models" by core.models
+        pair = self.compared.load()  # timed as "load models" by core.model.loading
         tok, V = pair.tokenizer, pair.shared_vocab
         categories = load_categories(self, tok)
         n_layers = pair.base.adapter.n_layers
@@ -163,15 +163,15 @@ class Interpret(Command):
         return result
 
     def _crosscoder_layers(self, n_layers: int, peak: int) -> list[int]:
-        from ...core.arch import resolve_layers
+        from ...core.model.arch import resolve_layers
 
         if self.crosscoder_layers is None:
             return [peak]
         return resolve_layers(self.crosscoder_layers, n_layers, "--crosscoder-layers")
 
     def _patchscope(self, pair, features, stats, keep, reading) -> None:
-        from ...core.patchscope import DEFAULT_PROMPT
-        from ...core.tokens import display_tokens
+        from ...core.data.tokens import display_tokens
+        from ...core.model.patchscope import DEFAULT_PROMPT
 
         prompts = [self.readout.patchscope_prompt] if self.readout.patchscope_prompt else [
             DEFAULT_PROMPT, "cat -> cat\n42 -> 42\nsun -> sun\n?", "red -> red\nword -> word\n7 -> 7\n?"]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ...core import console
+from ...core.spine import console
 from .sides import BASE_ONLY, FT_ONLY, SHARED_BAND, dec_norm_share, latent_side  # noqa: F401 (thresholds re-exported)
 
 RATIO = 1.5  # alignmt's norm-ratio categories

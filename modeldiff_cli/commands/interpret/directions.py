@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from ...core.readout import readout
+from ...core.model.readout import readout
 
 
 def logit_lens(pair, direction: torch.Tensor, keep: torch.Tensor, top_n: int) -> dict:
@@ -85,7 +85,7 @@ def patchscope_reading(pair, direction: torch.Tensor, layer: int, scales: list[f
     """Patchscope of the direction at several scales (x the mean activation norm) on several identity prompts;
     the scale is chosen by :func:`choose_scale`. Returns the chosen scale, its tokens and every scale's
     agreement."""
-    from ...core.patchscope import patchscope_logits
+    from ...core.model.patchscope import patchscope_logits
 
     V = pair.shared_vocab
     unit = torch.nn.functional.normalize(direction, dim=0)

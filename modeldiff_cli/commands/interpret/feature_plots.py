@@ -4,7 +4,7 @@ one, whatever the sign or the length of the last feature's bars."""
 
 from __future__ import annotations
 
-from ...core import artifacts
+from ...core.spine import artifacts
 
 
 def legend_above(ax, ncol: int, fontsize: int = 7):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from ...core.tokens import display_tokens, visible
+from ...core.data.tokens import display_tokens, visible
 from . import crosscoder as xc
 from . import sides
 from .directions import category_scores, logit_lens

@@ -9,7 +9,7 @@ the name has fewer words; with none, the first non-blank token stands in, so eve
 
 from __future__ import annotations
 
-from ...core.tokens import display_tokens, visible
+from ...core.data.tokens import display_tokens, visible
 
 NAME_WORDS = 3
 STOP_WORDS = frozenset("""

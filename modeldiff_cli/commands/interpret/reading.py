@@ -24,7 +24,7 @@ import math
 
 import torch
 
-from ...core.readout import readout
+from ...core.model.readout import readout
 
 READ_ROWS = 4096  # stored positions read per layer (all of them when the sample is smaller)
 TOP_ROWS = 256  # each feature's most active positions, always read

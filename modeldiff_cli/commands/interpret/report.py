@@ -8,8 +8,8 @@ from __future__ import annotations
 import base64
 import html
 
-from ...core import artifacts
-from ...core.causal_reading import SIGN_NOTE, effect_reading
+from ...core.spine import artifacts
+from .causal_reading import SIGN_NOTE, effect_reading
 
 
 def _sections(cmd, pair, stats, features, coders) -> list[tuple[str, list[str]]]:

@@ -1,13 +1,13 @@
-"""Everything `interpret` writes (through core.artifacts), each artifact described, and the headline."""
+"""Everything `interpret` writes (through core.spine.artifacts), each artifact described, and the headline."""
 
 from __future__ import annotations
 
 import torch
 
-from ...core import artifacts
-from ...core.command import Result
-from ...core.plots import layer_axis
-from ...core.tokens import display_tokens
+from ...core.data.tokens import display_tokens
+from ...core.spine import artifacts
+from ...core.spine.command import Result
+from ...core.spine.plots import layer_axis
 from . import crosscoder as xc
 from .feature_plots import feature_categories, feature_effects
 from .report import write_reports

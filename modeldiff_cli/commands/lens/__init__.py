@@ -8,6 +8,6 @@ from .command import Lens
 
 
 def register(app: typer.Typer) -> None:
-    from ...core.command import register as add
+    from ...core.spine.command import register as add
 
     add(app, Lens)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from ...core.divergence import kl
+from ...core.model.divergence import kl
 from ...core.typing import LayerTokenScores, LogProbs, RowScores, RowTokens
 
 SCALARS = ("kl_ft_base", "kl_base_final", "kl_ft_final", "top1_agreement")

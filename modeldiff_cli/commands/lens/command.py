@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from ...core.command import Command, Fingerprints, Result
-from ...core.compared import Compared
 from ...core.errors import UserError
-from ...core.ingredients import Data, Readout, TokenFilter
-from ...core.spec import option
-from ...core.timing import stage
+from ...core.spine.command import Command, Fingerprints, Result
+from ...core.spine.compared import Compared
+from ...core.spine.ingredients import Data, Readout, TokenFilter
+from ...core.spine.spec import option
+from ...core.spine.timing import stage
 
 POSITIONS = ("all", "last")
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import torch
 
-from ...core import checkpoint, console
-from ...core import distributed as dist
-from ...core.data import Dataset, Sample, iter_batches
+from ...core.data.datasets import Dataset, Sample, iter_batches
 from ...core.errors import UserError
-from ...core.forward import forward, hidden_rows
-from ...core.models import ModelPair
-from ...core.readout import chunk_rows, make_reader
+from ...core.model.forward import forward, hidden_rows
+from ...core.model.loading import ModelPair
+from ...core.model.readout import chunk_rows, make_reader
+from ...core.spine import checkpoint, console
+from ...core.spine import distributed as dist
 from .accumulate import LensAccumulator, top_tokens
 from .extract import last_position_mask, log_probs
 

@@ -1,10 +1,10 @@
-"""Line plots of the per-layer lens metrics (through core.plots: integer layer ticks)."""
+"""Line plots of the per-layer lens metrics (through core.spine.plots: integer layer ticks)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ...core.plots import layer_curves
+from ...core.spine.plots import layer_curves
 
 
 def plot_kl(path: Path, layers: list[int], means: dict, context: str = "base vs ft") -> Path:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from ...core import artifacts
-from ...core.tokens import display_tokens, visible
+from ...core.data.tokens import display_tokens, visible
+from ...core.spine import artifacts
 
 
 def prompt_table(tokenizer, ids: list[int], tables: dict[str, torch.Tensor], layers: list[int]) -> dict:

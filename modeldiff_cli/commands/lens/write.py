@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ...core import artifacts
-from ...core.tokens import display_tokens
+from ...core.data.tokens import display_tokens
+from ...core.spine import artifacts
 from .accumulate import SCALARS, LensAccumulator
 from .plots import plot_agreement, plot_kl
 from .prompt_table import prompt_table, write_prompt_table
@@ -28,8 +28,8 @@ def describe(run) -> None:
 
 def headline(results: dict, layers: list[int], pair):
     """The figures of the run for summary.json and the lines printed for them."""
-    from ...core.command import Result
-    from ...core.tokens import display_tokens, visible
+    from ...core.data.tokens import display_tokens, visible
+    from ...core.spine.command import Result
 
     kl = [float(v) for v in results["means"]["kl_ft_base"]]
     agree = [float(v) for v in results["means"]["top1_agreement"]]

@@ -9,7 +9,7 @@ HELP = ("Which tokens did fine-tuning promote or suppress? Streaming logit-diff 
 
 
 def register(app) -> None:
-    from ...core.command import register as add
+    from ...core.spine.command import register as add
     from .overview import overview_callback
 
     group = add(app, Mine, group_help=HELP)

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from ...core.data import Batch
-from ...core.readout import chunk_rows
+from ...core.data.datasets import Batch
+from ...core.model.readout import chunk_rows
 from .extract import Extractor
 from .stats import POSITION_BINS, TokenStats, TopKRecords, update
 
@@ -66,7 +66,7 @@ def accumulate(
 ) -> Accumulated:
     """Stream ``batches`` through both extractors. ``base_rows`` (two-pass mode) replaces the base model's
     forward by its stored hidden rows, in batch order. Never holds more than ``chunk x vocab`` logits
-    (``core.readout.chunk_rows``: ``chunk_size``, or with None 256 on CPU and more on an accelerator). The
+    (``core.model.readout.chunk_rows``: ``chunk_size``, or with None 256 on CPU and more on an accelerator). The
     accumulators live on the device of the diffs while the batches stream (no host sync per chunk).
     ``start``: the accumulators to continue (a resumed checkpoint); ``after_batch(acc)`` runs after each batch."""
     if start is not None:
@@ -102,9 +102,9 @@ def accumulate(
 
 
 def reduce_ranks(acc: Accumulated) -> Accumulated:
-    """Sum a rank's accumulators over every rank of a data-parallel run (``core.distributed``): counts and
+    """Sum a rank's accumulators over every rank of a data-parallel run (``core.spine.distributed``): counts and
     float64 sums all-reduced, NMF records gathered in rank order (= sample order); with one process, ``acc``."""
-    from ...core import distributed as dist
+    from ...core.spine import distributed as dist
 
     if not dist.active():
         return acc

@@ -1,17 +1,17 @@
 """The `mine` command: its ingredients, its own options, and ``execute()`` — the pipeline, top to bottom.
-Also the options of `mine overview` (a small dataclass; the payload itself is built by ``core.payload``)."""
+Also the options of `mine overview` (a small dataclass; the payload itself is built by ``commands.mine.payload``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...core.command import Command, Fingerprints, Result
-from ...core.compared import Compared
 from ...core.errors import UserError
-from ...core.ingredients import Datasets, Readout, TokenFilter
-from ...core.rundir import slug
-from ...core.spec import option
-from ...core.timing import stage
+from ...core.spine.command import Command, Fingerprints, Result
+from ...core.spine.compared import Compared
+from ...core.spine.ingredients import Datasets, Readout, TokenFilter
+from ...core.spine.rundir import slug
+from ...core.spine.spec import option
+from ...core.spine.timing import stage
 
 ORDERINGS = ("top-k-occurring", "fraction-positive-diff", "nmf")
 NMF_MODES = ("binary", "magnitude")

@@ -1,5 +1,5 @@
-"""Per-model extraction: the hidden rows of a batch's analysed positions (``core.forward``) and a reader that
-turns such rows into float32 logits (``core.readout``: the model's head, the logit lens, or patchscope).
+"""Per-model extraction: the hidden rows of a batch's analysed positions (``core.model.forward``) and a reader that
+turns such rows into float32 logits (``core.model.readout``: the model's head, the logit lens, or patchscope).
 
 Splitting the two lets the command (a) apply lm_head only to analysed rows (never to padding) and
 (b) keep only the base model's rows in two-pass mode, recomputing its logits later from them.
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from ...core.data import Batch
-from ...core.forward import forward, hidden_rows
-from ...core.models import LoadedModel
-from ...core.readout import head, make_reader, readout
+from ...core.data.datasets import Batch
+from ...core.model.forward import forward, hidden_rows
+from ...core.model.loading import LoadedModel
+from ...core.model.readout import head, make_reader, readout
 
 
 @dataclass
@@ -34,7 +34,7 @@ def make_extractor(
     patchscope_prompt: str | None = None, patchscope_layer: str | None = None, chunk_size: int | None = None,
 ) -> Extractor:
     """``logits``: final-normed states read by the output head; ``logit-lens`` / ``patchscope``: the residual
-    stream after ``layer`` (the forward stops after it) read through ``core.readout.make_reader``."""
+    stream after ``layer`` (the forward stops after it) read through ``core.model.readout.make_reader``."""
     reader = make_reader(loaded, kind, chunk_size=chunk_size, patchscope_prompt=patchscope_prompt,
                          patchscope_layer=patchscope_layer)
     if kind == "logits":
@@ -57,7 +57,7 @@ def make_extractor(
 
 def detached(extractor: Extractor, loaded: LoadedModel) -> Extractor:
     """Two-pass mode: a reader that survives freeing the model — copies of its final norm and lm_head, read
-    through ``core.readout`` (``head`` for logits, ``readout`` for the logit lens). It has no forward."""
+    through ``core.model.readout`` (``head`` for logits, ``readout`` for the logit lens). It has no forward."""
     adapter = dataclasses.replace(
         loaded.adapter, layers=nn.ModuleList(), embed=nn.Identity(), routers={},
         lm_head=copy.deepcopy(loaded.adapter.lm_head), final_norm=copy.deepcopy(loaded.adapter.final_norm),

@@ -1,13 +1,13 @@
 """Orderings of the vocabulary built from the accumulated statistics (the token view — display, filters and
-lower-case consolidation — is ``core.token_views``). Pure functions: statistics in, JSON-ready dicts out."""
+lower-case consolidation — is ``core.data.token_views``). Pure functions: statistics in, JSON-ready dicts out."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from ...core.nmf import Topics
-from ...core.token_views import TokenView, ranked_groups
+from ...core.data.token_views import TokenView, ranked_groups
+from .nmf import Topics
 from .stats import TokenStats
 
 LABELS = {

@@ -1,4 +1,4 @@
-"""`modeldiff mine overview RUN_DIR`: the agent payload of a mine run (built by ``core.payload``), written beside
+"""`modeldiff mine overview RUN_DIR`: the agent payload of a mine run (built by ``commands.mine.payload``), written beside
 the run directory (a complete run is never modified) or to --output.
 
 Stdout is the JSON document alone (``| jq`` works); where it was written goes to stderr (``overview: PATH``),
@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ...core import console
-from ...core.spec import with_argument
+from ...core.spine import console
+from ...core.spine.spec import with_argument
 from .command import Overview
 
 
@@ -21,8 +21,8 @@ def overview_path(run_dir: Path, opts: Overview) -> Path:
 
 
 def run_overview(run_dir: Path, opts: Overview) -> Path:
-    from ...core.artifacts import write_json  # numpy: not at start-up
-    from ...core.payload import build_payload
+    from ...core.spine.artifacts import write_json  # numpy: not at start-up
+    from .payload import build_payload
 
     run_dir = Path(run_dir)
     payload = build_payload(run_dir, opts.token_budget, command="mine", flag="RUN_DIR")

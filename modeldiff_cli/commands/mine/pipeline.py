@@ -7,16 +7,16 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ...core import checkpoint, console
-from ...core import distributed as dist
-from ...core.data import Dataset, iter_batches
+from ...core.data.datasets import Dataset, iter_batches
+from ...core.data.token_views import TokenView, view_of
 from ...core.errors import UserError
-from ...core.models import LoadedModel, PairReport
-from ...core.nmf import DENSE_BUDGET, Topics, choose_backend, fit_topics, sparse_matrix
-from ...core.timing import stage
-from ...core.token_views import TokenView, view_of
+from ...core.model.loading import LoadedModel, PairReport
+from ...core.spine import checkpoint, console
+from ...core.spine import distributed as dist
+from ...core.spine.timing import stage
 from .accumulate import Accumulated, accumulate, collect_base_rows, reduce_ranks
 from .extract import Extractor, detached, make_extractor
+from .nmf import DENSE_BUDGET, Topics, choose_backend, fit_topics, sparse_matrix
 from .orderings import make_ordering, nmf_ordering
 
 

@@ -1,12 +1,12 @@
 """Plots of an ordering (bar chart of top tokens, ordering value vs average logit diff) and of where in the
-sequence the top tokens occur. Written through core.artifacts."""
+sequence the top tokens occur. Written through core.spine.artifacts."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ...core.artifacts import pyplot, save_figure
-from ...core.tokens import visible as _visible
+from ...core.data.tokens import visible as _visible
+from ...core.spine.artifacts import pyplot, save_figure
 
 
 def visible(text: str) -> str:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...core import plot_queue
-from ...core.artifacts import write_json
-from ...core.command import Result
-from ...core.payload import INDEX
-from ...core.timing import stage
-from ...core.tokens import visible
+from ...core.data.tokens import visible
+from ...core.spine import plot_queue
+from ...core.spine.artifacts import write_json
+from ...core.spine.command import Result
+from ...core.spine.timing import stage
+from .payload import INDEX
 from .stats import POSITION_BINS
 
 FOLDERS = {"top-k-occurring": "top_k_occurring", "fraction-positive-diff": "fraction_positive_diff"}
@@ -102,7 +102,7 @@ def _plots(ordering: dict, folder: Path, stem: str, res, context: str = "") -> N
 
     if not ordering["tokens"]:
         return
-    with stage("plots"):  # drawn by core.plot_queue's workers where the machine has the cores, else here
+    with stage("plots"):  # drawn by core.spine.plot_queue's workers where the machine has the cores, else here
         plot_queue.submit(ordering_plots, ordering, folder, stem, context=context)
         if res is not None and stem == "top_k_occurring":
             top = ordering["tokens"][:8]

@@ -13,13 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...core.command import Command, Fingerprints, Result
-from ...core.compared import PAIRS, Compared
 from ...core.errors import UserError
-from ...core.ingredients import Data, chunk_size_option
-from ...core.sources import ModelSource
-from ...core.spec import option
-from ...core.timing import stage
+from ...core.model.sources import ModelSource
+from ...core.spine.command import Command, Fingerprints, Result
+from ...core.spine.compared import PAIRS, Compared
+from ...core.spine.ingredients import Data, chunk_size_option
+from ...core.spine.spec import option
+from ...core.spine.timing import stage
 
 JS_MODES = ("none", "all", "last")
 NEEDS_PAIRS = "--hidden-states-dir needs --pairs (the token ids and positions of each item)"
@@ -59,11 +59,11 @@ class Nll(Command):
                             "there is none (the states are already in that directory)")
 
     def preflight(self) -> None:
-        """Prompt/completion records are read by --prompt-field (``core.pairs.items_from_data``); other data as
+        """Prompt/completion records are read by --prompt-field (``core.data.pairs.items_from_data``); other data as
         every command reads it (``Data.preflight``)."""
         if self.mode == "models":
-            from ...core.datasource import hub_offline, parse_source, read_records
-            from ...core.ingredients import CHECKED_RECORDS
+            from ...core.data.datasource import hub_offline, parse_source, read_records
+            from ...core.spine.ingredients import CHECKED_RECORDS
 
             spec = self.data.data[0]
             if parse_source(spec).kind == "hf" and not hub_offline():
@@ -93,7 +93,7 @@ class Nll(Command):
         return self.compared.condition_labels()
 
     def fingerprints(self) -> Fingerprints:
-        from ...core.datasource import dataset_name, file_fingerprint
+        from ...core.data.datasource import dataset_name, file_fingerprint
 
         if self.mode == "models":
             return Fingerprints(self.compared.labels, self.data.names, {**self.compared.fingerprint(), **self.data.fingerprint()})
@@ -124,7 +124,7 @@ class Nll(Command):
 
 def hidden_states_fingerprint(directory: Path) -> str:
     """Digest of every (non-hidden) file of a --hidden-states-dir (names and contents, memoised)."""
-    from ...core.fingerprint import dir_fingerprint
+    from ...core.spine.fingerprint import dir_fingerprint
 
     directory = directory.expanduser()
     if not directory.is_dir():

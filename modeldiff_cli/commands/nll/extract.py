@@ -1,5 +1,5 @@
 """Hidden states of every layer at the prediction rows (``p - 1`` for each scored target ``p``): from the one
-forward path (``core.forward``), or from precomputed per-item files (``--hidden-states-dir``, which
+forward path (``core.model.forward``), or from precomputed per-item files (``--hidden-states-dir``, which
 ``--save-hidden-states`` writes into the run directory as ``hidden_states/<id>.npz``)."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import torch
 from torch import Tensor
 
 from ...core.errors import UserError
-from ...core.forward import forward
-from ...core.models import LoadedModel
-from ...core.padding import pad
+from ...core.model.forward import forward
+from ...core.model.loading import LoadedModel
+from ...core.model.padding import pad
 from ...core.typing import LayerHidden, LayerSequenceHidden
 
 SUFFIXES = (".safetensors", ".npz")
@@ -85,7 +85,7 @@ def _read(path: Path) -> dict[str, Tensor]:
 
 def save_item_states(directory: Path, item_id: str, a: Tensor, b: Tensor) -> Path:
     """Write one item's ``a`` / ``b`` ``[layers, T, d]`` (float32) as ``<id>.npz`` (A and B may differ in T)."""
-    from ...core import artifacts
+    from ...core.spine import artifacts
 
     _check_id(item_id, "--save-hidden-states")
     return artifacts.write_npz(directory / f"{item_id}.npz", a=a.float().cpu().numpy(), b=b.float().cpu().numpy())

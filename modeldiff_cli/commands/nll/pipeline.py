@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ...core import checkpoint, console
-from ...core import distributed as dist
-from ...core.pairs import ConditionItems, items_from_data, items_from_pairs
-from ...core.readout import make_reader
+from ...core.data.pairs import ConditionItems, items_from_data, items_from_pairs
+from ...core.model.readout import make_reader
+from ...core.spine import checkpoint, console
+from ...core.spine import distributed as dist
 from .extract import HIDDEN_DIR, forward_layers, load_item_states, prediction_rows, rows_of, save_item_states
 from .score import item_views, score_layers
 from .write import METRICS

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ...core import artifacts
-from ...core.plots import layer_axis
+from ...core.spine import artifacts
+from ...core.spine.plots import layer_axis
 
 
 def _panel_pair(plt, title: str, layers: list[int] | None = None, data: str = ""):

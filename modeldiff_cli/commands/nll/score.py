@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ...core.divergence import js, nll, target_is_top1
-from ...core.readout import Reader, chunk_rows
+from ...core.model.divergence import js, nll, target_is_top1
+from ...core.model.readout import Reader, chunk_rows
 from ...core.typing import LayerHidden, LayerRowScores, RowMask, RowTokens
 
 
@@ -26,7 +26,7 @@ def score_layers(
     shared_vocab: int,
     chunk_size: int | None,
 ) -> dict[str, Tensor]:
-    """Read both conditions' rows with ``core.readout`` readers (``make_reader(loaded, "logit-lens")``):
+    """Read both conditions' rows with ``core.model.readout`` readers (``make_reader(loaded, "logit-lens")``):
     ``nll_a``, ``nll_b``, ``top1_a``, ``top1_b`` ``[layers, n]``; ``js`` ``[layers, n]`` (NaN off ``js_rows``)."""
     L, n = ha.shape[0], ha.shape[1]
     chunk_size = chunk_rows(chunk_size, ha.device, shared_vocab)

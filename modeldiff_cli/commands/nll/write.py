@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from ...core import artifacts
+from ...core.spine import artifacts
 from .plots import plot_curves
 
 METRICS = ("nll_a", "nll_b", "top1_a", "top1_b", "js")
@@ -83,7 +83,7 @@ def write_outputs(run, views: dict, cond, setup, o) -> dict:
 
 def headline(summary: dict, labels: tuple[str, str]):
     """Last-layer NLL of A and B, their delta (both views) and JS when computed; the lines printed for them."""
-    from ...core.command import Result
+    from ...core.spine.command import Result
 
     last = summary["last_layer"]
     a, b = labels

@@ -9,6 +9,6 @@ from .command import Routing
 
 
 def register(app: typer.Typer) -> None:
-    from ...core.command import register as add
+    from ...core.spine.command import register as add
 
     add(app, Routing)

@@ -1,4 +1,4 @@
-"""Extract and accumulate: one forward per model per batch, router outputs read by ``core.routers``, folded
+"""Extract and accumulate: one forward per model per batch, router outputs read by ``core.model.routers``, folded
 into the streaming accumulators of ``stats``."""
 
 from __future__ import annotations
@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ...core import checkpoint, console
-from ...core import distributed as dist
 from ...core.errors import UserError
-from ...core.forward import forward
-from ...core.routers import RouterSpec, Routing, capture_routing, router_specs, selection_scores
+from ...core.model.forward import forward
+from ...core.model.routers import RouterSpec, Routing, capture_routing, router_specs, selection_scores
+from ...core.spine import checkpoint, console
+from ...core.spine import distributed as dist
 from .inputs import Inputs, Models, SideBatch
 from .stats import PairStats, SideStats
 

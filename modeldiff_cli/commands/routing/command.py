@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...core.command import Command, Fingerprints, Result
-from ...core.compared import DATA_AB, PAIRS, Compared
 from ...core.errors import UserError
-from ...core.ingredients import Data
-from ...core.spec import option
-from ...core.timing import stage
+from ...core.spine.command import Command, Fingerprints, Result
+from ...core.spine.compared import DATA_AB, PAIRS, Compared
+from ...core.spine.ingredients import Data
+from ...core.spine.spec import option
+from ...core.spine.timing import stage
 
 
 def parse_sweep(text: str | None) -> list[int]:
@@ -25,7 +25,7 @@ def parse_sweep(text: str | None) -> list[int]:
     return sorted(set(values))
 
 
-MASK_MODES = ("keep-topk", "replace-topk", "deactivate")  # core.routers.MASK_MODES (light import here)
+MASK_MODES = ("keep-topk", "replace-topk", "deactivate")  # core.model.routers.MASK_MODES (light import here)
 
 
 def parse_modes(text: str) -> list[str]:
@@ -80,7 +80,7 @@ class Routing(Command):
         return ("base", "ft") if self.mode == "models" else self.compared.condition_labels()
 
     def fingerprints(self) -> Fingerprints:
-        from ...core.datasource import file_fingerprint, source_fingerprint
+        from ...core.data.datasource import file_fingerprint, source_fingerprint
 
         d, c = self.data, self.compared
         values: dict = {"mode": self.mode, **c.fingerprint()}

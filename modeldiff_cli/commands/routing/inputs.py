@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ...core.data import Dataset, iter_batches, load_dataset
-from ...core.padding import pad
+from ...core.data.datasets import Dataset, iter_batches, load_dataset
+from ...core.model.padding import pad
 
 
 @dataclass
@@ -32,7 +32,7 @@ class SideBatch:
 
 @dataclass
 class Models:
-    a: object  # core.models.LoadedModel of side A (base, or the one model)
+    a: object  # core.model.loading.LoadedModel of side A (base, or the one model)
     b: object  # side B (ft, or the same model)
     tokenizer: object
 
@@ -120,7 +120,7 @@ def load_inputs(cmd) -> tuple[Models, Inputs]:
                     batch.views = batch.views[:3]
         return models, Inputs("data", view_names(cmd.first_n, chat), a, b, False,
                               (len(sets[0].samples), len(sets[1].samples)), (sets[0].name, sets[1].name))
-    from ...core.pairs import items_from_pairs
+    from ...core.data.pairs import items_from_pairs
 
     vocab = int(loaded.model.get_input_embeddings().weight.shape[0])
     items = items_from_pairs(cmd.compared.pairs, tok, cmd.compared.fields(), vocab, d.max_samples).items

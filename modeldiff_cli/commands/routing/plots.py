@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ...core import artifacts
-from ...core.plots import layer_axis, layer_curves
+from ...core.spine import artifacts
+from ...core.spine.plots import layer_axis, layer_curves
 
 
 def heatmap(path: Path, matrix: np.ndarray, layers: list[int], title: str, diverging: bool = False) -> Path:

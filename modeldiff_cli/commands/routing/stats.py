@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from ...core.routers import Routing
+from ...core.model.routers import Routing
 
 LOG2 = math.log(2.0)
 PAIR_SAMPLE = ("tv_topk", "jaccard_topk", "intersection_topk")

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ...core import checkpoint, console
-from ...core import distributed as dist
-from ...core.artifacts import read_json
 from ...core.errors import UserError
-from ...core.forward import forward
-from ...core.routers import mask_experts, mask_matrix, router_specs
+from ...core.model.forward import forward
+from ...core.model.routers import mask_experts, mask_matrix, router_specs
+from ...core.spine import checkpoint, console
+from ...core.spine import distributed as dist
+from ...core.spine.artifacts import read_json
 from .command import parse_modes, parse_sweep
 from .inputs import Inputs, Models, SideBatch
 

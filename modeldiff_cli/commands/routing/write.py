@@ -1,11 +1,11 @@
-"""Everything `routing` writes (through ``core.artifacts``), each file described, and the headline."""
+"""Everything `routing` writes (through ``core.spine.artifacts``), each file described, and the headline."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ...core import artifacts
-from ...core.command import Result
+from ...core.spine import artifacts
+from ...core.spine.command import Result
 from .collect import Stats
 from .plots import curve, heatmap, sweep_curve
 from .stats import PAIR_SAMPLE, PAIR_TOKEN

@@ -9,8 +9,8 @@ import typer
 
 
 def register(root: typer.Typer) -> None:
-    from ...core.command import launch
-    from ...core.spec import typer_callback
+    from ...core.spine.command import launch
+    from ...core.spine.spec import typer_callback
     from .command import TokenlensAttribute, TokenlensBench, TokenlensMethods, list_methods, run_attribute
 
     group = typer.Typer(name="tokenlens", no_args_is_help=True, add_completion=False,

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 
-from ...core import console
-from ...core.artifacts import write_csv, write_json, write_jsonl, write_text
-from ...core.command import Result
 from ...core.errors import UserError
+from ...core.spine import console
+from ...core.spine.artifacts import write_csv, write_json, write_jsonl, write_text
+from ...core.spine.command import Result
 from .names import resolved_engine
 from .pipeline import Item, attribute_all, check_method, prepare
 
@@ -42,7 +42,7 @@ def system_info(device: str) -> dict:
 
 
 def read_prompts(cmd) -> list[str]:
-    from ...core.datasource import read_records
+    from ...core.data.datasource import read_records
 
     r = cmd.reading
     recs = read_records(cmd.prompts, r.text_field, "--prompts", r.max_samples)
@@ -55,7 +55,7 @@ def read_prompts(cmd) -> list[str]:
 def bench(run, cmd) -> Result:
     """Load each model once, then every method over the prompts in groups of --batch-size (default 1).
     Under a data-parallel launcher rank 0 alone runs it (the timings are of one process); the others stop."""
-    from ...core import distributed as dist
+    from ...core.spine import distributed as dist
     dist.handoff()
 
     engines = {m: resolved_engine(m, cmd.engine) for m in cmd.method}
@@ -82,7 +82,7 @@ def bench(run, cmd) -> Result:
                 rows.extend(_group(lm, src.spec, m, engines[m], group, load_s, cmd, errors))
         del lm
     summary = _summary(rows)
-    from ...core.models import resolve_device
+    from ...core.model.loading import resolve_device
 
     info = system_info(resolve_device(cmd.device))
     write_csv(run.file("timings.csv"), rows, COLUMNS)

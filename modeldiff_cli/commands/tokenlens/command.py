@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from ...core.command import Command, Fingerprints, Result
-from ...core.compared import MODEL, PAIR, Compared
 from ...core.errors import UserError
-from ...core.ingredients import Reading, device_option, dtype_option
-from ...core.spec import option
+from ...core.spine.command import Command, Fingerprints, Result
+from ...core.spine.compared import MODEL, PAIR, Compared
+from ...core.spine.ingredients import Reading, device_option, dtype_option
+from ...core.spine.spec import option
 from .names import ENGINES, NATIVE_METHODS, SCORES, resolved_engine
 
 ORGANISM_PROMPTS = 4  # prompts read from the organism's data when no model is given
@@ -88,7 +88,7 @@ class TokenlensAttribute(Command):
 
     # ---- what the run is about, without loading a model
     def fingerprints(self) -> Fingerprints:
-        from ...core.datasource import dataset_name, parse_source, source_fingerprint
+        from ...core.data.datasource import dataset_name, parse_source, source_fingerprint
 
         models = self.compared.fingerprint()
         if self.compared.two_models:  # the keys older diff runs were made with: the fine-tuned model is "model"
@@ -110,8 +110,8 @@ class TokenlensAttribute(Command):
         return (loaded.ft, loaded.base) if self.compared.two_models else (loaded, None)
 
     def execute(self, run) -> Result:
-        from ...core import distributed as dist
-        from ...core.timing import stage
+        from ...core.spine import distributed as dist
+        from ...core.spine.timing import stage
         from .pipeline import (
             attribute_all,
             check_method,
@@ -155,7 +155,7 @@ class TokenlensAttribute(Command):
     def export(self, run_path: Path) -> None:
         if self.json_out is None and self.html_out is None:
             return
-        from ...core.command import read_summary
+        from ...core.spine.command import read_summary
         from .export import export
 
         export(run_path, read_summary(run_path)["headline"]["prompts"], self.json_out, self.html_out)
@@ -163,8 +163,8 @@ class TokenlensAttribute(Command):
 
 def run_attribute(cmd: TokenlensAttribute) -> Path:
     """``tokenlens attribute``: export paths checked, the run through the spine, then the exports copied out."""
-    from ...core import distributed
-    from ...core.command import launch
+    from ...core.spine import distributed
+    from ...core.spine.command import launch
 
     cmd.check_exports()
     path = launch(cmd)
@@ -186,7 +186,7 @@ class TokenlensMethods:
 def list_methods(cmd: TokenlensMethods) -> None:
     import json
 
-    from ...core import console
+    from ...core.spine import console
     from .inseq_backend import list_methods as inseq_methods
 
     rows = [{"method": m, "native": m in NATIVE_METHODS, "inseq": True} for m in inseq_methods()]
@@ -243,7 +243,7 @@ class TokenlensBench(Command):
         return [m.source for m in self.members]
 
     def fingerprints(self) -> Fingerprints:
-        from ...core.datasource import parse_source, source_fingerprint
+        from ...core.data.datasource import parse_source, source_fingerprint
 
         parse_source(self.prompts, "--prompts")
         srcs = self.sources

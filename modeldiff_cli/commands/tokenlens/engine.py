@@ -36,8 +36,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ...core.arch import cache_kwarg, forward_accepts
-from ...core.padding import pad, position_ids
+from ...core.model.arch import cache_kwarg, forward_accepts
+from ...core.model.padding import pad, position_ids
 from ...core.typing import (
     Embeddings,
     TargetIds,
@@ -97,8 +97,8 @@ def baseline_ids(ids: TokenGrid, tokenizer) -> TokenGrid:
 
 
 def left_pad(seqs: list[Sequence], pad_id: int, device) -> Batch:
-    """Prompts left-padded (``core.padding.pad(side="left")``) so that every prompt ends at ``n_prompt - 1``,
-    continuations right-padded after them; position ids count real tokens only (``core.padding.position_ids``)."""
+    """Prompts left-padded (``core.model.padding.pad(side="left")``) so that every prompt ends at ``n_prompt - 1``,
+    continuations right-padded after them; position ids count real tokens only (``core.model.padding.position_ids``)."""
     p_ids, p_mask = pad([s.ids[: s.prompt_len] for s in seqs], pad_id, side="left")
     c_ids, c_mask = pad([s.ids[s.prompt_len:] for s in seqs], pad_id, side="right")
     ids, attn = torch.cat([p_ids, c_ids], 1), torch.cat([p_mask, c_mask], 1)

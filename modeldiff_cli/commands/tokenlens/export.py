@@ -45,8 +45,8 @@ def export_paths(path: Path, n_prompts: int) -> list[Path]:
 
 def export(run_path: Path, prompts: list[dict], json_out: Path | None, html_out: Path | None) -> list[Path]:
     """Copy the finished per-prompt files of a complete run directory (fresh or reused) to the export paths."""
-    from ...core import console
-    from ...core.artifacts import write_text
+    from ...core.spine import console
+    from ...core.spine.artifacts import write_text
 
     written = []
     for flag, dest, suffix in (("--json-out", json_out, ".json"), ("--html-out", html_out, ".html")):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ...core.errors import UserError
-from ...core.padding import pad
+from ...core.model.padding import pad
 from .engine import Sequence
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ...core.tokens import display_tokens
+from ...core.data.tokens import display_tokens
 from .engine import normalize
 
 

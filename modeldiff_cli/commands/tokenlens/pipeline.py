@@ -3,12 +3,12 @@
 The command (``command.TokenlensAttribute.execute``) strings them together; ``bench`` reuses ``prepare`` and
 ``attribute_all`` one prompt group at a time.
 
-Data-parallel runs (``shard=True``, ``core.distributed``): the prompts are cut into the groups of ``--batch-size``
+Data-parallel runs (``shard=True``, ``core.spine.distributed``): the prompts are cut into the groups of ``--batch-size``
 the one-process run forms; each rank generates / attributes a contiguous block of those groups (so every
 generation and every attribution is the one-process run's), and the continuations and the attributions are
 gathered on every rank in prompt order.
 
-Resumable runs (``--checkpoint-every N``, ``core.checkpoint``): each model's attribution loop saves the
+Resumable runs (``--checkpoint-every N``, ``core.spine.checkpoint``): each model's attribution loop saves the
 attributions and failures of its first groups every N groups (one file per model and rank); a re-run resumes
 after them. Greedy generation is deterministic and re-runs.
 """
@@ -18,10 +18,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ...core import checkpoint, console
-from ...core import distributed as dist
-from ...core.artifacts import write_json, write_text
 from ...core.errors import UserError
+from ...core.spine import checkpoint, console
+from ...core.spine import distributed as dist
+from ...core.spine.artifacts import write_json, write_text
 from . import engine
 from .generate import encode_prompt, greedy, with_target
 from .html import render
@@ -56,7 +56,7 @@ def read_items(prompt: str | None, prompts: str | None, target: str | None, text
     """The single ``--prompt``, or the records of ``--prompts`` (a JSONL record may carry its own ``target``)."""
     if prompt is not None:
         return [Item(0, prompt, target)]
-    from ...core.datasource import read_records
+    from ...core.data.datasource import read_records
 
     recs = read_records(prompts, text_field, "--prompts", max_samples)
     return [Item(i, r.text or "", r.fields.get("target", target), r.line) for i, r in enumerate(recs)]
@@ -258,7 +258,7 @@ def write_records(run, items: list[Item], results: dict, compared: dict | None, 
 
 def headline(rows: list[tuple], cmd):
     """The run's headline: per prompt the generated text and the top attributed input token of its first step."""
-    from ...core.command import Result
+    from ...core.spine.command import Result
 
     prompts, lines, failures = [], [], []
     for it, rec, row in rows:

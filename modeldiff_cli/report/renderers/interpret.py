@@ -8,7 +8,7 @@ examples, causal, steering}]}`` and ``report.html``.
 
 from __future__ import annotations
 
-from ...core.causal_reading import SIGN_NOTE, effect_reading
+from ...commands.interpret.causal_reading import SIGN_NOTE, effect_reading
 from ..finding import num
 from ..html import Raw, esc, srcdoc_iframe, table
 from ..registry import comparer, headliner, renderer
@@ -59,7 +59,7 @@ def _features(run) -> list[dict]:
 
 
 def reading(f: dict) -> str:
-    """What the feature's z-scores say (``core.causal_reading``); empty when a score is missing."""
+    """What the feature's z-scores say (``commands.interpret.causal_reading``); empty when a score is missing."""
     score, removal, ablation = _z(f.get("rank_score")), _z(f.get("causal"), ("z_kl",)), _z(f.get("causal"))
     steering = _z(f.get("steering"))
     if None in (score, removal, ablation):

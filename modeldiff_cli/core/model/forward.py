@@ -39,7 +39,7 @@ def forward(
     grad: bool = False,
     **model_kwargs,
 ) -> Capture:
-    """One forward of ``loaded`` (a :class:`core.models.LoadedModel`, or a bare model) on a batch; see above.
+    """One forward of ``loaded`` (a :class:`core.model.loading.LoadedModel`, or a bare model) on a batch; see above.
 
     ``logits``: None (no head), ``"last"`` (last position only, where the model allows) or ``"all"``.
     ``grad`` keeps the autograd graph (captured tensors are not detached).

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from .. import __version__
+from ... import __version__
+from ..errors import UserError
 from .artifacts import _clean, read_json, write_json
-from .errors import UserError
 
 METADATA = "run_metadata.json"
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..errors import UserError
 from .arch import ArchAdapter, adapter_for
-from .errors import UserError
 from .sources import ModelSource, hub_unavailable, model_fingerprint, resolve_source  # noqa: F401 (re-exported)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -126,7 +126,7 @@ def load_model(
     """
     from transformers import AutoModelForCausalLM
 
-    from .timing import stage
+    from ..spine.timing import stage
 
     source = spec if isinstance(spec, ModelSource) else resolve_source(spec, role=role, flag=flag)
     with stage("load models"):

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import UserError
 from .arch import cache_kwarg, forward_accepts, resolve_layer
-from .errors import UserError
 from .hooks import patch_layers
 
 DEFAULT_PROMPT = "man -> man\n1135 -> 1135\nhello -> hello\n?"
@@ -75,7 +75,7 @@ def patchscope_logits(
     source_layer: int | None = None,
     chunk_size: int | None = DEFAULT_CHUNK,
 ) -> torch.Tensor:
-    """float32 logits ``[N, vocab]`` of ``loaded`` (a ``core.models.LoadedModel``) reading ``layer_hidden [N, d]``.
+    """float32 logits ``[N, vocab]`` of ``loaded`` (a ``core.model.loading.LoadedModel``) reading ``layer_hidden [N, d]``.
 
     ``target_layer`` is the decoder layer whose output is replaced at the placeholder position (a selector:
     index, ``-1`` or relative depth). Default: ``source_layer`` (the layer ``layer_hidden`` comes from: the

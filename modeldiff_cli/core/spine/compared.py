@@ -23,9 +23,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from ..errors import UserError
+from ..model.sources import ModelSource, resolve_source
 from .ingredients import check_device, device_map_option, device_option, dtype_option, id_field_option
-from .sources import ModelSource, resolve_source
 from .spec import Ingredient, Param, option
 
 PAIR, MODEL, DATA_AB, PAIRS = "pair", "model", "data-ab", "pairs"
@@ -118,8 +118,8 @@ class Compared(Ingredient):
         return self.label_a or a, self.label_b or b
 
     def fields(self):
-        """The pairs field names (``core.pairs.PairFields``)."""
-        from .pairs import PairFields
+        """The pairs field names (``core.data.pairs.PairFields``)."""
+        from ..data.pairs import PairFields
 
         return PairFields(self.id_field, self.a_field, self.b_field, self.a_positions_field, self.b_positions_field)
 
@@ -142,34 +142,34 @@ class Compared(Ingredient):
         return (own, f"--{role}-device") if own else (self.device, "--device")
 
     def check(self):
-        """A pair's configs and tokenizers only (no weights): a :class:`core.models.PairReport`; UserError when
+        """A pair's configs and tokenizers only (no weights): a :class:`core.model.loading.PairReport`; UserError when
         they cannot be diffed."""
-        from .models import check_pair_sources
+        from ..model.loading import check_pair_sources
 
         return check_pair_sources(*self.sources)
 
     def load_one(self, role: str):
         """One member (``base`` or ``ft``) of a pair, on its device."""
-        from .models import load_model
+        from ..model.loading import load_model
 
         device, device_flag = self.device_of(role)
         return load_model(self.sources[0 if role == "base" else 1], dtype=self.dtype, device=device,
                           device_map=self.device_map, flag=f"--{role}", device_flag=device_flag)
 
     def load(self, head_only: bool = False):
-        """A pair: both models, resident, after the compatibility check (:class:`core.models.ModelPair`).
-        One model: a :class:`core.models.LoadedModel` (``head_only``: its final norm and lm_head alone, for
+        """A pair: both models, resident, after the compatibility check (:class:`core.model.loading.ModelPair`).
+        One model: a :class:`core.model.loading.LoadedModel` (``head_only``: its final norm and lm_head alone, for
         precomputed hidden states)."""
-        from . import models
+        from ..model import loading
 
         if self.two_models:
-            return models.load_pair(*self.sources, dtype=self.dtype, device=self.device, base_device=self.base_device,
+            return loading.load_pair(*self.sources, dtype=self.dtype, device=self.device, base_device=self.base_device,
                                     ft_device=self.ft_device, device_map=self.device_map)
         if head_only:
-            from .head import load_head
+            from ..model.head import load_head
 
             return load_head(self.source, dtype=self.dtype, device=self.device)
-        return models.load_model(self.source, dtype=self.dtype, device=self.device, device_map=self.device_map,
+        return loading.load_model(self.source, dtype=self.dtype, device=self.device, device_map=self.device_map,
                                  flag="--model")
 
 
@@ -246,7 +246,7 @@ def _flags(names: set[str], flag: dict[str, str]) -> str:
 
 def _organism_defaults(cls, flat: dict, params: list[Param], mode: str | None, data_given: list[Param]) -> dict:
     """No model given: the organism's models of ``mode`` and its data (see :func:`resolve`)."""
-    from .sources import organism_data
+    from ..model.sources import organism_data
 
     roles = set(ROLES.get(mode, ())) if mode else None
     by_name = {p.name: p for p in params}

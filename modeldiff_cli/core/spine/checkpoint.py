@@ -1,7 +1,7 @@
 """Resumable long runs (``--checkpoint-every N``): accumulators and the shard position, kept in the partial run
 directory.
 
-``core.command.launch`` makes a resumable run's partial directory deterministic (``.{name}.partial``), keeps it
+``core.spine.command.launch`` makes a resumable run's partial directory deterministic (``.{name}.partial``), keeps it
 when the run fails or is interrupted, and activates its ``.checkpoint/`` folder here. A pipeline asks for a
 :func:`store`; every ``N`` batches it saves its state (accumulators + how many of its shard's batches are done)
 as ``.checkpoint/rank{r}-of-{w}.pt`` (written beside, then renamed: a kill mid-write leaves the previous one). A

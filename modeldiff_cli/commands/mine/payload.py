@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .artifacts import read_json
-from .errors import UserError
+from ...core.errors import UserError
+from ...core.spine.artifacts import read_json
 
 INDEX = "orderings_index.json"
 

@@ -3,9 +3,9 @@
 Shared by ``modeldiff routing`` and the organism builder (``organisms/measure.py``).
 
 - :func:`router_specs` — one :class:`RouterSpec` per MoE layer (dense layers between MoE layers have none),
-  found through the architecture adapter (``core.arch``); a model without routers is a one-line ``UserError``
+  found through the architecture adapter (``core.model.arch``); a model without routers is a one-line ``UserError``
   naming its architecture and the supported MoE families.
-- :func:`read_router` — one captured router output (``core.forward.forward(..., routers=True)`` records them in
+- :func:`read_router` — one captured router output (``core.model.forward.forward(..., routers=True)`` records them in
   ``Capture.routers``) -> :class:`Routing`: the full router distribution, the selected experts and their
   weights renormalised over the top k. The output may be a tensor or a tuple with the logits at ``[0]``
   (transformers 5: ``(logits [T, E], top weights [T, k], top indices [T, k])``); rows that are already
@@ -25,15 +25,15 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from ..errors import UserError
 from .arch import FAMILIES, router_logits
-from .errors import UserError
 
 MASK_MODES = ("keep-topk", "replace-topk", "deactivate")
 PROB_ATOL = 1e-3  # a row is "already probabilities" when non-negative and summing to 1 within this
 
 
 def moe_families() -> list[str]:
-    """The model types whose routers ``core.arch`` finds (family ``moe``)."""
+    """The model types whose routers ``core.model.arch`` finds (family ``moe``)."""
     return sorted(t for t, (family, _) in FAMILIES.items() if family == "moe")
 
 
@@ -114,7 +114,7 @@ def no_routers_error(adapter) -> UserError:
 
 
 def router_specs(loaded) -> dict[int, RouterSpec]:
-    """MoE layer index -> :class:`RouterSpec` of a loaded model (``core.models.LoadedModel``) or a bare one."""
+    """MoE layer index -> :class:`RouterSpec` of a loaded model (``core.model.loading.LoadedModel``) or a bare one."""
     if hasattr(loaded, "adapter"):
         adapter, config = loaded.adapter, loaded.model.config
     else:
@@ -336,7 +336,7 @@ def _masked_output(output, spec: RouterSpec, m: Tensor, mode: str, report: MaskR
 def mask_experts(specs: Mapping[int, RouterSpec], masks: Mapping[int, list[int]], mode: str) -> Iterator[MaskReport]:
     """Keep the ``masks`` experts (MoE layer -> expert indices) out of every token's top k while active.
 
-    Hooks go on the router modules, so they run before any capture hook registered later (``core.forward``)
+    Hooks go on the router modules, so they run before any capture hook registered later (``core.model.forward``)
     and the MoE block computes with the masked decision. ``keep-topk``: masked slots dropped, the surviving
     weights renormalised; ``replace-topk``: the next-best experts take their places (weights by the router's
     own rule); ``deactivate``: the masked logits set below the row's minimum, distribution and top k re-picked.

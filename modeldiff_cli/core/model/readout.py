@@ -46,7 +46,7 @@ def make_reader(loaded, kind: str, *, chunk_size: int | None = DEFAULT_CHUNK, pa
 
     ``logits``: rows are final-normed states, read by the output head; ``logit-lens``: rows are a layer's
     residual stream, read through the final norm and the head; ``patchscope``: rows patched into an identity
-    prompt at ``patchscope_layer`` (default: the layer they come from), one decode step (``core.patchscope``).
+    prompt at ``patchscope_layer`` (default: the layer they come from), one decode step (``core.model.patchscope``).
     """
     adapter = loaded.adapter
     if kind == "logits":

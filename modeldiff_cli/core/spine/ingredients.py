@@ -1,6 +1,6 @@
 """The ingredients every command is built from: each declares its options once and owns its ``load()``.
 
-- :class:`core.compared.Compared` — what is compared: two models, one model, or one model on two conditions
+- :class:`core.spine.compared.Compared` — what is compared: two models, one model, or one model on two conditions
   (its own module: the modes and the spine's rules derived from them).
 - :class:`Reading` — how samples are read and batched (text field, sample and token limits, batch size).
 - :class:`Data` — one ``--data`` source plus :class:`Reading` (:class:`Datasets`: several); ``load(tokenizer)``
@@ -21,17 +21,17 @@ from functools import cached_property
 from pathlib import Path
 from typing import ClassVar
 
-from .errors import UserError
+from ..errors import UserError
 from .spec import Ingredient, option
 
-DTYPE_NAMES = ("float32", "bfloat16", "float16", "auto")  # --dtype's choices (core.models.resolve_dtype)
+DTYPE_NAMES = ("float32", "bfloat16", "float16", "auto")  # --dtype's choices (core.model.loading.resolve_dtype)
 DEVICE_FORM = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 CHECKED_RECORDS = 1000  # records of each data source read (and checked) before any model loads
 
 
 def check_device(spec: str | None, flag: str = "--device") -> None:
     """The form of a ``--device`` value, without torch; whether that device exists is checked (with torch) by
-    ``core.models`` before a model's config, tokenizer or weights load."""
+    ``core.model.loading`` before a model's config, tokenizer or weights load."""
     if spec is not None and not DEVICE_FORM.fullmatch(spec.strip().lower()):
         raise UserError(f"{flag} {spec!r}: expected cpu, cuda, cuda:N or auto")
 
@@ -60,7 +60,7 @@ def chunk_size_option():
 
 
 def checkpoint_every_option():
-    """``--checkpoint-every N``: resumable long runs (``core.checkpoint``); not part of the run configuration."""
+    """``--checkpoint-every N``: resumable long runs (``core.spine.checkpoint``); not part of the run configuration."""
     return option(0, "--checkpoint-every", "Save the accumulators every N batches into the partial run directory; re-running the same command after an interruption resumes there (0 = off).", min=0, result=False, when="resumable", panel="Run")
 
 
@@ -95,7 +95,7 @@ class Data(Reading):
 
     @cached_property
     def names(self) -> tuple[str, ...]:
-        from .datasource import dataset_name
+        from ..data.datasource import dataset_name
 
         names: list[str] = []
         for spec in self.data:
@@ -106,16 +106,16 @@ class Data(Reading):
         return tuple(names)
 
     def fingerprint(self) -> dict:
-        from .datasource import source_fingerprint
+        from ..data.datasource import source_fingerprint
 
         return {"data": {name: source_fingerprint(spec, self.text_field, self.max_samples, self.max_tokens)
                          for name, spec in zip(self.names, self.data, strict=True)}}
 
     def preflight(self) -> None:
-        """Before any model loads (``core.command``): the first ``CHECKED_RECORDS`` records of every source are
+        """Before any model loads (``core.spine.command``): the first ``CHECKED_RECORDS`` records of every source are
         read, so a wrong ``--text-field``, malformed JSON or an empty file is exit 2 at once. A hub dataset read
         online (streamed) is left to loading."""
-        from .datasource import hub_offline, parse_source, read_records
+        from ..data.datasource import hub_offline, parse_source, read_records
 
         limit = min(self.max_samples or CHECKED_RECORDS, CHECKED_RECORDS)
         for spec in self.data:
@@ -129,8 +129,8 @@ class Data(Reading):
         return self.data[0]
 
     def load(self, tokenizer, *, positions_before: int = 0):
-        """Tokenize every source: a list of :class:`core.data.Dataset` named as in the run directory."""
-        from .data import load_dataset
+        """Tokenize every source: a list of :class:`core.data.datasets.Dataset` named as in the run directory."""
+        from ..data.datasets import load_dataset
 
         out = []
         for name, spec in zip(self.names, self.data, strict=True):
@@ -171,7 +171,7 @@ class Readout(Ingredient):
             raise UserError(f"--readout {self.readout!r}: this command takes {', '.join(kinds)}")
 
     def resolve_layers(self, n_layers: int, default: str = "all") -> list[int]:
-        from .arch import resolve_layers
+        from ..model.arch import resolve_layers
 
         return resolve_layers(self.layers if self.layers is not None else default, n_layers, "--layers")
 
@@ -195,8 +195,8 @@ class TokenFilter(Ingredient):
     consolidate_case: bool = option(False, "--consolidate-case", "Merge tokens equal after stripping and lower-casing (' Cake', 'cake').")
 
     def keep_mask(self, tokenizer, vocab_size: int) -> list[bool]:
-        """Per-id flag of tokens that survive the filters (the one implementation: ``core.token_views``)."""
-        from .token_views import view_of
+        """Per-id flag of tokens that survive the filters (the one implementation: ``core.data.token_views``)."""
+        from ..data.token_views import view_of
 
         return view_of(tokenizer, vocab_size, self).keep.tolist()
 

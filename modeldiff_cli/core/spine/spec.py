@@ -29,7 +29,7 @@ class Opt:
     The bounds (``min`` / ``max`` inclusive, ``above`` / ``below`` exclusive) and ``choices`` are checked by the
     spine (:func:`check_value`) for the CLI and for Python construction (``Command.make``) alike, and shown in
     ``--help``. ``sep``: the value is a ``sep``-separated list whose items must each be one of ``choices``.
-    ``modes``: the modes of what is compared (``core.compared``) the option belongs to; a command that accepts
+    ``modes``: the modes of what is compared (``core.spine.compared``) the option belongs to; a command that accepts
     none of them does not have the option. ``when``: a class attribute of the command that must be true for the
     command to have the option (e.g. ``resumable`` for ``--checkpoint-every``).
     """
@@ -91,7 +91,7 @@ def _text(x: Any) -> str:
 
 def check_value(opt: Opt, value: Any) -> None:
     """A UserError naming the flag when ``value`` breaks the option's bounds or choices (None passes)."""
-    from .errors import UserError
+    from ..errors import UserError
 
     if value is None:
         return
@@ -250,8 +250,8 @@ def signature(params: list[Param], *, context: bool) -> inspect.Signature:
 def build(cls, params: list[Param], values: dict[str, Any]):
     """The command instance from parsed values: old spellings folded in, the command's defaults policy
     (``fill_defaults``), every value checked against its option's bounds and choices, ingredients nested."""
+    from ..errors import UserError
     from . import console
-    from .errors import UserError
 
     known = {p.name for p in params} | {_old_key(p, i) for p in params for i in range(len(p.opt.old))}
     unknown = sorted(set(values) - known)

@@ -31,7 +31,7 @@ T = TypeVar("T")
 
 
 def quiet() -> bool:
-    """A non-zero rank of a data-parallel run (``core.distributed``): it prints nothing but errors."""
+    """A non-zero rank of a data-parallel run (``core.spine.distributed``): it prints nothing but errors."""
     try:
         return int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0
     except ValueError:

@@ -2,7 +2,7 @@
 
 A launcher (``torchrun``, ``accelerate launch``) starts ``WORLD_SIZE`` processes and sets ``RANK``,
 ``LOCAL_RANK``, ``MASTER_ADDR`` / ``MASTER_PORT`` in each one's environment. :func:`init` (called by
-``core.command.launch``) joins them into one process group (gloo: the reductions are of CPU accumulators, small
+``core.spine.command.launch``) joins them into one process group (gloo: the reductions are of CPU accumulators, small
 beside the forwards; ``MODELDIFF_DIST_BACKEND`` overrides it) and pins each rank to ``cuda:LOCAL_RANK`` when there
 are GPUs. Then:
 
@@ -253,7 +253,7 @@ def run_facts() -> dict:
 
 def agree(fn, *args, **kwargs):
     """Run ``fn`` on rank 0 only and hand its value (or its :class:`UserError`, raised on every rank) to all."""
-    from .errors import UserError
+    from ..errors import UserError
 
     if not active():
         return fn(*args, **kwargs)

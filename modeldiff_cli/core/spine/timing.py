@@ -4,7 +4,7 @@
 with its parent (``"order/nmf"``) and counts toward the parent's time, not twice toward the run's. Outside a
 run (a library call, a test) a stage is a no-op, so pure functions may be wrapped freely.
 
-The spine (``core.command.launch``) opens one :class:`Profile` per run, records the start-up before it
+The spine (``core.spine.command.launch``) opens one :class:`Profile` per run, records the start-up before it
 (interpreter, imports and option parsing, measured from the process's start time) and the time it spends
 itself (resolving and fingerprinting inputs, writing the summary), and stores :meth:`Profile.as_dict` as the
 ``timings`` field of ``run_metadata.json``: seconds per stage, the process wall time, the fraction the stages

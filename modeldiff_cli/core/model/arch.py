@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .errors import UserError
+from ..errors import UserError
 
 # model_type -> (family, path to decoder layers, final norm, embeddings)
 _LLAMA_LIKE = ("model.layers", "model.norm", "model.embed_tokens")

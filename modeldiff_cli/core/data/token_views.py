@@ -2,7 +2,7 @@
 lower-case consolidation of equal forms; plus ranking of per-token values through such a view.
 
 Shared by the commands that list tokens (``mine`` today, ``interpret`` later); the filters are those of
-:class:`core.ingredients.TokenFilter` (``--drop-punctuation``, ``--drop-special``, ``--drop-undecodable``, ``--consolidate-case``).
+:class:`core.spine.ingredients.TokenFilter` (``--drop-punctuation``, ``--drop-special``, ``--drop-undecodable``, ``--consolidate-case``).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def token_view(raw_tokens: list[str], special: set[int], *, drop_punctuation: bo
 
 
 def view_of(tokenizer, vocab: int, token_filter) -> TokenView:
-    """The view of ids ``[0, vocab)`` of ``tokenizer`` under a :class:`core.ingredients.TokenFilter`."""
+    """The view of ids ``[0, vocab)`` of ``tokenizer`` under a :class:`core.spine.ingredients.TokenFilter`."""
     raw = tokenizer.convert_ids_to_tokens(list(range(vocab)))
     return token_view(raw, special_ids(tokenizer), drop_punctuation=token_filter.drop_punctuation,
                       drop_special=token_filter.drop_special, consolidate_case=token_filter.consolidate_case,

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .typing import PaddedTokens
+from ..typing import PaddedTokens
 
 
 def pad(seqs: Sequence[Sequence[int]], pad_id: int, *, side: str = "right", width: int | None = None,

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor
 
-from .typing import LogProbs, RowScores, RowTokens
+from ..typing import LogProbs, RowScores, RowTokens
 
 LOG2 = math.log(2.0)
 

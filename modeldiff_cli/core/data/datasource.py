@@ -25,9 +25,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import UserError
-from .fingerprint import dir_fingerprint, file_digest
-from .sources import hub_offline, hub_unavailable  # noqa: F401 (hub_offline: re-exported)
+from ..errors import UserError
+from ..model.sources import hub_offline, hub_unavailable  # noqa: F401 (hub_offline: re-exported)
+from ..spine.fingerprint import dir_fingerprint, file_digest
 
 
 @dataclass
@@ -41,7 +41,7 @@ class Record:
 
 
 def file_fingerprint(path: Path) -> str:
-    """16-hex prefix of the whole file's sha256 (memoised, see ``core.fingerprint.file_digest``)."""
+    """16-hex prefix of the whole file's sha256 (memoised, see ``core.spine.fingerprint.file_digest``)."""
     return file_digest(path)[:16]
 
 

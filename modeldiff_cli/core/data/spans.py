@@ -2,7 +2,7 @@
 
 A token covers ``[lo, hi)`` when its own (non-empty) character range overlaps it; so a leading space that BPE
 merges into the first completion token puts that token in the completion. Used for prompt/completion records
-(nll, attribute queries and documents) and for chat assistant turns (``core.data``).
+(nll, attribute queries and documents) and for chat assistant turns (``core.data.datasets``).
 """
 
 from __future__ import annotations

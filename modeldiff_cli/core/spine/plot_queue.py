@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 
-from .errors import UserError
+from ..errors import UserError
 
 _pool: list[ProcessPoolExecutor] = []
 _pending: list[Future] = []

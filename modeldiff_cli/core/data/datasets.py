@@ -1,6 +1,6 @@
 """Datasets -> token batches with position masks.
 
-The sources (files, saved datasets, hub datasets) are read by ``core.datasource`` (no torch there, so a run can
+The sources (files, saved datasets, hub datasets) are read by ``core.data.datasource`` (no torch there, so a run can
 be fingerprinted and reused without it). Chats are rendered with the tokenizer's chat template when it has one,
 else as ``role: content`` lines; the position mask then selects the assistant tokens (and ``positions_before``
 positions before each assistant turn).
@@ -16,6 +16,9 @@ from pathlib import Path
 
 import torch
 
+from ..errors import UserError
+from ..model.padding import pad
+from ..spine.timing import stage
 from .datasource import (  # noqa: F401 (the reading API, re-exported)
     Record,
     Source,
@@ -26,10 +29,7 @@ from .datasource import (  # noqa: F401 (the reading API, re-exported)
     read_records,
     source_fingerprint,
 )
-from .errors import UserError
-from .padding import pad
 from .spans import covering
-from .timing import stage
 
 
 @dataclass
@@ -150,7 +150,7 @@ def load_dataset(
 
 
 def collate(samples: list[Sample], pad_id: int) -> Batch:
-    """Right-padded batch of samples (``core.padding.pad``) with their analysed-position masks."""
+    """Right-padded batch of samples (``core.model.padding.pad``) with their analysed-position masks."""
     ids, attn = pad([s.ids for s in samples], pad_id)
     marks, _ = pad([[int(m) for m in s.mask] for s in samples], 0)
     index = torch.tensor([s.index for s in samples], dtype=torch.long)

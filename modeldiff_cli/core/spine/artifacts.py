@@ -14,12 +14,12 @@ from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 from .timing import stage
 
 
 def _staged(name: str):
-    """Charge a writer's time (serialising included) to the run's stage ``name`` (``core.timing``)."""
+    """Charge a writer's time (serialising included) to the run's stage ``name`` (``core.spine.timing``)."""
     def wrap(fn):
         @wraps(fn)
         def timed(*args, **kwargs):

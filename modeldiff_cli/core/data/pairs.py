@@ -17,9 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import load_dataset
+from ..errors import UserError
+from .datasets import load_dataset
 from .datasource import iter_jsonl, read_records
-from .errors import UserError
 from .spans import completion_tokens
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 
 DEFAULT_ORGANISM = "cake"
 
@@ -106,13 +106,13 @@ def _safe(name: str) -> str:
 def model_fingerprint(source: ModelSource) -> str:
     """Content hash of a local model (every config, tokenizer and weight file, whole) or the hub id.
 
-    Whole-file digests are memoised by (path, size, mtime) in ``core.fingerprint``, so a large model is hashed
+    Whole-file digests are memoised by (path, size, mtime) in ``core.spine.fingerprint``, so a large model is hashed
     once; files in the Hugging Face cache are named by their content and need no reading. A hub id that is not
     in the cache while the hub is offline (:func:`hub_unavailable`) is a UserError naming the flag, at once.
     """
     if not source.is_local:
         return _hub_fingerprint(source)
-    from .fingerprint import tree_fingerprint
+    from ..spine.fingerprint import tree_fingerprint
 
     return tree_fingerprint(Path(source.location))
 
@@ -130,7 +130,7 @@ def _hub_fingerprint(source: ModelSource) -> str:
             raise UserError(f"{source.flag} {source.spec}: not a local directory and not in the Hugging Face cache, "
                             f"and the Hugging Face Hub is offline ({offline})") from None
         return hashlib.sha256(repo_id.encode()).hexdigest()[:16]
-    from .fingerprint import tree_fingerprint
+    from ..spine.fingerprint import tree_fingerprint
 
     return tree_fingerprint(Path(path))
 

@@ -12,16 +12,9 @@ from pathlib import Path
 
 import torch
 
+from ..errors import UserError
 from .arch import adapter_for
-from .errors import UserError
-from .models import (
-    LoadedModel,
-    ModelSource,
-    load_config,
-    load_tokenizer,
-    resolve_device,
-    resolve_dtype,
-)
+from .loading import LoadedModel, ModelSource, load_config, load_tokenizer, resolve_device, resolve_dtype
 
 
 def load_head(source: ModelSource, *, dtype: str = "float32", device: str = "auto") -> LoadedModel:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserError
+from ...core.errors import UserError
 
 KEY_FIELD = "modeldiff_key"
 

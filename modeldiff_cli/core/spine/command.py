@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ..errors import UserError
 from . import console
-from .errors import UserError
 from .ingredients import RunOpts, checkpoint_every_option
 from .rundir import Run, code_digest, config_hash, prepare_run, run_directory, slug
 from .spec import Param, command_params, typer_callback
@@ -62,13 +62,13 @@ class Fingerprints:
 class Command:
     """Base of every command dataclass. Subclasses set ``name`` and implement ``fingerprints`` and ``execute``.
 
-    Every command has the run's options (:class:`core.ingredients.RunOpts`: ``--out``, ``--seed``,
-    ``--overwrite``, ``--profile``); a ``resumable`` one also ``--checkpoint-every`` (``core.checkpoint``)."""
+    Every command has the run's options (:class:`core.spine.ingredients.RunOpts`: ``--out``, ``--seed``,
+    ``--overwrite``, ``--profile``); a ``resumable`` one also ``--checkpoint-every`` (``core.spine.checkpoint``)."""
 
     name: ClassVar[str]
     panel: ClassVar[str | None] = None
     resumable: ClassVar[bool] = False  # has --checkpoint-every: its long loop saves and resumes
-    modes: ClassVar[tuple[str, ...]] = ("pair",)  # what it compares (core.compared), the first its default
+    modes: ClassVar[tuple[str, ...]] = ("pair",)  # what it compares (core.spine.compared), the first its default
     # per-command default overrides {option: (default, why)} and extra flag names {option: ("--old",)}
     defaults: ClassVar[dict[str, tuple[Any, str]]] = {}
     aliases: ClassVar[dict[str, tuple[str, ...]]] = {}
@@ -121,7 +121,7 @@ class Command:
 
     @classmethod
     def fill_defaults(cls, flat: dict, params: list[Param]) -> dict:
-        """One policy for every command, derived from the modes it accepts (``core.compared.resolve``): the mode
+        """One policy for every command, derived from the modes it accepts (``core.spine.compared.resolve``): the mode
         of the run, the options that do not go together, and the organism's defaults when no model is given."""
         from .compared import resolve
 
@@ -140,7 +140,7 @@ class Command:
         return [self.name, models or "none", f"{slug(self.run_name())}-{config_hash(config)}"]
 
     def draws_figures(self) -> bool:
-        """Whether this run writes plots (``core.plot_queue`` starts its workers for those that do)."""
+        """Whether this run writes plots (``core.spine.plot_queue`` starts its workers for those that do)."""
         return bool(getattr(self, "plots", False))
 
 
@@ -160,10 +160,10 @@ def _settings(obj) -> dict:
 def launch(cmd: Command) -> Path:
     """Run a command through the spine (see the module docstring); returns the run directory.
 
-    Under a launcher (``WORLD_SIZE`` > 1, see ``core.distributed``) rank 0 alone prepares, writes and prints the
+    Under a launcher (``WORLD_SIZE`` > 1, see ``core.spine.distributed``) rank 0 alone prepares, writes and prints the
     run directory; every rank runs ``execute`` on its shard. ``--checkpoint-every`` (a command's
-    ``checkpoint_every`` option) makes the partial directory resumable (``core.checkpoint``). Where the time
-    went (``core.timing``) is recorded in run_metadata.json and, with ``--profile``, printed at the end."""
+    ``checkpoint_every`` option) makes the partial directory resumable (``core.spine.checkpoint``). Where the time
+    went (``core.spine.timing``) is recorded in run_metadata.json and, with ``--profile``, printed at the end."""
     from . import timing
 
     profile = timing.Profile()
@@ -244,7 +244,7 @@ def _launch(cmd: Command, profile, where: list | None = None) -> tuple[Path, dic
                 _seed(run_opts.seed)
             checkpoint.activate(run.work if resumable else None)
             try:
-                # figures go to worker processes where the machine has cores to spare (core.plot_queue);
+                # figures go to worker processes where the machine has cores to spare (core.spine.plot_queue);
                 # every one of them is written when this block ends
                 with plot_queue.plotting(None if cmd.draws_figures() else 0):
                     result = cmd.execute(run)
