@@ -26,12 +26,30 @@ def _run(root: Path, command: str, pair: str, leaf: str, headline: dict, files: 
 LENS_CSV = "layer,positions,kl_ft_base,kl_base_final,kl_ft_final,top1_agreement\n0,10,0.2,0.3,0.3,0.8\n1,10,0.25,0,0,0.9\n"
 
 
+LENS_PROMOTED = json.dumps({"score": "mean log-prob diff", "promoted": {"1": [{"rank": 1, "token": " cake",
+                                                                              "mean_logprob_diff": 0.5}]},
+                            "suppressed": {}})
+
+
+def _lens_matrices(run: Path) -> None:
+    """lens_matrices.npz with the arrays lens declares (commands/lens/artifacts.py)."""
+    import numpy as np
+
+    from modeldiff_cli.commands.lens.artifacts import MATRICES
+
+    arrays = {name: np.zeros((2, 2)) for name in MATRICES.columns}
+    arrays.update(layers=np.array([0, 1]), sample_index=np.array([0, 1]))
+    np.savez(run / MATRICES.pattern, **arrays)
+
+
 def _tree(tmp_path: Path) -> Path:
     root = tmp_path / "runs"
-    _run(root, "lens", "b_vs_f", "base+logit-lens-00000001", {"layers": [0, 1], "kl_ft_base": [0.2, 0.25], "peak_kl_layer": 1},
-         {"layer_metrics.csv": LENS_CSV})
-    _run(root, "lens", "b_vs_f", "other+logit-lens-00000002", {"layers": [0, 1], "peak_kl_layer": 0},
-         {"layer_metrics.csv": LENS_CSV.replace("0.25", "0.5")})
+    for leaf, headline, csv_text in (
+            ("base+logit-lens-00000001", {"layers": [0, 1], "kl_ft_base": [0.2, 0.25], "peak_kl_layer": 1}, LENS_CSV),
+            ("other+logit-lens-00000002", {"layers": [0, 1], "peak_kl_layer": 0}, LENS_CSV.replace("0.25", "0.5"))):
+        run = _run(root, "lens", "b_vs_f", leaf, headline,
+                   {"layer_metrics.csv": csv_text, "promoted_tokens.json": LENS_PROMOTED})
+        _lens_matrices(run)
     feats = {"features": [{"id": 0, "name": "baking", "kind": "sae", "layer": 1, "tokens": [" cake"], "suppressed": [],
                            "categories": ["food"], "side": "ft", "examples": [], "causal": {"z": 4.2, "z_kl": 7.7}, "steering": None, "rank_score": 6.1}]}
     _run(root, "interpret", "b_vs_f", "base-00000003", {"features": 1},

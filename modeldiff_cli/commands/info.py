@@ -17,7 +17,7 @@ import typer
 
 from ..core.spine.command import Command, Fingerprints, Result, launch
 from ..core.spine.compared import Compared
-from ..core.spine.spec import option, typer_callback
+from ..core.spine.spec import option
 
 INFO_FILE = "info.json"
 # the facts of each side the headline keeps (the report's index shows them in the pair's header)
@@ -130,7 +130,9 @@ def terminal_lines(payload: dict) -> list[str]:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("info", help=(Info.__doc__ or "").strip())(typer_callback(Info, info))
+    from ..core.spine.command import register as add
+
+    add(app, Info, run=info)
 
 
 def info(cmd: Info) -> Path:

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import typer
 
-from ..core.spine.spec import option, with_argument
+from ..core.spine.spec import option
 
 
 @dataclass(frozen=True)
@@ -25,12 +25,10 @@ class Report:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("report")(report_callback())
+    from ..core.spine.command import register as add
 
-
-def report_callback():
-    return with_argument(Report, run_report, "paths", list[Path],
-                         "Run directories or folders holding them (e.g. runs/).", "PATH...")
+    add(app, Report, run=run_report,
+        argument=("paths", list[Path], "Run directories or folders holding them (e.g. runs/).", "PATH..."))
 
 
 def run_report(paths: list[Path], opts: Report) -> Path:

@@ -74,6 +74,50 @@ class Run:
         arts = (self.summary or {}).get("artifacts")
         return [a for a in arts if isinstance(a, dict) and "path" in a] if isinstance(arts, list) else []
 
+    # --- reading a declared artifact (core.spine.declared): the file, checked against its declaration ------
+    def read(self, artifact, *, optional: bool = False, limit: int | None = None, **values: Any) -> Any:
+        """The content of a declared artifact (CSV rows, JSON, JSONL records up to ``limit``, NPZ arrays or
+        text, by suffix), or None. A missing file warns unless ``optional`` (a conditional artifact: the run may
+        not have made it); a declared column, key or array missing from the file always warns."""
+        name = artifact.path(**values)
+        if (self.path / name).is_file() is False:
+            if not optional:
+                self.warn(f"missing artifact: {name}")
+            return None
+        suffix = Path(name).suffix
+        if suffix == ".csv":
+            data = self.csv(name)
+            header = self._header(name)
+            present = set(header) if header is not None else set()
+        elif suffix == ".jsonl":
+            data = self.jsonl(name, limit or 1_000_000)
+            present = set(data[0]) if data and isinstance(data[0], dict) else None
+        elif suffix == ".json":
+            data = self.json(name)
+            first = data[0] if isinstance(data, list) and data else data
+            present = set(first) if isinstance(first, dict) else None
+        elif suffix == ".npz":
+            data = self.npz(name)
+            present = set(data) if isinstance(data, dict) else None
+        else:
+            data, present = self.text(name, limit=limit), None
+        if data is not None and artifact.columns and present is not None:
+            missing = [c for c in artifact.columns if c not in present]
+            if missing:
+                self.warn(f"artifact {name} lacks {', '.join(missing)} (declared by {self.command})")
+        return data
+
+    def matches(self, artifact) -> list[str]:
+        """The run's files of a declared family (``{dataset}_global_token_stats.json``), relative, sorted."""
+        return sorted(p.relative_to(self.path).as_posix() for p in self.path.glob(artifact.glob) if p.is_file())
+
+    def _header(self, name: str) -> list[str] | None:
+        try:
+            with (self.path / name).open(encoding="utf-8", newline="") as fh:
+                return next(csv.reader(fh), [])
+        except (OSError, csv.Error):
+            return None
+
     # --- defensive readers: None plus a warning on failure -------------------------------------------------
     def file(self, name: str, *, warn: bool = True) -> Path | None:
         p = self.path / name

@@ -13,12 +13,10 @@ HELP = __doc__.split("Light imports")[0]
 
 
 def register(app: typer.Typer) -> None:
-    from ...core.spine.command import launch
     from ...core.spine.command import register as add
-    from ...core.spine.spec import typer_callback
 
-    group = add(app, Attribute, group_help=HELP)
-    group.command("queries")(typer_callback(AttributeQueries, launch))
+    group = add(app, Attribute, group=HELP)
+    add(group, AttributeQueries, name="queries")
 
 
 __all__ = ["Attribute", "AttributeQueries", "register"]

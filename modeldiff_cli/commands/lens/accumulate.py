@@ -15,8 +15,7 @@ from torch import Tensor
 
 from ...core.model.divergence import kl
 from ...core.typing import LayerTokenScores, LogProbs, RowScores, RowTokens
-
-SCALARS = ("kl_ft_base", "kl_base_final", "kl_ft_final", "top1_agreement")
+from .artifacts import SCALARS
 
 
 @dataclass

@@ -11,6 +11,7 @@ from ...core.spine.compared import Compared
 from ...core.spine.ingredients import Data, Readout, TokenFilter
 from ...core.spine.spec import option
 from ...core.spine.timing import stage
+from .artifacts import ARTIFACTS
 
 POSITIONS = ("all", "last")
 
@@ -19,11 +20,11 @@ POSITIONS = ("all", "last")
 class Lens(Command):
     """Per layer, both models' logit-lens (or patchscope) distributions at the analysed positions: mean
     KL(ft || base), each model's KL from its own final output, top-1 agreement, and the tokens ft promotes most
-    over base. Writes layer_metrics.csv/.json, lens_matrices.npz, promoted_tokens.json, kl_by_layer.png,
-    agreement_by_layer.png (and prompt_top_tokens.json/.png with --prompt); prints the run directory last."""
+    over base; prints the run directory last."""
 
     name = "lens"
     resumable = True
+    artifacts = ARTIFACTS
     defaults = {"readout": ("logit-lens", "lens reads every layer; `logits` would only read the last")}
     old_flags = {"readout": ("--method",)}
     organism_fill = {"base": "base", "ft": "ft", "data": ("base",)}

@@ -4,26 +4,21 @@ from __future__ import annotations
 
 from ...core.data.tokens import display_tokens
 from ...core.spine import artifacts
-from .accumulate import SCALARS, LensAccumulator
+from .accumulate import LensAccumulator
+from .artifacts import (
+    AGREEMENT_PLOT,
+    COLUMNS,
+    KL_PLOT,
+    LAYER_METRICS,
+    LAYER_METRICS_JSON,
+    MATRICES,
+    PROMOTED,
+    PROMPT_TABLE,
+    PROMPT_TABLE_PLOT,
+    SCALARS,
+)
 from .plots import plot_agreement, plot_kl
 from .prompt_table import prompt_table, write_prompt_table
-
-COLUMNS = ["layer", "positions", *SCALARS]
-
-ARTIFACTS = {
-    "layer_metrics.csv": ("table", "per layer: positions, KL(ft||base), each model's KL to its final output, top-1 agreement"),
-    "layer_metrics.json": ("payload", "the per-layer metrics with the readout, positions view and shared vocabulary"),
-    "promoted_tokens.json": ("payload", "per layer, the tokens ft promotes / suppresses most (mean log-prob diff)"),
-    "lens_matrices.npz": ("matrix", "per-layer curves, per-sample matrices, mean log-prob diff [layers, vocab], top ids"),
-    "kl_by_layer.png": ("plot", "KL(ft||base) and each model's KL to its own final output, by layer"),
-    "agreement_by_layer.png": ("plot", "top-1 agreement of base and ft, by layer"),
-    "prompt_top_tokens.json": ("payload", "--prompt: each model's top-1 token per position x layer"),
-    "prompt_top_tokens.png": ("plot", "--prompt: the top-1 token table of each model as a heat map"),
-}
-
-
-def describe(run) -> None:
-    run.describe_all(ARTIFACTS)
 
 
 def headline(results: dict, layers: list[int], pair):
@@ -66,15 +61,14 @@ def token_lists(tokenizer, ids, values, layers: list[int]) -> dict[str, list[dic
 
 def write_outputs(run, acc: LensAccumulator, results: dict, pair, data, layers: list[int], cmd) -> None:
     rows = layer_rows(results, acc, layers)
-    describe(run)
-    artifacts.write_csv(run.file("layer_metrics.csv"), rows, COLUMNS)
-    artifacts.write_json(run.file("layer_metrics.json"), {
+    artifacts.write_csv(run.file(LAYER_METRICS.path()), rows, list(COLUMNS))
+    artifacts.write_json(run.file(LAYER_METRICS_JSON.path()), {
         "method": cmd.readout.readout, "positions": cmd.positions if cmd.prompt is None else "all",
         "kl_direction": "KL(ft || base); layer-to-final: KL(final || layer) of the same model",
         "shared_vocab": pair.shared_vocab, "samples": len(data.samples), "layers": rows,
     })
     tok = pair.tokenizer
-    artifacts.write_json(run.file("promoted_tokens.json"), {
+    artifacts.write_json(run.file(PROMOTED.path()), {
         "score": "mean over analysed positions of log p_ft(token) - log p_base(token) at each layer",
         "promoted": token_lists(tok, *results["promoted"], layers),
         "suppressed": token_lists(tok, *results["suppressed"], layers),
@@ -95,12 +89,12 @@ def write_outputs(run, acc: LensAccumulator, results: dict, pair, data, layers: 
     }
     if acc.record_positions:
         matrices.update({f"prompt_{k}": v.numpy() for k, v in acc.tables.items()})
-    artifacts.write_npz(run.file("lens_matrices.npz"), **matrices)
+    artifacts.write_npz(run.file(MATRICES.path()), **matrices)
     base, ft = cmd.compared.labels
     context = f"{base} vs {ft} on " + (" + ".join(cmd.fp.names) if cmd.prompt is None else "the prompt")
-    plot_kl(run.file("kl_by_layer.png"), layers, results["means"], context)
-    plot_agreement(run.file("agreement_by_layer.png"), layers, results["means"], context)
+    plot_kl(run.file(KL_PLOT.path()), layers, results["means"], context)
+    plot_agreement(run.file(AGREEMENT_PLOT.path()), layers, results["means"], context)
     if acc.record_positions:
         table = prompt_table(tok, data.samples[0].ids, acc.tables, layers)
-        write_prompt_table(run.file("prompt_top_tokens.json"), run.file("prompt_top_tokens.png"), table,
+        write_prompt_table(run.file(PROMPT_TABLE.path()), run.file(PROMPT_TABLE_PLOT.path()), table,
                            (base, ft), cmd.readout.readout)

@@ -9,11 +9,14 @@ HELP = ("Which tokens did fine-tuning promote or suppress? Streaming logit-diff 
 
 
 def register(app) -> None:
-    from ...core.spine.command import register as add
-    from .overview import overview_callback
+    from pathlib import Path
 
-    group = add(app, Mine, group_help=HELP)
-    group.command("overview")(overview_callback())
+    from ...core.spine.command import register as add
+    from .overview import Overview, run_overview
+
+    group = add(app, Mine, group=HELP)
+    add(group, Overview, name="overview", run=run_overview,
+        argument=("run_dir", Path, "A complete `modeldiff mine` run directory.", "RUN_DIR"))
 
 
 __all__ = ["Mine", "register"]

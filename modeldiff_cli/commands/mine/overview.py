@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 from ...core.spine import console
-from ...core.spine.spec import with_argument
 from .command import Overview
 
 
@@ -30,8 +29,3 @@ def run_overview(run_dir: Path, opts: Overview) -> Path:
     console.out.print_json(json.dumps(payload))  # stdout: the JSON only
     console.info(f"overview: {path}")
     return path
-
-
-def overview_callback():
-    """The Typer callback of `mine overview`: the RUN_DIR argument, then the options generated from Overview."""
-    return with_argument(Overview, run_overview, "run_dir", Path, "A complete `modeldiff mine` run directory.", "RUN_DIR")

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import Any, ClassVar
 
 from ..errors import UserError
 from . import console
+from .declared import Artifact, describe, help_text
 from .ingredients import RunOpts, checkpoint_every_option
 from .rundir import Run, code_digest, config_hash, prepare_run, run_directory, slug
 from .spec import Param, command_params, typer_callback
@@ -78,9 +80,17 @@ class Command:
     organism: ClassVar[str | None] = "cake"
     organism_fill: ClassVar[dict[str, Any]] = {}
     organism_settings: ClassVar[dict[str, Any]] = {}  # option values when the organism's data is used
+    # the files it writes, declared once (its artifacts.py): summary.json's descriptions, --help, writer, report
+    artifacts: ClassVar[tuple[Artifact, ...]] = ()
 
     run: RunOpts = field(default_factory=RunOpts)
     checkpoint_every: int = checkpoint_every_option()
+
+    @classmethod
+    def help(cls) -> str:
+        """``--help``'s description: the docstring, then the files the command writes (its declarations)."""
+        text = inspect.cleandoc(cls.__doc__ or "")
+        return f"{text}\n\n{help_text(cls.artifacts)}" if cls.artifacts else text
 
     # ---- to implement -------------------------------------------------------------------------------------
     def fingerprints(self) -> Fingerprints:  # pragma: no cover - abstract
@@ -243,6 +253,7 @@ def _launch(cmd: Command, profile, where: list | None = None) -> tuple[Path, dic
             if getattr(run_opts, "seed", None) is not None:
                 _seed(run_opts.seed)
             checkpoint.activate(run.work if resumable else None)
+            describe(run, cmd.artifacts)
             try:
                 # figures go to worker processes where the machine has cores to spare (core.spine.plot_queue);
                 # every one of them is written when this block ends
@@ -364,18 +375,31 @@ def read_summary(path: Path) -> dict:
     return read_json(file)
 
 
-def register(app, cls, *, group_help: str | None = None):
-    """Add a command class to a Typer app; returns the sub-app when the command is a group (``group_help``)."""
+def register(app, cls, *, name: str | None = None, run=None, group: str | None = None, argument=None):
+    """The one way a command joins the CLI: ``cls`` (its options from its declaration, its help from
+    :meth:`Command.help`) under ``name`` (default ``cls.name``), running ``run`` (default :func:`launch`).
+
+    ``group``: the command is also a group (its help text; sub-commands are registered on the returned Typer app,
+    e.g. ``mine overview``). ``argument``: ``(name, type, help, metavar)`` of one positional argument first
+    (``report PATH...``); ``run`` then takes ``(argument, options)``. ``cls`` None with ``group``: a group
+    without a command of its own (``tokenlens``)."""
     import typer
 
-    if group_help is None:
-        app.command(cls.name, help=(cls.__doc__ or "").strip())(typer_callback(cls, launch))
-        return None
-    group = typer.Typer(name=cls.name, help=group_help, add_completion=False, invoke_without_command=True,
-                        context_settings={"help_option_names": ["-h", "--help"]})
-    group.callback(invoke_without_command=True)(typer_callback(cls, launch, context=True))
-    app.add_typer(group, name=cls.name)
-    return group
+    from .spec import with_argument
+
+    name = name or cls.name
+    run = run or launch
+    if group is not None:
+        sub = typer.Typer(name=name, help=group, add_completion=False, invoke_without_command=cls is not None,
+                          no_args_is_help=cls is None, context_settings={"help_option_names": ["-h", "--help"]})
+        if cls is not None:
+            sub.callback(invoke_without_command=True)(typer_callback(cls, run, context=True))
+        app.add_typer(sub, name=name)
+        return sub
+    doc = cls.help() if hasattr(cls, "help") else inspect.cleandoc(cls.__doc__ or "")
+    callback = with_argument(cls, run, *argument) if argument else typer_callback(cls, run)
+    app.command(name, help=doc)(callback)
+    return None
 
 
 __all__ = ["Command", "Fingerprints", "Result", "launch", "register", "command_params"]

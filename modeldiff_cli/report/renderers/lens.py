@@ -3,6 +3,7 @@ the promoted / suppressed tokens of the last layer."""
 
 from __future__ import annotations
 
+from ...commands.lens.artifacts import LAYER_METRICS, MATRICES, PROMOTED
 from .. import svg
 from ..finding import num, tokens
 from ..html import esc, table
@@ -10,11 +11,7 @@ from ..registry import comparer, headliner, renderer
 
 
 def _layers(run) -> list[dict]:
-    data = run.json("layer_metrics.json", warn=False)
-    if isinstance(data, dict) and isinstance(data.get("layers"), list):
-        return data["layers"]
-    rows = run.csv("layer_metrics.csv")
-    return rows or []
+    return run.read(LAYER_METRICS) or []
 
 
 @renderer("lens")
@@ -24,26 +21,26 @@ def render(run, ctx) -> str:
     out = ["<h2>Per-layer curves</h2><div class=\"grid\">"]
     if rows:
         xs = [r["layer"] for r in rows]
-        out.append(svg.line_chart({"KL(ft || base)": (xs, [r.get("kl_ft_base") for r in rows])},
+        out.append(svg.line_chart({"KL(ft || base)": (xs, [r["kl_ft_base"] for r in rows])},
                                   f"KL(ft || base) by layer: {run.comparison} on {data}", ylabel="KL (nats)"))
-        out.append(svg.line_chart({"base: KL(final || layer)": (xs, [r.get("kl_base_final") for r in rows]),
-                                   "ft: KL(final || layer)": (xs, [r.get("kl_ft_final") for r in rows])},
+        out.append(svg.line_chart({"base: KL(final || layer)": (xs, [r["kl_base_final"] for r in rows]),
+                                   "ft: KL(final || layer)": (xs, [r["kl_ft_final"] for r in rows])},
                                   f"layer-to-final KL: {run.comparison} on {data}", ylabel="KL (nats)"))
-        out.append(svg.line_chart({"top-1 agreement": (xs, [r.get("top1_agreement") for r in rows])},
+        out.append(svg.line_chart({"top-1 agreement": (xs, [r["top1_agreement"] for r in rows])},
                                   f"top-1 agreement by layer: {run.comparison} on {data}", ylabel="fraction",
                                   ylim=(0.0, 1.0)))
     out.append("</div>")
     if rows:
         cols = list(rows[0])
         out.append(table(cols, [[r.get(c) for c in cols] for r in rows], ctx.ids, filterable=False))
-    m = run.npz("lens_matrices.npz", warn=False)
+    m = run.read(MATRICES)
     if m is not None and "sample_kl_ft_base" in m:
         mat = m["sample_kl_ft_base"]
         samples = [f"sample {int(i)}" for i in m.get("sample_index", range(mat.shape[0]))]
         out.append("<h2>Prompts</h2>" + svg.heatmap(mat.tolist(), samples, [int(x) for x in m["layers"]],
                                                      f"KL(ft || base) per prompt and layer: {run.comparison} on {data}",
                                                      row_label="prompt", col_label="layer"))
-    promoted = run.json("promoted_tokens.json", warn=False)
+    promoted = run.read(PROMOTED)
     if isinstance(promoted, dict):
         for side in ("promoted", "suppressed"):
             by_layer = promoted.get(side) or {}
@@ -60,7 +57,7 @@ def render(run, ctx) -> str:
 @comparer("lens")
 def compare(run) -> dict:
     rows = _layers(run)
-    return {"curves": {"KL(ft || base)": [[r["layer"] for r in rows], [r.get("kl_ft_base") for r in rows]]},
+    return {"curves": {"KL(ft || base)": [[r["layer"] for r in rows], [r["kl_ft_base"] for r in rows]]},
             "ylabel": "KL(ft || base)",
             "tokens": list(run.headline.get("top_promoted_last_layer", []))}
 
