@@ -3,6 +3,7 @@
     python benchmarks/output_identity.py record OUT_BEFORE      # at the old commit
     python benchmarks/output_identity.py record OUT_AFTER       # at the new one
     python benchmarks/output_identity.py compare OUT_BEFORE OUT_AFTER
+    python benchmarks/output_identity.py record OUT --only mine,lens   # some runs (compare takes those)
 
 ``record`` runs every command in each of its modes on the organisms (small settings, ``--device cpu``, fresh
 processes) into ``OUT/runs`` and writes ``OUT/runs.json``: per invocation, the exit code and the run directory
@@ -68,7 +69,7 @@ def _organism_file(name: str, key: str) -> str:
     return str(get_organism(name).data(key))
 
 
-def record(out: Path) -> int:
+def record(out: Path, only: set[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     pairs = out / "pairs.jsonl"
     pairs.write_text("".join(json.dumps(p) + "\n" for p in PAIRS))
@@ -76,6 +77,8 @@ def record(out: Path) -> int:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
     rows = {}
     for name, args in RUNS:
+        if only and name not in only:
+            continue
         argv = [a.format(**subs) for a in args]
         extra = ["--device", "cpu"]
         t0 = time.perf_counter()
@@ -127,7 +130,8 @@ def _same(a: Path, b: Path, roots: tuple[str, str], drop: tuple[str, ...] = ()) 
 def compare(before: Path, after: Path) -> int:
     ra, rb = (json.loads((d / "runs.json").read_text()) for d in (before, after))
     failed = 0
-    for name in ra:
+    names = [n for n in ra if n in rb]  # a record of some runs (--only) compares those
+    for name in names:
         a, b = ra[name], rb.get(name)
         if b is None or a["rc"] != b["rc"]:
             print(f"FAIL {name}: exit {a['rc']} before, {b and b['rc']} after")
@@ -157,7 +161,7 @@ def compare(before: Path, after: Path) -> int:
             print(f"FAIL {name} ({len(fa)} files): " + "; ".join(problems[:8]))
         else:
             print(f"same {name}: {len(fa)} files")
-    print(f"{len(ra) - failed} of {len(ra)} runs identical")
+    print(f"{len(names) - failed} of {len(names)} runs identical")
     return 1 if failed else 0
 
 
@@ -166,11 +170,14 @@ def main() -> None:
     sub = ap.add_subparsers(dest="what", required=True)
     r = sub.add_parser("record")
     r.add_argument("out", type=Path)
+    r.add_argument("--only", default="", help="comma list of run names (default: every one)")
     c = sub.add_parser("compare")
     c.add_argument("before", type=Path)
     c.add_argument("after", type=Path)
     args = ap.parse_args()
-    sys.exit(record(args.out) if args.what == "record" else compare(args.before, args.after))
+    if args.what == "record":
+        sys.exit(record(args.out, {n for n in args.only.split(",") if n} or None))
+    sys.exit(compare(args.before, args.after))
 
 
 if __name__ == "__main__":
