@@ -227,15 +227,14 @@ class ModelPair:
         return self.base.tokenizer
 
 
-def check_pair_sources(base_src: ModelSource, ft_src: ModelSource, ft_flag: str = "--ft") -> PairReport:
-    """Configs and tokenizers of two models (no weights) compared; UserError when they cannot be diffed.
-    ``ft_flag``: the option that names the fine-tuned model in this command (errors name it)."""
+def check_pair_sources(base_src: ModelSource, ft_src: ModelSource) -> PairReport:
+    """Configs and tokenizers of two models (no weights) compared; UserError when they cannot be diffed."""
     report = check_pair(
-        load_config(base_src, "--base"), load_config(ft_src, ft_flag),
-        load_tokenizer(base_src, "--base"), load_tokenizer(ft_src, ft_flag),
+        load_config(base_src, "--base"), load_config(ft_src, "--ft"),
+        load_tokenizer(base_src, "--base"), load_tokenizer(ft_src, "--ft"),
     )
     if not report.compatible:
-        raise UserError(f"--base {base_src.spec} and {ft_flag} {ft_src.spec} cannot be diffed: " + "; ".join(report.reasons))
+        raise UserError(f"--base {base_src.spec} and --ft {ft_src.spec} cannot be diffed: " + "; ".join(report.reasons))
     return report
 
 
@@ -248,20 +247,18 @@ def load_pair(
     base_device: str | None = None,
     ft_device: str | None = None,
     device_map: str | None = None,
-    ft_flag: str = "--ft",
 ) -> ModelPair:
-    """The one pair loader: base and fine-tuned models (default: the ``cake`` organism), checked, each on its device.
-    ``ft_flag``: the option naming the fine-tuned model (``tokenlens`` calls it ``--model``); errors name it."""
+    """The one pair loader: base and fine-tuned models (default: the ``cake`` organism), checked, each on its device."""
     base_src = base if isinstance(base, ModelSource) else resolve_source(base, role="base", flag="--base")
-    ft_src = ft if isinstance(ft, ModelSource) else resolve_source(ft, role="ft", flag=ft_flag)
+    ft_src = ft if isinstance(ft, ModelSource) else resolve_source(ft, role="ft", flag="--ft")
     resolve_dtype(dtype)  # bad options fail before the configs, tokenizers and weights load
     if not device_map:
         resolve_device(base_device or device, "--base-device" if base_device else "--device")
         resolve_device(ft_device or device, "--ft-device" if ft_device else "--device")
-    report = check_pair_sources(base_src, ft_src, ft_flag)
+    report = check_pair_sources(base_src, ft_src)
     b = load_model(base_src, dtype=dtype, device=base_device or device, device_map=device_map, flag="--base",
                    device_flag="--base-device" if base_device else "--device")
-    f = load_model(ft_src, dtype=dtype, device=ft_device or device, device_map=device_map, flag=ft_flag,
+    f = load_model(ft_src, dtype=dtype, device=ft_device or device, device_map=device_map, flag="--ft",
                    device_flag="--ft-device" if ft_device else "--device")
     return ModelPair(b, f, report)
 
