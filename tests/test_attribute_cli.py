@@ -60,6 +60,19 @@ def _args(tiny_pair, tmp_path, *extra):
             "--out", tmp_path / "runs", "--device", "cpu", *extra)
 
 
+def test_partner_recall_at_the_cut_off_shown_without_10(cli, tmp_path):
+    """--k without 10: the headline, table and report show the middle cut-off (5 here); the partner recall is
+    computed there too (it was blank: only @10 and @50 were)."""
+    code, out, err = cli("attribute", "--method", "bm25,random", "--k", "1,5,20", "--out", tmp_path, "--device", "cpu")
+    assert code == 0, err
+    run = Path(out.strip().splitlines()[-1])
+    head = json.loads((run / "summary.json").read_text())["headline"]
+    assert head["k"] == 5 and head["partner_recall@5"] is not None and 0 <= head["partner_recall@5"] <= 1
+    part = json.loads((run / "metrics.json").read_text())["methods"]["bm25"]["wrapper_partner"]
+    assert {"partner_recall@5", "partner_recall@10", "partner_recall@50"} <= set(part)
+    assert "wrapper→partner recall@5" in out.splitlines()[0]
+
+
 def test_end_to_end_on_hops_organism(cli, hops_org, tmp_path):
     code, out, err = cli("attribute", "--method", "delta-h,grad,bm25,random", "--out", tmp_path, "--device", "cpu")
     assert code == 0, err

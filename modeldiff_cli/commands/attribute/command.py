@@ -12,6 +12,7 @@ from ...core.spine.compared import MODEL, Compared
 from ...core.spine.ingredients import Reading, Readout, id_field_option
 from ...core.spine.spec import option
 from . import choices
+from .artifacts import ARTIFACTS, QUERIES_ARTIFACTS
 
 METHOD_HELP = ("Comma list of: " + ", ".join(choices.METHODS) + "; and the fused forms " + choices.FUSION_HELP
                + ". ekfac, kfac, trackstar need the extra modeldiff[influence]. Default: " + choices.WITH_TRACKSTAR
@@ -22,14 +23,12 @@ NO_PATCHSCOPE = "attribute reads no patchscope (it compares hidden states and gr
 
 @dataclass(frozen=True)
 class Attribute(Command):
-    """Rank the training documents by their influence on each query and score the rankings.
-
-    Writes scores_{method}.npz, rankings.jsonl, influence_scores.jsonl, metrics.json, metrics.csv,
-    recall_at_k.png and metrics.md; prints the metrics table, then the run directory last.
-    Subcommand `queries` builds query files.
+    """Rank the training documents by their influence on each query and score the rankings; prints the metrics
+    table, then the run directory last. Subcommand `queries` builds query files.
     """
 
     name = "attribute"
+    artifacts = ARTIFACTS
     organism = "hops"
     # organism roles: base = the "old" checkpoint, ft = the "new" one; data: new_train (the documents trained
     # between them) and queries
@@ -197,9 +196,10 @@ class Attribute(Command):
 @dataclass(frozen=True)
 class AttributeQueries(Command):
     """Build queries per function with their expected constant; with --model keep only those the model answers
-    correctly among the candidate constants. Writes queries.jsonl (kept), all_queries.jsonl, kept_counts.csv/json."""
+    correctly among the candidate constants; prints the kept counts per function, then the run directory last."""
 
     name = "attribute-queries"
+    artifacts = QUERIES_ARTIFACTS
     panel = "Queries"
     organism = "hops"
     organism_fill = {"data": "train"}  # no --model: nothing is filtered (the organism's model is not implied)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ...core.errors import UserError
 from ...core.spine import artifacts, console
+from .artifacts import ALL_QUERIES, COUNT_COLUMNS, COUNTS_CSV, COUNTS_JSON, KEPT
 from .choices import parse_inputs  # noqa: F401  (re-exported)
 from .ground_truth import kind_of
 
@@ -83,14 +84,6 @@ def read_functions(data: str, text_field: str, include_distractors: bool) -> dic
     return functions_of(rows, include_distractors)
 
 
-ARTIFACTS = {
-    "queries.jsonl": ("payload", "the kept queries (prompt, completion, func, role, constant, x, candidates, correct): --queries of attribute"),
-    "all_queries.jsonl": ("payload", "every built query with `correct` (None without --model)"),
-    "kept_counts.csv": ("table", "per function: role, queries built, queries kept"),
-    "kept_counts.json": ("payload", "the per-function counts with the totals and the filtering model"),
-}
-
-
 def write_queries(run, functions: dict[str, dict], queries: list[dict], correct: list[bool] | None,
                   model_spec: str | None):
     """Mark and keep the queries, write the four files, and return the headline and the printed lines."""
@@ -101,16 +94,15 @@ def write_queries(run, functions: dict[str, dict], queries: list[dict], correct:
     kept = [q for q in queries if q["correct"] is not False]
     counts = [{"func": f, "role": info["role"], "built": sum(q["func"] == f for q in queries),
                "kept": sum(q["func"] == f for q in kept)} for f, info in functions.items()]
-    run.describe_all(ARTIFACTS)
-    artifacts.write_jsonl(run.file("queries.jsonl"), kept)
-    artifacts.write_jsonl(run.file("all_queries.jsonl"), queries)
-    artifacts.write_csv(run.file("kept_counts.csv"), counts, ["func", "role", "built", "kept"])
-    artifacts.write_json(run.file("kept_counts.json"), {"functions": counts, "built": len(queries),
-                                                       "kept": len(kept), "filtered_by": model_spec})
+    artifacts.write_jsonl(run.file(KEPT.path()), kept)
+    artifacts.write_jsonl(run.file(ALL_QUERIES.path()), queries)
+    artifacts.write_csv(run.file(COUNTS_CSV.path()), counts, list(COUNT_COLUMNS))
+    artifacts.write_json(run.file(COUNTS_JSON.path()), {"functions": counts, "built": len(queries),
+                                                     "kept": len(kept), "filtered_by": model_spec})
     how = f"answered correctly by {model_spec}" if model_spec else "no --model: all kept"
     lines = ["| func | role | built | kept |", "|---|---|---|---|"]
     lines += [f"| {c['func']} | {c['role']} | {c['built']} | {c['kept']} |" for c in counts]
-    lines.append(f"queries: kept {len(kept)} of {len(queries)} ({how}); file: {run.path / 'queries.jsonl'}")
+    lines.append(f"queries: kept {len(kept)} of {len(queries)} ({how}); file: {run.path / KEPT.path()}")
     headline = {"built": len(queries), "kept": len(kept), "functions": len(functions), "filtered_by": model_spec,
                 "kept_by_function": {c["func"]: c["kept"] for c in counts}}
     return Result(headline=headline, lines=lines)

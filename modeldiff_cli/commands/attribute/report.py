@@ -1,26 +1,17 @@
-"""Metrics per method (aggregate and per layer) and every output file: scores_{method}.npz, rankings.jsonl,
-influence_scores.jsonl, metrics.json, metrics.csv, recall_at_k.png, metrics.md (also printed), each described
-for summary.json; and the headline (the table's main figures per method)."""
+"""Metrics per method (aggregate and per layer) and every output file (declared in ``artifacts.py``: the per-method
+scores, the rankings, the influence scores, the metrics as JSON, CSV and the printed table, the recall@k plot);
+and the headline (the table's main figures per method)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ...core.spine import artifacts
+from .artifacts import INFLUENCE, METRICS_CSV, METRICS_JSON, METRICS_MD, RANKINGS, RECALL_PLOT, SCORES
 from .ground_truth import Truth
 from .metrics import partner_summary, summarize
 
-TOP = 50
-
-ARTIFACTS = {
-    "scores_*.npz": ("matrix", "per method: scores [queries x train] (the aggregate ranking), per_layer [layers x queries x train] and layers (model methods), query_uids, train_uids"),
-    "rankings.jsonl": ("payload", "per (query, method): the 50 best training documents with score, relevance and category"),
-    "influence_scores.jsonl": ("payload", "per training document: {method}_influence_score (mean over queries) and {method}_{f}_influence_score per query function"),
-    "metrics.json": ("payload", "every metric per method (aggregate, per layer, wrapper -> partner), ks, layers, extraction timing, method settings (trackstar: checkpoint, damping, mixing λ), notes"),
-    "metrics.csv": ("table", "method, layer, subset, metric, k, value"),
-    "metrics.md": ("text", "the printed metrics table (recall / precision@k, MAP, AUC by query kind, wrapper -> partner)"),
-    "recall_at_k.png": ("plot", "recall@k per method, all / base / wrapper queries"),
-}
+TOP = 50  # RANKINGS: the best documents kept per (query, method)
 
 
 def evaluate(scores: dict[str, dict], truth: Truth, ks: list[int]) -> dict:
@@ -29,7 +20,9 @@ def evaluate(scores: dict[str, dict], truth: Truth, ks: list[int]) -> dict:
     out = {}
     for m, s in scores.items():
         res = {"aggregate": summarize(s["scores"], truth.relevant, truth.category, truth.groups, truth.kinds, tuple(ks))}
-        res["wrapper_partner"] = partner_summary(s["scores"], truth.category, truth.groups, wrapper_rows)
+        # recall@10 and @50 of the partner documents, and at the cut-off the tables and headline show
+        partner_ks = tuple(sorted({10, 50, _k_show(ks)}))
+        res["wrapper_partner"] = partner_summary(s["scores"], truth.category, truth.groups, wrapper_rows, partner_ks)
         if s["per_layer"] is not None:
             res["per_layer"] = [summarize(p, truth.relevant, truth.category, truth.groups, truth.kinds, tuple(ks))
                                 for p in s["per_layer"]]
@@ -116,27 +109,26 @@ def _letter(func: str) -> str:
 
 def write_outputs(run, scores: dict, results: dict, truth: Truth, train_rows: list[dict], query_rows: list[dict],
                   layers: list[int], timing: dict, context: str = "", settings: dict | None = None) -> None:
-    run.describe_all(ARTIFACTS)
     qids = np.array([r["_uid"] for r in query_rows])
     tids = np.array([r["_uid"] for r in train_rows])
     for m, s in scores.items():
         arrays = {"scores": s["scores"], "query_uids": qids, "train_uids": tids}
         if s["per_layer"] is not None:
             arrays.update(per_layer=s["per_layer"], layers=np.array(layers))
-        artifacts.write_npz(run.file(f"scores_{m}.npz"), **arrays)
-    artifacts.write_jsonl(run.file("rankings.jsonl"), _rankings(scores, truth, train_rows, query_rows))
-    artifacts.write_jsonl(run.file("influence_scores.jsonl"), _influence(scores, truth, train_rows))
+        artifacts.write_npz(run.file(SCORES.path(method=m)), **arrays)
+    artifacts.write_jsonl(run.file(RANKINGS.path()), _rankings(scores, truth, train_rows, query_rows))
+    artifacts.write_jsonl(run.file(INFLUENCE.path()), _influence(scores, truth, train_rows))
     ks = result_ks(results)
-    artifacts.write_json(run.file("metrics.json"), {
+    artifacts.write_json(run.file(METRICS_JSON.path()), {
         "methods": results, "ks": ks, "layers": layers, "n_train": len(train_rows), "n_queries": len(query_rows),
         "extraction": timing, "layer_selection": timing.get("layer_selection"), "settings": settings or {}, "notes": [
             "metrics are averaged per function (query group), then across functions",
             "ties: stable order for top-k and MAP; half a count in ROC-AUC",
         ] + ([f"k > {len(train_rows)} training documents: clipped to {len(train_rows)}"] if ks[-1] > len(train_rows) else []),
     })
-    artifacts.write_csv(run.file("metrics.csv"), csv_rows(results, layers), ["method", "layer", "subset", "metric", "k", "value"])
-    _plot(run.file("recall_at_k.png"), results, ks, context)
-    artifacts.write_text(run.file("metrics.md"), markdown_table(results, ks) + "\n")
+    artifacts.write_csv(run.file(METRICS_CSV.path()), csv_rows(results, layers), list(METRICS_CSV.columns))
+    _plot(run.file(RECALL_PLOT.path()), results, ks, context)
+    artifacts.write_text(run.file(METRICS_MD.path()), markdown_table(results, ks) + "\n")
 
 
 def result_ks(results: dict) -> list[int]:

@@ -10,6 +10,7 @@ from ...core.spine.command import Command, Fingerprints, Result
 from ...core.spine.compared import Compared
 from ...core.spine.ingredients import Datasets, Readout, TokenFilter
 from ...core.spine.spec import option
+from .artifacts import ARTIFACTS
 from .categories import BUILTIN, read_categories
 
 
@@ -39,10 +40,11 @@ class Interpret(Command):
     """Named, feature-level differences between base and ft, grounded in data: per layer and prompt category the
     mean activation difference (read through the logit lens / patchscope, with token relevance from the data), a
     crosscoder on the concatenation of h_base and h_ft, names built from tokens + category + side + layer, and a causal check of each
-    feature against random directions. Writes features.json, layer_category_diff.csv, activation_stats.npz,
-    plots, report.md and a self-contained report.html; prints the top features and the run directory last."""
+    feature against random directions, with a report (markdown and self-contained HTML); prints the top features
+    and the run directory last."""
 
     name = "interpret"
+    artifacts = ARTIFACTS
     defaults = {"readout": ("logit-lens", "directions are read through the logit lens; patchscope adds a scale search")}
     organism_fill = {"base": "base", "ft": "ft", "categories": BUILTIN}  # the built-in baking / everyday file
 

@@ -9,6 +9,7 @@ import base64
 import html
 
 from ...core.spine import artifacts
+from .artifacts import REPORT_HTML, REPORT_MD
 from .causal_reading import SIGN_NOTE, effect_reading
 
 
@@ -137,7 +138,7 @@ def write_reports(run, cmd, pair, stats, features, coders, figures: list[tuple[s
         md += [f"## {title}", "", *lines, ""]
     md += ["## Figures", ""] + [f"![{cap}]({name})" for name, cap in figures] + [""]
     md += [f"## {sections[3][0]}", "", *sections[3][1], ""]
-    artifacts.write_text(run.file("report.md"), "\n".join(md))
+    artifacts.write_text(run.file(REPORT_MD.path()), "\n".join(md))
     body = ["<h1>modeldiff interpret report</h1>"]
     for title, lines in sections[:3]:
         body.append(f"<h2>{html.escape(title)}</h2>")
@@ -153,7 +154,7 @@ def write_reports(run, cmd, pair, stats, features, coders, figures: list[tuple[s
              "collapse}td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}img{max-width:100%}")
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>modeldiff interpret</title>"
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
-    artifacts.write_text(run.file("report.html"), page)
+    artifacts.write_text(run.file(REPORT_HTML.path()), page)
 
 
 def _html_lines(lines: list[str]) -> str:

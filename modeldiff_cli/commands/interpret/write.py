@@ -1,4 +1,5 @@
-"""Everything `interpret` writes (through core.spine.artifacts), each artifact described, and the headline."""
+"""Everything `interpret` writes (through core.spine.artifacts; names and columns from ``artifacts.py``), and the
+headline."""
 
 from __future__ import annotations
 
@@ -9,33 +10,30 @@ from ...core.spine import artifacts
 from ...core.spine.command import Result
 from ...core.spine.plots import layer_axis
 from . import crosscoder as xc
+from .artifacts import (
+    CATEGORIES_PLOT,
+    COSINE_COLUMNS,
+    COSINES,
+    CROSSCODER,
+    CROSSCODER_JSON,
+    DECODER_PLOT,
+    EFFECTS_PLOT,
+    FEATURE_KEYS,
+    FEATURES,
+    HEATMAP,
+    LAYER_COLUMNS,
+    LAYER_DIFF,
+    LOSS_PLOT,
+    RELEVANCE,
+    STATS,
+    VECTORS,
+)
 from .feature_plots import feature_categories, feature_effects
 from .report import write_reports
 
-ARTIFACTS = {
-    "features.json": ("payload", "named features, strongest causal effect first (rank_score: the removal's and the steering's KL z combined): tokens, categories, side, examples, causal and steering checks"),
-    "layer_category_diff.csv": ("table", "per layer x category: |mean(h_ft - h_base)|, mean norms of both models, relative norm, mean |diff|"),
-    "category_cosines.csv": ("table", "per layer: cosine between two categories' mean differences"),
-    "activation_stats.npz": ("matrix", "mean differences [layer, category, d] and at the first N positions, norms, cosines, token relevance"),
-    "token_relevance.json": ("payload", "per category, the tokens most over-represented in its text (z-scored log-odds vs the other categories)"),
-    "crosscoder_layer*.npz": ("matrix", "crosscoder at one layer: decoder norms, dec_norm_diff share, frequencies, loss curve, weights"),
-    "crosscoder_layer*.json": ("payload", "crosscoder at one layer: library, training settings, explained variance, side clusters, ratio categories"),
-    "layer_category_heatmap.png": ("plot", "relative difference norm, layer x category"),
-    "decoder_norms_layer*.png": ("plot", "crosscoder decoder norms, base half vs ft half, one point per latent"),
-    "crosscoder_loss_layer*.png": ("plot", "crosscoder training loss by step"),
-    "feature_vectors.npz": ("matrix", "each feature's vector (ids, layers, vectors [feature, d]; in features.json order): the direction its checks ablate and add"),
-    "feature_effects.png": ("plot", "per feature: its causal score with its two parts (removal and steering KL z), the ablation z in ft, the KL(base||ft) drop of the steering"),
-    "feature_categories.png": ("plot", "per feature: its score on each category"),
-    "report.md": ("text", "the report: summary, feature overview, layer-by-layer analysis, figures, conclusion"),
-    "report.html": ("html", "the same report, self-contained (figures inline as PNG data URIs)"),
-}
-
 
 def public(f: dict) -> dict:
-    keys = ("id", "name", "kind", "layer", "tokens", "suppressed", "categories", "side", "share", "examples",
-            "causal", "steering", "causal_effect", "specific_effect", "closing_effect", "steering_effect", "latent", "ratio_category", "frequency", "decoder_norms",
-            "relative_norm", "source_category", "basis", "rank_score", "activating", "patchscope", "lens_tokens", "support", "reach", "reading")
-    out = {k: f[k] for k in keys if k in f}
+    out = {k: f[k] for k in FEATURE_KEYS if k in f}
     out["vector_norm"] = float(f["vector"].norm())
     if "merged" in f:
         out["merged"] = [{k: v for k, v in m.items() if k not in ("vector", "category_index", "layer")}
@@ -56,21 +54,21 @@ def layer_rows(stats) -> list[dict]:
 
 
 def write_outputs(run, cmd, pair, categories, stats, rel, features, coders, lstats, samples) -> None:
-    run.describe_all(ARTIFACTS)
     tok = pair.tokenizer
-    artifacts.write_json(run.file("features.json"), {"features": [public(f) for f in features]})
+    artifacts.write_json(run.file(FEATURES.path()), {"features": [public(f) for f in features]})
     d = stats.diff.mean.shape[-1]
-    artifacts.write_npz(run.file("feature_vectors.npz"), ids=[f["id"] for f in features],
+    artifacts.write_npz(run.file(VECTORS.path()), ids=[f["id"] for f in features],
                         layers=[f["layer"] for f in features],
                         vectors=(torch.stack([f["vector"].float() for f in features]) if features
                                  else torch.zeros(0, d)).numpy())
-    artifacts.write_csv(run.file("layer_category_diff.csv"), layer_rows(stats))
+    artifacts.write_csv(run.file(LAYER_DIFF.path()), layer_rows(stats), list(LAYER_COLUMNS))
     cos = stats.category_cosines()
     cats = stats.categories
-    artifacts.write_csv(run.file("category_cosines.csv"), [
+    artifacts.write_csv(run.file(COSINES.path()), [
         {"layer": layer, "a": a, "b": b, "cosine": float(cos[li, i, j])}
-        for li, layer in enumerate(stats.layers) for i, a in enumerate(cats) for j, b in enumerate(cats) if i < j])
-    artifacts.write_npz(run.file("activation_stats.npz"), layers=stats.layers, categories=cats,
+        for li, layer in enumerate(stats.layers) for i, a in enumerate(cats) for j, b in enumerate(cats) if i < j],
+        list(COSINE_COLUMNS))
+    artifacts.write_npz(run.file(STATS.path()), layers=stats.layers, categories=cats,
                         mean_diff=stats.diff.mean.numpy(), mean_diff_positions=stats.diff_pos.mean.numpy(),
                         positions_count=stats.diff_pos.count.numpy(), norms=stats.norms.mean[..., 0].numpy(),
                         relative_norm=stats.relative_norms().numpy(), category_cosines=cos.numpy(),
@@ -79,13 +77,13 @@ def write_outputs(run, cmd, pair, categories, stats, rel, features, coders, lsta
     for ci, cat in enumerate(cats if len(cats) > 1 else []):  # one data source: no other text to contrast with
         ids = torch.argsort(rel[ci], descending=True)[: cmd.top_n].tolist()
         top[cat] = [{"token": t, "id": i, "z": float(rel[ci, i])} for t, i in zip(display_tokens(tok, ids), ids, strict=True)]
-    artifacts.write_json(run.file("token_relevance.json"), {
+    artifacts.write_json(run.file(RELEVANCE.path()), {
         "score": ("z-scored log-odds ratio with an informative Dirichlet prior, category vs the other categories"
                   if len(cats) > 1 else "none: one data source, no other categories to contrast its text with"),
         "categories": top})
     for layer, cc in coders.items():
         ls = lstats[layer]
-        artifacts.write_npz(run.file(f"crosscoder_layer{layer}.npz"), base_norm=ls["base_norm"].numpy(),
+        artifacts.write_npz(run.file(CROSSCODER.path(layer=layer)), base_norm=ls["base_norm"].numpy(),
                             ft_norm=ls["ft_norm"].numpy(), share=ls["share"].numpy(), freq=ls["freq"].numpy(),
                             freq_base_view=ls["freq_base_view"].numpy(), freq_ft_view=ls["freq_ft_view"].numpy(),
                             freq_category=ls["freq_category"].numpy(), losses=cc.losses,
@@ -94,7 +92,7 @@ def write_outputs(run, cmd, pair, categories, stats, rel, features, coders, lsta
         for b, f in zip(ls["real_base_norm"].tolist(), ls["real_ft_norm"].tolist(), strict=True):
             r = xc.ratio_category(b, f)
             ratios[r] = ratios.get(r, 0) + 1
-        artifacts.write_json(run.file(f"crosscoder_layer{layer}.json"), {
+        artifacts.write_json(run.file(CROSSCODER_JSON.path(layer=layer)), {
             "layer": layer, "library": cc.library, "input": "[h_base / rms_base; h_ft / rms_ft]", "rms": list(cc.rms),
             "latents": cc.latents, **cc.settings, "vectors": int(samples[layer].base.shape[0]),
             "final_loss": cc.losses[-1], "explained_variance": cc.explained_variance, "seconds": cc.seconds,
@@ -118,8 +116,8 @@ def plots(run, stats, features, coders, lstats) -> list[tuple[str, str]]:
     ax.set_ylabel("layer")
     ax.set_title("|mean(h_ft - h_base)| / mean |h|")
     fig.colorbar(im, ax=ax)
-    artifacts.save_figure(run.file("layer_category_heatmap.png"), fig)
-    out.append(("layer_category_heatmap.png", "Relative difference norm, layer x category"))
+    artifacts.save_figure(run.file(HEATMAP.path()), fig)
+    out.append((HEATMAP.path(), "Relative difference norm, layer x category"))
     for layer, cc in coders.items():
         ls = lstats[layer]
         fig, ax = plt.subplots(figsize=(4.8, 4.2))
@@ -128,21 +126,21 @@ def plots(run, stats, features, coders, lstats) -> list[tuple[str, str]]:
         ax.set_xlabel("decoder norm, base half")
         ax.set_ylabel("decoder norm, ft half")
         ax.set_title(f"crosscoder latents, layer {layer} (colour: share; 0 = ft-only)")
-        artifacts.save_figure(run.file(f"decoder_norms_layer{layer}.png"), fig)
-        out.append((f"decoder_norms_layer{layer}.png", f"Crosscoder decoder norms at layer {layer}"))
+        artifacts.save_figure(run.file(DECODER_PLOT.path(layer=layer)), fig)
+        out.append((DECODER_PLOT.path(layer=layer), f"Crosscoder decoder norms at layer {layer}"))
         fig, ax = plt.subplots(figsize=(5.4, 3.2))
         ax.plot(cc.losses)
         ax.set_xlabel("step")
         ax.set_ylabel("loss (FVU)")
         ax.set_yscale("log")
         ax.set_title(f"crosscoder training, layer {layer}: EV {cc.explained_variance:.3f}")
-        artifacts.save_figure(run.file(f"crosscoder_loss_layer{layer}.png"), fig)
-        out.append((f"crosscoder_loss_layer{layer}.png", f"Crosscoder training loss at layer {layer}"))
+        artifacts.save_figure(run.file(LOSS_PLOT.path(layer=layer)), fig)
+        out.append((LOSS_PLOT.path(layer=layer), f"Crosscoder training loss at layer {layer}"))
     if features:
-        artifacts.save_figure(run.file("feature_effects.png"), feature_effects(features))
-        out.append(("feature_effects.png", "Causal effect of each feature"))
-        artifacts.save_figure(run.file("feature_categories.png"), feature_categories(features, stats.categories))
-        out.append(("feature_categories.png", "Category scores of each feature"))
+        artifacts.save_figure(run.file(EFFECTS_PLOT.path()), feature_effects(features))
+        out.append((EFFECTS_PLOT.path(), "Causal effect of each feature"))
+        artifacts.save_figure(run.file(CATEGORIES_PLOT.path()), feature_categories(features, stats.categories))
+        out.append((CATEGORIES_PLOT.path(), "Category scores of each feature"))
     return out
 
 

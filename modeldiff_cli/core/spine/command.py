@@ -390,6 +390,8 @@ def register(app, cls, *, name: str | None = None, run=None, group: str | None =
     name = name or cls.name
     run = run or launch
     if group is not None:
+        if cls is not None and getattr(cls, "artifacts", ()):
+            group = f"{group}\n\n{help_text(cls.artifacts)}"
         sub = typer.Typer(name=name, help=group, add_completion=False, invoke_without_command=cls is not None,
                           no_args_is_help=cls is None, context_settings={"help_option_names": ["-h", "--help"]})
         if cls is not None:

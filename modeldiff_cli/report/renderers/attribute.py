@@ -1,8 +1,9 @@
 """attribute: the metrics table by method and query kind, recall@k curves per method, and the top training
-documents of each query (first queries of rankings.jsonl; relevant ones marked)."""
+documents of each query (the first rankings, one per query and method; relevant ones marked)."""
 
 from __future__ import annotations
 
+from ...commands.attribute.artifacts import METRICS_JSON, RANKINGS
 from .. import svg
 from ..finding import num
 from ..html import Raw, esc, table
@@ -16,11 +17,11 @@ COLUMNS = ("recall@{k} / precision@{k}: the share of the query's relevant traini
            "only a method that follows the model's computation finds them. recall@{k} / ceiling: recall@{k} as a "
            "share of its ceiling min(1, {k} / relevant documents), the most a query with more than {k} relevant "
            "documents can reach.")
-TOP_QUERIES = 60  # rankings.jsonl lines read (one per query and method); the file itself can be megabytes
+TOP_QUERIES = 60  # RANKINGS lines read (one per query and method); the file itself can be megabytes
 
 
 def _metrics(run) -> dict:
-    m = run.json("metrics.json")
+    m = run.read(METRICS_JSON)
     return m if isinstance(m, dict) else {}
 
 
@@ -57,7 +58,7 @@ def render(run, ctx) -> str:
             out.append(svg.line_chart(series, f"recall@k by method ({kind} queries): {run.comparison} on {run.datasets}", xlabel="k",
                                       ylabel="recall@k", ylim=(0.0, 1.0)))  # ticks at the ks
         out.append("</div>")
-    rankings = run.jsonl("rankings.jsonl", TOP_QUERIES)
+    rankings = run.read(RANKINGS, limit=TOP_QUERIES)
     if rankings:
         out.append(f"<h2>Top documents per query</h2><div class=\"muted\">first {len(rankings)} rankings "
                    "(query x method); relevant documents in bold</div>")

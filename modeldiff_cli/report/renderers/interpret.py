@@ -2,12 +2,13 @@
 
 Category scores are shown as a small table per feature, 3 significant digits.
 
-Reads ``features.json`` = ``{"features": [{id, name, kind, layer, tokens, suppressed, categories, side,
-examples, causal, steering}]}`` and ``report.html``.
+Reads the declared features (``{"features": [{id, name, kind, layer, tokens, suppressed, categories, side,
+examples, causal, steering, rank_score}]}``) and the command's HTML report (``commands/interpret/artifacts.py``).
 """
 
 from __future__ import annotations
 
+from ...commands.interpret.artifacts import FEATURES, REPORT_HTML
 from ...commands.interpret.causal_reading import SIGN_NOTE, effect_reading
 from ..finding import num
 from ..html import Raw, esc, srcdoc_iframe, table
@@ -53,7 +54,7 @@ def categories_cell(cats):
 
 
 def _features(run) -> list[dict]:
-    data = run.json("features.json")
+    data = run.read(FEATURES)
     feats = data.get("features") if isinstance(data, dict) else None
     return [f for f in feats if isinstance(f, dict)] if isinstance(feats, list) else []
 
@@ -82,8 +83,7 @@ def render(run, ctx) -> str:
             rows, ctx.ids) + f'<p class="muted">Causal score = (removal z + steering z) / sqrt(2); removal z: the drop '
             f"of KL(ft || base) when the feature is removed from ft; steering z: the drop of KL(base || ft) when it is "
             f"added to base; ablation z: the change of ft's cross-entropy. {esc(SIGN_NOTE)}.</p>")
-    text = run.text("report.html", warn=bool(run.summary and any(a["path"] == "report.html" for a in run.artifacts)),
-                    limit=EMBED_LIMIT)
+    text = run.read(REPORT_HTML, limit=EMBED_LIMIT)
     if text is not None:
         out.append("<h2>interpret's report</h2>" + srcdoc_iframe(text, "interpret report"))
     return "".join(out)
