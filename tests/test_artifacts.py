@@ -36,6 +36,10 @@ def _cases() -> dict[str, tuple[str, str, dict]]:
         "tokenlens": ("tokenlens.command", "TokenlensAttribute", {"max_samples": 2, "max_new_tokens": 3}),
         "tokenlens-diff": ("tokenlens.command", "TokenlensAttribute", {"base": "organism:cake:base", "ft": "organism:cake:ft",
                                                                "prompt": "The baker put the", "max_new_tokens": 2}),
+        "tokenlens-inseq": ("tokenlens.command", "TokenlensAttribute", {"base": "organism:cake:base",
+                                                                        "ft": "organism:cake:ft", "engine": "inseq",
+                                                                        "prompt": "The baker put the",
+                                                                        "max_new_tokens": 2}),
         "tokenlens-bench": ("tokenlens.command", "TokenlensBench", {"max_samples": 1, "max_new_tokens": 2}),
         "interpret": ("interpret", "Interpret", {"features": 1, "causal_samples": 2, "steps": 10, "latents": 32,
                                                  "max_vectors": 200, "crosscoder_batch": 64,
@@ -108,8 +112,12 @@ def test_declared_artifacts_are_written_with_their_columns(runs, name):
                      and p.name not in ("summary.json", "run_metadata.json"))
     from fnmatch import fnmatch
 
+    # as summary.json describes a file: by the first declaration whose glob matches it
+    owner = {f: next((a for a in declared if fnmatch(f, a.glob)), None) for f in written}
+    undeclared = [f for f, a in owner.items() if a is None]
+    assert not undeclared, f"{name}: written but not declared: {undeclared}"
     for art in declared:
-        files = [f for f in written if fnmatch(f, art.glob)]
+        files = [f for f, a in owner.items() if a is art]
         if art.made_by(cmd):
             assert files, f"{name}: declared {art.pattern} was not written (files: {written})"
         for f in files:
@@ -117,8 +125,6 @@ def test_declared_artifacts_are_written_with_their_columns(runs, name):
             if present is not None and art.columns:
                 missing = [c for c in art.columns if c not in present]
                 assert not missing, f"{name}: {f} lacks declared {missing} (has {sorted(present)})"
-    undeclared = [f for f in written if not any(fnmatch(f, a.glob) for a in declared)]
-    assert not undeclared, f"{name}: written but not declared: {undeclared}"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert all(a["description"] for a in summary["artifacts"]), summary["artifacts"]
 

@@ -18,8 +18,8 @@ import typer
 from ..core.spine.command import Command, Fingerprints, Result, launch
 from ..core.spine.compared import Compared
 from ..core.spine.spec import option
+from .info_artifacts import ARTIFACTS, INFO
 
-INFO_FILE = "info.json"
 # the facts of each side the headline keeps (the report's index shows them in the pair's header)
 HEADLINE_FACTS = ("architecture", "layers", "hidden_size", "vocab_size", "tokenizer_size", "parameters", "dtype",
                   "moe_routers")
@@ -28,10 +28,11 @@ HEADLINE_FACTS = ("architecture", "layers", "hidden_size", "vocab_size", "tokeni
 @dataclass(frozen=True)
 class Info(Command):
     """Architecture, parameters, layers, sizes, dtype and tokenizer relation of a model pair; exit 2 if they
-    cannot be diffed (tokenizers disagree on shared ids, different layer counts or hidden sizes). Writes
-    info.json (the facts, as --json prints them) into a run directory and prints it last."""
+    cannot be diffed (tokenizers disagree on shared ids, different layer counts or hidden sizes). The facts, as
+    --json prints them, go into a run directory, printed last."""
 
     name = "info"
+    artifacts = ARTIFACTS
     defaults = {
         "device": ("cpu", "info only reads the weights' facts"),
         "dtype": ("auto", "the checkpoint's own dtype is the one to report"),
@@ -59,16 +60,15 @@ class Info(Command):
                 for line in terminal_lines(payload):
                     console.result(line)
             raise UserError("the pair cannot be diffed: " + "; ".join(payload["reasons"]))
-        write_json(run.file(INFO_FILE), payload)
-        run.describe(INFO_FILE, "both models' facts (architecture, parameters, layers, sizes, dtype, tokenizer, "
-                                "fingerprint), the tokenizer relation, shared vocabulary and the verdict", "payload")
+        write_json(run.file(INFO.path()), payload)
         return Result(headline=headline(payload), lines=terminal_lines(payload),
                       metadata={"tokenizer_relation": payload["tokenizer_relation"],
                                 "shared_vocab": payload["shared_vocab"]})
 
 
 def facts(pair: Compared) -> dict:
-    """Load both models (and their configs and tokenizers) and describe them: the ``info.json`` payload."""
+    """Load both models (and their configs and tokenizers) and describe them: the payload of ``INFO`` (its keys:
+    ``info_artifacts.KEYS``)."""
     from ..core.model.loading import check_pair, describe, load_config, load_tokenizer
 
     base_src, ft_src = pair.sources
@@ -150,6 +150,6 @@ def info(cmd: Info) -> Path:
         if "_payload" in cmd.__dict__:
             print(json.dumps(cmd.__dict__["_payload"], indent=2))
         raise
-    print(json.dumps(read_json(path / INFO_FILE), indent=2))
+    print(json.dumps(read_json(path / INFO.path()), indent=2))
     console.info(f"run directory: {path}")
     return path

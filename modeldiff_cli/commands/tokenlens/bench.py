@@ -13,11 +13,9 @@ from ...core.errors import UserError
 from ...core.spine import console
 from ...core.spine.artifacts import write_csv, write_json, write_jsonl, write_text
 from ...core.spine.command import Result
+from .artifacts import ERRORS, SUMMARY_TEXT, SYSTEM_INFO, TIMINGS
 from .names import resolved_engine
 from .pipeline import Item, attribute_all, check_method, prepare
-
-COLUMNS = ["model", "method", "engine", "prompt_index", "status", "load_s", "generate_s", "attribute_s",
-           "output_tokens", "tokens_per_s", "error"]
 
 
 def system_info(device: str) -> dict:
@@ -85,16 +83,11 @@ def bench(run, cmd) -> Result:
     from ...core.model.loading import resolve_device
 
     info = system_info(resolve_device(cmd.device))
-    write_csv(run.file("timings.csv"), rows, COLUMNS)
-    write_jsonl(run.file("errors.jsonl"), errors)
-    write_json(run.file("system_info.json"), info)
+    write_csv(run.file(TIMINGS.path()), rows, list(TIMINGS.columns))
+    write_jsonl(run.file(ERRORS.path()), errors)
+    write_json(run.file(SYSTEM_INFO.path()), info)
     text = _report(summary, info, len(prompts))
-    write_text(run.file("summary.txt"), text)
-    run.describe("timings.csv", "per model x method x prompt: status, load / generation / attribution seconds, "
-                 "output tokens, tokens per second, error", "table")
-    run.describe("errors.jsonl", "one line per failure (model, method, prompt index, error); empty when none", "payload")
-    run.describe("system_info.json", "platform, Python, CPU, cores, torch threads, memory, GPUs, torch, device", "payload")
-    run.describe("summary.txt", "the report printed at the end: per pair success and tokens per second", "text")
+    write_text(run.file(SUMMARY_TEXT.path()), text)
     run.metadata.update(models={"model": [s.spec for s in cmd.sources]})
     headline = {"pairs": summary, "n_prompts": len(prompts), "prompts": str(cmd.prompts)}
     return Result(headline, text.rstrip().splitlines())

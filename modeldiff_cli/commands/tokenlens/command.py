@@ -13,6 +13,7 @@ from ...core.spine.command import Command, Fingerprints, Result
 from ...core.spine.compared import MODEL, PAIR, Compared
 from ...core.spine.ingredients import Reading, device_option, dtype_option
 from ...core.spine.spec import option
+from .artifacts import ATTRIBUTE_ARTIFACTS, BENCH_ARTIFACTS
 from .names import ENGINES, NATIVE_METHODS, SCORES, resolved_engine
 
 ORGANISM_PROMPTS = 4  # prompts read from the organism's data when no model is given
@@ -39,16 +40,15 @@ def ig_steps_option():
 
 @dataclass(frozen=True)
 class TokenlensAttribute(Command):
-    """Attribute every generated token of each prompt to the input tokens (prompt and earlier generated tokens).
-
-    Writes per prompt prompt_NNN.json (metadata + association matrices), prompt_NNN.html (heat map; base/ft/diff
-    tabs with --base --ft) and prompt_NNN.inseq.json when inseq ran, plus prompts.json and summary.json; prints
-    the run directory last. One model (--model), or diff mode (--base and --ft: both attributed on the fine-tuned
-    model's continuation). With no model: the cake organism's fine-tuned model on 4 prompts of its base data."""
+    """Attribute every generated token of each prompt to the input tokens (prompt and earlier generated tokens);
+    prints the run directory last. One model (--model), or diff mode (--base and --ft: both attributed on the
+    fine-tuned model's continuation). With no model: the cake organism's fine-tuned model on 4 prompts of its
+    base data."""
 
     name = "tokenlens"
     panel = "Attribution"
     resumable = True
+    artifacts = ATTRIBUTE_ARTIFACTS
     modes = (MODEL, PAIR)
     defaults = {"max_tokens": NO_TRUNCATION}
     old_flags = {"base": ("--compare",)}
@@ -115,7 +115,6 @@ class TokenlensAttribute(Command):
         from .pipeline import (
             attribute_all,
             check_method,
-            describe,
             headline,
             prepare,
             read_items,
@@ -140,7 +139,6 @@ class TokenlensAttribute(Command):
             compared = (attribute_all(items, other, self.attribution_engine, self.method, **how, count=False, part="base")
                         if other is not None else None)
         dist.handoff()  # a non-zero rank's share ends here
-        describe(run)
         with stage("write outputs"):
             rows = write_records(run, items, results, compared, main, other, self)
         return headline(rows, self)
@@ -205,6 +203,7 @@ class TokenlensBench(Command):
 
     name = "tokenlens-bench"
     panel = "Benchmark"
+    artifacts = BENCH_ARTIFACTS
     defaults = {"max_tokens": NO_TRUNCATION,
                 "batch_size": (1, "one prompt at a time: true per-prompt timings"),
                 "max_new_tokens": (8, "short continuations: the benchmark times many model x method pairs"),

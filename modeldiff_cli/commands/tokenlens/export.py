@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from ...core.errors import UserError
+from .artifacts import PROMPT_HTML, PROMPT_JSON, prompt_index
 
 
 def check_export(path: Path | None, flag: str) -> None:
@@ -49,14 +50,14 @@ def export(run_path: Path, prompts: list[dict], json_out: Path | None, html_out:
     from ...core.spine.artifacts import write_text
 
     written = []
-    for flag, dest, suffix in (("--json-out", json_out, ".json"), ("--html-out", html_out, ".html")):
+    for flag, dest, artifact in (("--json-out", json_out, PROMPT_JSON), ("--html-out", html_out, PROMPT_HTML)):
         if dest is None:
             continue
         targets = export_paths(dest, len(prompts))
         for p in prompts:
             if p["status"] != "ok":
                 continue
-            src = Path(run_path) / f"prompt_{p['index']:03d}{suffix}"
+            src = Path(run_path) / artifact.path(index=prompt_index(p["index"]))
             try:
                 written.append(write_text(targets[p["index"]], src.read_text(encoding="utf-8")))
             except (UserError, OSError) as err:

@@ -23,6 +23,7 @@ from ...core.spine import checkpoint, console
 from ...core.spine import distributed as dist
 from ...core.spine.artifacts import write_json, write_text
 from . import engine
+from .artifacts import PROMPT_COMPARE_INSEQ, PROMPT_HTML, PROMPT_INSEQ, PROMPT_JSON, PROMPTS, prompt_index
 from .generate import encode_prompt, greedy, with_target
 from .html import render
 from .output import Attribution, first_step, record, summary_line
@@ -200,18 +201,8 @@ def _attribute(todo: list[Item], lm, eng: str, method: str, *, score: str, ig_st
     return out
 
 
-def describe(run) -> None:
-    """What each artifact of an attribute run is (most specific patterns first)."""
-    run.describe("prompt_*.compare.inseq.json", "inseq's own serialisation of the --base model's attribution", "payload")
-    run.describe("prompt_*.inseq.json", "inseq's own serialisation (FeatureAttributionOutput.save) of the attribution", "payload")
-    run.describe("prompt_*.json", "per-prompt record: metadata, tokens, raw and normalised association matrices "
-                 "(diff mode: compare and diff matrices too)", "payload")
-    run.describe("prompt_*.html", "per-prompt heat map (self-contained; base/ft/diff tabs in diff mode)", "html")
-    run.describe("prompts.json", "per prompt: status (ok / failed with the error), line, token counts, seconds", "payload")
-
-
 def write_records(run, items: list[Item], results: dict, compared: dict | None, main, other, cmd) -> list[tuple]:
-    """Per prompt ``prompt_NNN.json`` / ``.html`` (and inseq's JSON), plus ``prompts.json``; returns
+    """Per prompt its record and heat map (and inseq's JSON), plus the prompts' table (``artifacts.py``); returns
     ``(item, record or None, status row)`` per prompt."""
     generation = {"max_new_tokens": cmd.max_new_tokens, "do_sample": False, "strategy": "greedy"}
     extra = {"engine": cmd.attribution_engine, "score": cmd.score, "dtype": cmd.compared.dtype}
@@ -237,13 +228,13 @@ def write_records(run, items: list[Item], results: dict, compared: dict | None, 
         cmp = (other.source.spec, other_res) if other is not None else None
         rec = record(res, tok, llm_id=main.source.spec, prompt=it.prompt, method=cmd.method, generation=gen,
                      extra_meta={**extra, "prompt_index": it.index}, compare=cmp)
-        stem = f"prompt_{it.index:03d}"
-        write_json(run.file(f"{stem}.json"), rec)
-        write_text(run.file(f"{stem}.html"), render(rec))
+        index = prompt_index(it.index)
+        write_json(run.file(PROMPT_JSON.path(index=index)), rec)
+        write_text(run.file(PROMPT_HTML.path(index=index)), render(rec))
         if res.inseq_json is not None:
-            write_text(run.file(f"{stem}.inseq.json"), res.inseq_json)
+            write_text(run.file(PROMPT_INSEQ.path(index=index)), res.inseq_json)
         if other_res is not None and other_res.inseq_json is not None:
-            write_text(run.file(f"{stem}.compare.inseq.json"), other_res.inseq_json)
+            write_text(run.file(PROMPT_COMPARE_INSEQ.path(index=index)), other_res.inseq_json)
         out.append((it, rec, {"index": it.index, "line": it.line, "prompt": it.prompt, "status": "ok",
                               "generated": tok.decode(res.ids[res.prompt_len:], skip_special_tokens=False),
                               "input_tokens": len(res.ids), "output_tokens": res.matrix.shape[1],
@@ -251,7 +242,7 @@ def write_records(run, items: list[Item], results: dict, compared: dict | None, 
     if not any(rec is not None for _, rec, _ in out):
         first = next(row for _, _, row in out)
         raise UserError(f"every prompt failed (first: prompt #{first['index']}: {first.get('error')})")
-    write_json(run.file("prompts.json"), [row for _, _, row in out])
+    write_json(run.file(PROMPTS.path()), [row for _, _, row in out])
     run.metadata.update(models={"model": main.source.spec, **({"base": other.source.spec} if other else {})})
     return out
 

@@ -3,6 +3,7 @@ shared vocabulary, notes and the verdict). :func:`pair_facts` is also the index'
 
 from __future__ import annotations
 
+from ...commands.info_artifacts import INFO
 from ..html import esc, fmt
 from ..registry import headliner, renderer
 
@@ -13,10 +14,10 @@ INDEX_FACTS = (("architecture", "architecture"), ("layers", "layers"), ("hidden 
 
 
 def load(run) -> dict | None:
-    data = run.json("info.json")
+    data = run.read(INFO)
     if not isinstance(data, dict) or not isinstance(data.get("base"), dict) or not isinstance(data.get("ft"), dict):
         if data is not None:
-            run.warn("info.json: expected {'base': {...}, 'ft': {...}, ...}")
+            run.warn(f"{INFO.path()}: expected {{'base': {{...}}, 'ft': {{...}}, ...}}")
         return None
     return data
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ...commands.tokenlens.artifacts import PROMPT_HTML, PROMPTS, prompt_index
 from ..finding import num, token
 from ..html import esc, srcdoc_iframe, table
 from ..registry import headliner, renderer
@@ -12,23 +13,22 @@ MAX_EMBEDDED = 40
 
 @renderer("tokenlens")
 def render(run, ctx) -> str:
-    prompts = run.json("prompts.json", warn=False) or []
-    views = sorted(a["path"] for a in run.artifacts if a.get("kind") == "html" and str(a["path"]).endswith(".html"))
+    prompts = [p for p in run.read(PROMPTS) or [] if isinstance(p, dict)]
+    # each attributed prompt's heat map (a failed prompt has none), in prompt order
+    views = [(prompt_index(p["index"]), p) for p in prompts if p.get("status") == "ok"]
     out = []
     if prompts:
-        rows = [[p.get("index"), p.get("prompt", ""), p.get("status", ""), p.get("generated", ""), p.get("seconds")]
-                for p in prompts if isinstance(p, dict)]
+        rows = [[p["index"], p["prompt"], p["status"], p.get("generated", ""), p.get("seconds")] for p in prompts]
         out.append("<h2>Prompts</h2>" + table(["#", "prompt", "status", "generated", "seconds"], rows, ctx.ids))
     if views:
         out.append('<h2>Heatmap per prompt</h2><label>prompt: <select class="picker">')
         panels = []
-        for i, name in enumerate(views):
+        for i, (index, p) in enumerate(views):
             pid = ctx.ids("prompt")
-            label = name
-            if i < len(prompts) and isinstance(prompts[i], dict):
-                label = f"{name}: {str(prompts[i].get('prompt', ''))[:60]}"
+            name = PROMPT_HTML.path(index=index)
+            label = f"{name}: {str(p['prompt'])[:60]}"
             out.append(f'<option value="{pid}">{esc(label)}</option>')
-            text = run.text(name, limit=EMBED_LIMIT) if i < MAX_EMBEDDED else None
+            text = run.read(PROMPT_HTML, limit=EMBED_LIMIT, index=index) if i < MAX_EMBEDDED else None
             if text is None:
                 body = f'<p><a href="{esc(ctx.link(name))}">{esc(name)}</a> (not embedded: large or unreadable)</p>'
             else:
