@@ -36,7 +36,7 @@ def test_mine_labels_show_spaces_and_follow_rank(figures, tmp_path):
     from modeldiff_cli.commands.mine.plots import ordering_plots
 
     strings = [" cake", "cake", " ", "", "oven ", " flour", " sugar", " butter"]
-    ordering_plots(_ordering(strings), tmp_path, "o", n_labels=6)
+    ordering_plots(_ordering(strings), tmp_path / "o_bar.png", tmp_path / "o_scatter.png", n_labels=6)
     bar = figures["o_bar.png"].axes[0]
     # the strongest token on top (bars drawn bottom-up), spaces as ␣ so " cake" and "cake" differ
     assert [t.get_text() for t in bar.get_yticklabels()][::-1] == ["␣cake", "cake", "␣", "∅", "oven␣", "␣flour",
@@ -56,7 +56,7 @@ def test_mine_scatter_png_axes_match_the_report(figures, tmp_path):
     from modeldiff_cli.report import svg
 
     ordering = _ordering([" cake", " oven", " flour"])
-    ordering_plots(ordering, tmp_path, "o", n_labels=3)
+    ordering_plots(ordering, tmp_path / "o_bar.png", tmp_path / "o_scatter.png", n_labels=3)
     ax = figures["o_scatter.png"].axes[0]
     xy = ax.collections[0].get_offsets()
     toks = ordering["tokens"]

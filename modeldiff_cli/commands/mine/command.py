@@ -12,6 +12,7 @@ from ...core.spine.ingredients import Datasets, Readout, TokenFilter
 from ...core.spine.rundir import slug
 from ...core.spine.spec import option
 from ...core.spine.timing import stage
+from .artifacts import ARTIFACTS
 
 ORDERINGS = ("top-k-occurring", "fraction-positive-diff", "nmf")
 NMF_MODES = ("binary", "magnitude")
@@ -27,12 +28,12 @@ def parse_orderings(spec: str) -> list[str]:
 @dataclass(frozen=True)
 class Mine(Command):
     """Per position, diff = ft - base logits; per token, how often it is among the top-K promoted, how often
-    its logit rises, and NMF topics of promoted tokens. Writes {dataset}_global_token_stats.json and the
-    orderings (top_k_occurring/, fraction_positive_diff/, nmf_*/) with plots; prints the top promoted
-    tokens and the run directory last. `modeldiff mine overview RUN_DIR` builds an agent payload."""
+    its logit rises, and NMF topics of promoted tokens; prints the top promoted tokens and the run directory
+    last. `modeldiff mine overview RUN_DIR` builds an agent payload."""
 
     name = "mine"
     resumable = True
+    artifacts = ARTIFACTS
     old_flags = {"readout": ("--extraction",)}
     organism_fill = {"base": "base", "ft": "ft", "data": ("base",)}
 

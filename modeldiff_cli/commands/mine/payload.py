@@ -12,8 +12,7 @@ from pathlib import Path
 
 from ...core.errors import UserError
 from ...core.spine.artifacts import read_json
-
-INDEX = "orderings_index.json"
+from .artifacts import INDEX
 
 
 def split_budget(total: int, parts: int) -> list[int]:
@@ -27,9 +26,9 @@ def split_budget(total: int, parts: int) -> list[int]:
 def read_run(run_dir: Path, command: str = "mine", flag: str = "RUN_DIR") -> dict:
     """``summary.json`` of a complete run of ``command`` (UserError naming ``flag`` otherwise)."""
     run_dir = Path(run_dir)
-    if not (run_dir / "summary.json").is_file() or not (run_dir / INDEX).is_file():
+    if not (run_dir / "summary.json").is_file() or not (run_dir / INDEX.path()).is_file():
         raise UserError(f"{flag} {run_dir}: not a complete `modeldiff {command}` run directory (no summary.json "
-                        f"and {INDEX})")
+                        f"and {INDEX.path()})")
     summary = read_json(run_dir / "summary.json", flag)
     if summary.get("command") != command:
         raise UserError(f"{flag} {run_dir}: not a `modeldiff {command}` run (command: {summary.get('command')})")
@@ -48,7 +47,7 @@ def build_payload(run_dir: Path, token_budget: int, command: str = "mine", flag:
         raise UserError(f"--token-budget {token_budget}: must be at least 1")
     run_dir = Path(run_dir)
     summary = read_run(run_dir, command, flag)
-    index = read_json(run_dir / INDEX)
+    index = read_json(run_dir / INDEX.path())
     names = {name: f"ds{i}" for i, name in enumerate(index, 1)}
     payload: dict = {"metadata": {}, "token_budget": token_budget, "datasets": {}}
     for name, budget in zip(index, split_budget(token_budget, len(index)), strict=True):

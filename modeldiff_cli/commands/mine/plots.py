@@ -29,10 +29,10 @@ _OFFSETS = (((3, 3), "left", "bottom"), ((-3, 3), "right", "bottom"), ((3, -3), 
             ((-3, -3), "right", "top"), ((3, 10), "left", "bottom"), ((-3, -10), "right", "top"))
 
 
-def ordering_plots(ordering: dict, folder: Path, stem: str, n_bars: int = 20, context: str = "",
+def ordering_plots(ordering: dict, bar: Path, scatter: Path, n_bars: int = 20, context: str = "",
                    n_labels: int = 6) -> None:
-    """Bar chart of the top tokens and a scatter of the average logit diff (y) against the ordering value (x, as
-    in the report's scatter; only the top ``n_labels`` tokens annotated, offset from their points). ``context`` ("base vs ft on <dataset>") goes in the titles."""
+    """Bar chart of the top tokens (to ``bar``) and a scatter (to ``scatter``) of the average logit diff (y)
+    against the ordering value (x, as in the report's scatter; only the top ``n_labels`` tokens annotated, offset from their points). ``context`` ("base vs ft on <dataset>") goes in the titles."""
     plt = pyplot()
     toks = ordering["tokens"]
     top = toks[:n_bars]
@@ -43,7 +43,7 @@ def ordering_plots(ordering: dict, folder: Path, stem: str, n_bars: int = 20, co
     ax.set_yticks(range(len(top)), [shown(t["token_str"]) for t in top][::-1])
     ax.set_xlabel("ordering value")
     ax.set_title(f"{ordering['ordering_id']}: top {len(top)} tokens (␣ = space){suffix}", fontsize=10)
-    save_figure(folder / f"{stem}_bar.png", fig)
+    save_figure(bar, fig)
     fig, ax = plt.subplots(figsize=(5.5, 4))
     # x: the ordering value, y: the average logit diff, as the report's scatter draws them
     ax.scatter([t["ordering_value"] for t in toks], [t["avg_logit_diff"] for t in toks], s=10, color="C1")
@@ -70,7 +70,7 @@ def ordering_plots(ordering: dict, folder: Path, stem: str, n_bars: int = 20, co
     ax.set_xlabel("ordering value")
     ax.set_ylabel("average logit diff (ft - base)")
     ax.set_title(f"{ordering['ordering_id']}: logit diff vs ordering value (top {labelled} labelled){suffix}", fontsize=10)
-    save_figure(folder / f"{stem}_scatter.png", fig)
+    save_figure(scatter, fig)
 
 
 _STYLES = ("-", "--", ":", "-.")

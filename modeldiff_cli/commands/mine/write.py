@@ -1,41 +1,34 @@
-"""Everything `mine` writes (statistics, orderings, NMF topics, likelihood ratios, plots), each artifact
-described for summary.json, and the headline: the top promoted tokens of each dataset and the counts."""
+"""Everything `mine` writes (statistics, orderings, NMF topics, likelihood ratios, plots; each file's name from
+its declaration in ``artifacts.py``), and the headline: the top promoted tokens of each dataset and the counts."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from ...core.data.tokens import visible
 from ...core.spine import plot_queue
 from ...core.spine.artifacts import write_json
 from ...core.spine.command import Result
 from ...core.spine.timing import stage
-from .payload import INDEX
+from .artifacts import (
+    GLOBAL_STATS,
+    INDEX,
+    LIKELIHOOD_RATIOS,
+    NMF,
+    NMF_ORDERINGS,
+    NMF_TOPIC,
+    NMF_TOPIC_BAR,
+    NMF_TOPIC_SCATTER,
+    NMF_TOPICS,
+    ORDERING_BAR,
+    ORDERING_FILES,
+    ORDERING_SCATTER,
+    POSITIONS_PLOT,
+    TOP_K,
+    nmf_variant,
+    ordering_paths,
+)
 from .stats import POSITION_BINS
 
-FOLDERS = {"top-k-occurring": "top_k_occurring", "fraction-positive-diff": "fraction_positive_diff"}
 HEADLINE_TOKENS = 10
-
-# (pattern, kind, description); the first matching pattern describes a file, so specific ones come first
-ARTIFACTS = [
-    ("*_global_token_stats.json", "payload", "per token id of one dataset: display string, sum of logit diffs (ft - base), count of positive diffs, counts in the per-position top-K promoted / suppressed"),
-    ("*_sequence_likelihood_ratios.json", "payload", "--likelihood-ratios: per sequence, log p_ft - log p_base over its scored next tokens"),
-    (INDEX, "payload", "per dataset, every ordering written: ordering_id, display label and file"),
-    ("top_k_occurring/*/orderings.json", "payload", "tokens ranked by % of positions where they are among the K most promoted"),
-    ("fraction_positive_diff/*/orderings.json", "payload", "tokens ranked by the fraction of positions where the ft logit exceeds the base logit"),
-    ("nmf_*/*/orderings.json", "payload", "every NMF topic of the dataset as an ordering (tokens by topic weight)"),
-    ("nmf_*/*/topics.json", "payload", "NMF topics: mass, prevalence, pairwise cosine, iterations and backend used"),
-    ("nmf_*/*/topic_*_bar.png", "plot", "bar chart of an NMF topic's top tokens by weight"),
-    ("nmf_*/*/topic_*_scatter.png", "plot", "an NMF topic's token weights against their average logit diff"),
-    ("nmf_*/*/topic_*.json", "payload", "one NMF topic as an ordering (tokens by weight; metadata: mass, prevalence, backend, matrix shape)"),
-    ("*/positions.png", "plot", "where in the sequence (16 position bins) the top promoted tokens are in the top-K"),
-    ("*_bar.png", "plot", "bar chart of the ordering's top tokens by ordering value"),
-    ("*_scatter.png", "plot", "ordering value against average logit diff (ft - base) of the listed tokens"),
-]
-
-
-def nmf_folder(cmd) -> str:
-    return f"nmf_{cmd.nmf_mode}_k{cmd.nmf_topics}"
 
 
 def stats_json(name: str, acc, view) -> dict:
@@ -49,31 +42,32 @@ def stats_json(name: str, acc, view) -> dict:
 
 
 def write_outputs(run, cmd, inputs, results) -> None:
-    for pattern, kind, text in ARTIFACTS:
-        run.describe(pattern, text, kind)
     index: dict[str, list[dict]] = {}
     for res in results.datasets:
         entries = index.setdefault(res.name, [])
-        write_json(run.file(f"{res.name}_global_token_stats.json"), stats_json(res.name, res.acc, results.view), indent=None)
+        write_json(run.file(GLOBAL_STATS.path(dataset=res.name)), stats_json(res.name, res.acc, results.view), indent=None)
         for kind, ordering in res.orderings.items():
-            folder = run.file(FOLDERS[kind], res.name)
-            write_json(folder / "orderings.json", {"dataset": res.name, "ordering_type": kind, "orderings": [ordering]})
-            entries.append({"ordering_id": kind, "display_label": ordering["display_label"],
-                            "file": f"{FOLDERS[kind]}/{res.name}/orderings.json"})
+            names = ordering_paths(kind, res.name)
+            file = ORDERING_FILES[kind].path(**names)
+            write_json(run.file(file), {"dataset": res.name, "ordering_type": kind, "orderings": [ordering]})
+            entries.append({"ordering_id": kind, "display_label": ordering["display_label"], "file": file})
             if cmd.plots:
-                _plots(ordering, folder, FOLDERS[kind], res, _context(cmd, res.name))
-        if "nmf" in cmd.ordering_list:
+                _plots(run, ordering, ORDERING_BAR.path(**names), ORDERING_SCATTER.path(**names),
+                       _context(cmd, res.name),
+                       positions=POSITIONS_PLOT.path(**names) if kind == TOP_K else None, res=res)
+        if NMF in cmd.ordering_list:
             _write_nmf(run, cmd, res, entries)
         if cmd.likelihood_ratios:
-            write_json(run.file(f"{res.name}_sequence_likelihood_ratios.json"), _ratios(res))
-    write_json(run.file(INDEX), index)
+            write_json(run.file(LIKELIHOOD_RATIOS.path(dataset=res.name)), _ratios(res))
+    write_json(run.file(INDEX.path()), index)
 
 
 def _write_nmf(run, cmd, res, entries: list[dict]) -> None:
-    folder = run.file(nmf_folder(cmd), res.name)
+    names = {"variant": nmf_variant(cmd), "dataset": res.name}
     topics = res.topics
-    write_json(folder / "orderings.json", {"dataset": res.name, "ordering_type": "nmf", "orderings": res.topic_orderings})
-    write_json(folder / "topics.json", {
+    write_json(run.file(NMF_ORDERINGS.path(**names)),
+               {"dataset": res.name, "ordering_type": "nmf", "orderings": res.topic_orderings})
+    write_json(run.file(NMF_TOPICS.path(**names)), {
         "dataset": res.name, "topics": len(res.topic_orderings),
         "mass": topics.mass if topics is not None else [], "prevalence": topics.prevalence if topics is not None else [],
         "pairwise_cosine": topics.cosine if topics is not None else [],
@@ -81,11 +75,13 @@ def _write_nmf(run, cmd, res, entries: list[dict]) -> None:
         "backend": topics.backend if topics is not None else None,
     })
     for t, ordering in enumerate(res.topic_orderings):
-        write_json(folder / f"topic_{t}.json", ordering)
+        file = NMF_TOPIC.path(**names, topic=t)
+        write_json(run.file(file), ordering)
         entries.append({"ordering_id": ordering["ordering_id"], "display_label": ordering["display_label"],
-                        "file": f"{nmf_folder(cmd)}/{res.name}/topic_{t}.json"})
+                        "file": file})
         if cmd.plots:
-            _plots(ordering, folder, f"topic_{t}", None, _context(cmd, res.name))
+            _plots(run, ordering, NMF_TOPIC_BAR.path(**names, topic=t), NMF_TOPIC_SCATTER.path(**names, topic=t),
+                   _context(cmd, res.name))
 
 
 def _context(cmd, dataset: str) -> str:
@@ -97,19 +93,21 @@ def _context(cmd, dataset: str) -> str:
     return f"{base} vs {ft} on {dataset}"
 
 
-def _plots(ordering: dict, folder: Path, stem: str, res, context: str = "") -> None:
+def _plots(run, ordering: dict, bar: str, scatter: str, context: str = "", positions: str | None = None,
+           res=None) -> None:
+    """An ordering's bar chart and scatter; with ``positions`` (top-k-occurring) where its top tokens occur."""
     from .plots import ordering_plots, positional_plot
 
     if not ordering["tokens"]:
         return
     with stage("plots"):  # drawn by core.spine.plot_queue's workers where the machine has the cores, else here
-        plot_queue.submit(ordering_plots, ordering, folder, stem, context=context)
-        if res is not None and stem == "top_k_occurring":
+        plot_queue.submit(ordering_plots, ordering, run.file(bar), run.file(scatter), context=context)
+        if positions is not None:
             top = ordering["tokens"][:8]
             ids = [t["token_id"] for t in top]
             plot_queue.submit(positional_plot, res.acc.stats.position_hist[ids].numpy(),
                               res.acc.stats.position_bin_width, [t["token_str"] for t in top],
-                              folder / "positions.png", context)
+                              run.file(positions), context)
 
 
 def _ratios(res) -> list[dict]:

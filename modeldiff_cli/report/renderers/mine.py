@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from ...commands.mine.artifacts import INDEX, locate
 from .. import svg
 from ..finding import tokens
 from ..html import esc, table
@@ -12,12 +13,20 @@ from ..registry import comparer, headliner, renderer
 
 
 def _orderings(run) -> dict[str, list[dict]]:
-    index = run.json("orderings_index.json")
+    index = run.read(INDEX)
+    if index is not None and not isinstance(index, dict):
+        run.warn(f"{INDEX.path()} is not a JSON object (dataset -> orderings)")
     return index if isinstance(index, dict) else {}
 
 
 def _tokens(run, entry: dict) -> tuple[str, list[dict]]:
-    data = run.json(entry.get("file", ""))
+    """The label and tokens of an index entry's ordering, read from the declared file the entry names."""
+    found = locate(str(entry.get("file", "")))
+    if found is None:
+        run.warn(f"{INDEX.path()} names {entry.get('file')!r}, not a file mine declares")
+        return entry.get("display_label", ""), []
+    artifact, values = found
+    data = run.read(artifact, **values)
     if not isinstance(data, dict):
         return entry.get("display_label", ""), []
     if "orderings" in data:
