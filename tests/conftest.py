@@ -25,7 +25,7 @@ if XDIST_WORKER:
 
 # Slow modules first (xdist hands work out in collection order: a slow module started last leaves one worker
 # idle at the end); the rest keep their order.
-SLOW_FIRST = ("test_report_browser", "test_full_diff", "test_attribute_defaults", "test_attribute_cli", "test_distributed",
+SLOW_FIRST = ("test_report_browser", "test_full_diff", "test_artifacts", "test_attribute_defaults", "test_attribute_cli", "test_distributed",
               "test_attribute_influence", "test_routing", "test_mine", "test_distributed_attribute",
               "test_distributed_interpret", "test_interpret", "test_interpret_heldout", "test_timing",
               "test_organisms", "test_routers", "test_nll")

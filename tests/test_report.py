@@ -84,6 +84,7 @@ def test_pages_of_every_kind(tmp_path):
     assert "<svg" in lens and "KL(ft || base)" in lens and 'class="warn"' not in lens
     interp = pages["interpret/base-00000003"]
     assert "baking" in interp and "4.2" in interp and "7.7" in interp and "6.1" in interp and "removal z" in interp and "interpret says hi" in interp and "srcdoc=" in interp
+    assert 'class="warn"' not in interp  # the files interpret declares (commands/interpret/artifacts.py) are read
     generic = pages["newcmd/base-00000004"]
     assert "no renderer for command newcmd" in generic and "thing.txt" in generic and "score" in generic
     # corrupt runs: a visible warning, the rest still renders
@@ -160,6 +161,38 @@ def test_index_shows_the_pairs_info_facts(tmp_path):
     assert "info.json: expected" in next((res.out / "runs").glob("info__*.html")).read_text()
 
 
+def test_tokenlens_page_labels_each_heatmap_with_its_prompt(tmp_path):
+    """The heat maps are the ok prompts' (a failed prompt has none), each labelled with its own prompt; an ok
+    prompt whose page is missing is a warning."""
+    from modeldiff_cli.commands.tokenlens.artifacts import PROMPT_HTML, PROMPTS, prompt_index
+    from modeldiff_cli.report.build import render_run
+    from modeldiff_cli.report.html import Ids
+    from modeldiff_cli.report.registry import Ctx
+    from modeldiff_cli.report.runs import load_run
+
+    rows = [{"index": 0, "line": 1, "prompt": "first prompt", "status": "ok", "generated": " cake",
+             "input_tokens": 4, "output_tokens": 2, "seconds": 0.1},
+            {"index": 1, "line": 2, "prompt": "second prompt", "status": "failed", "error": "boom"},
+            {"index": 2, "line": 3, "prompt": "third prompt", "status": "ok", "generated": " pie",
+             "input_tokens": 4, "output_tokens": 2, "seconds": 0.1}]
+    files = {PROMPTS.path(): json.dumps(rows)}
+    files.update({PROMPT_HTML.path(index=prompt_index(i)): f"<html>view {i}</html>" for i in (0, 2)})
+    root = tmp_path / "runs"
+    run_dir = _run(root, "tokenlens", "cake-ft", "base+saliency-0000000b", {"method": "saliency"}, files)
+    run = load_run(run_dir, root)
+    page = render_run(run, Ctx(Ids(), lambda rel: rel))
+    assert run.warnings == []
+    assert "prompt_002.html: third prompt" in page and "prompt_001.html" not in page
+    (run_dir / "prompt_002.html").unlink()  # and not listed in summary.json: the renderer's read finds it missing
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary["artifacts"] = [a for a in summary["artifacts"] if a["path"] != "prompt_002.html"]
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    run = load_run(run_dir, root)
+    assert run.warnings == []
+    render_run(run, Ctx(Ids(), lambda rel: rel))
+    assert "missing artifact: prompt_002.html" in run.warnings
+
+
 # the layout of routing's mask_sweep.csv (a real `routing --sweep 1,2` run): one unmasked baseline row
 # (mode none, control none), per mode and count the top experts, the random draws and their mean (+ std columns)
 SWEEP_HEAD = ("n_masked,mode,control,draw,nll_base,nll_ft,nll_ft_masked,gain_undone,gap_closed,kl_ft_base,"
@@ -198,6 +231,49 @@ def test_routing_mask_sweep_curves_with_random_band(tmp_path):
     bands = [c for c in charts if 'class="band"' in c]
     assert len(bands) == 4  # gain_undone and gap_closed have a std; kl_masked_base does not
     assert all('class="legend"' in c and "random +/- std" in c for c in bands)
+
+
+# a one-model sweep's mask_sweep.csv (`routing --model M --data-a A --data-b B --sweep 1,2`): each side's NLL
+# change and their difference (specificity) instead of gain undone / gap closed
+ONE_MODEL_SWEEP_HEAD = ("n_masked,mode,control,draw,nll_a,nll_b,nll_masked_a,nll_masked_b,delta_nll_a,delta_nll_b,"
+                        "specificity,delta_nll_a_std,delta_nll_b_std,specificity_std,masked_slots,masked_in_topk\n")
+
+
+def test_routing_one_model_sweep_shows_its_own_metrics(tmp_path):
+    import re
+
+    rows = ["0,none,none,0,2.0,2.5,2.0,2.5,0.0,0.0,0.0,,,,0,0"]
+    for n in (1, 2):
+        rows.append(f"{n},keep-topk,top,0,2.0,2.5,2.1,2.9,0.1,0.{2 + n},0.{1 + n},,,,40,0")
+        rows.append(f"{n},keep-topk,random_mean,8,2.0,2.5,2.05,2.55,0.05,0.05,0.0,0.01,0.01,0.01,320,0")
+    root = tmp_path / "runs"
+    _run(root, "routing", "moe-ft", "A+B-0000000c", {"mode": "data", "a": "A", "b": "B"},
+         {"mask_sweep.csv": ONE_MODEL_SWEEP_HEAD + "\n".join(rows) + "\n"})
+    page = next((build_report([root], tmp_path / "rep").out / "runs").glob("routing__*.html")).read_text()
+    sweep = page.split("<h2>Mask sweep</h2>")[1]
+    titles = [re.search(r"<title>(.*?)</title>", c).group(1) for c in re.findall(r'<svg class="chart".*?</svg>', sweep)]
+    assert "none of the expected columns" not in sweep
+    assert titles == [f"mask sweep (keep-topk): {what}, A vs B on base"
+                      for what in ("delta NLL, side A", "delta NLL, side B", "specificity")]
+
+
+def test_nll_page_draws_js_of_the_last_position_alone(tmp_path):
+    """--js-mode last: js_all is empty, js_last is not; the JS chart shows the last position."""
+    import numpy as np
+
+    from modeldiff_cli.commands.nll.artifacts import COLUMNS, MATRICES
+
+    values = {c: 0.5 for c in COLUMNS} | {"js_all": ""}
+    csv_text = ",".join(COLUMNS) + "\n" + "\n".join(
+        ",".join(str(layer if c == "layer" else values[c]) for c in COLUMNS) for layer in (0, 1)) + "\n"
+    root = tmp_path / "runs"
+    run = _run(root, "nll", "b_vs_f", "base-models-0000000d", {"labels": {"a": "base", "b": "ft"}},
+               {"nll_layer_metrics.csv": csv_text})
+    arrays = {name: np.zeros((2, 2)) for name in MATRICES.columns}
+    arrays.update(layers=np.array([0, 1]), item_ids=np.array(["i0", "i1"]))
+    np.savez(run / MATRICES.pattern, **arrays)
+    page = next((build_report([root], tmp_path / "rep").out / "runs").glob("nll__*.html")).read_text()
+    assert "JS(base, ft) by layer on base" in page and 'class="warn"' not in page
 
 
 def test_scatter_labels_stay_inside_and_apart():
@@ -304,3 +380,35 @@ def test_charts_of_nonnegative_quantities_start_at_zero(tmp_path):
     assert _y_ticks(kl)[0] == 0.0
     # the comparison page's script draws its charts the same way
     assert "y0=pos?0:y0-pad" in (res.out / "compare-lens.html").read_text()
+
+
+def _mine_files(dataset: str = "base") -> dict[str, str]:
+    """A mine run's ordering files, named by its declarations (commands/mine/artifacts.py)."""
+    from modeldiff_cli.commands.mine.artifacts import INDEX, NMF_TOPIC, TOP_K_ORDERINGS
+
+    tok = {"token_id": 7, "token_str": " cake", "ordering_value": 40.0, "avg_logit_diff": 1.5, "count_positive": 4,
+           "count_negative": 0}
+    top_k = TOP_K_ORDERINGS.path(dataset=dataset)
+    topic = NMF_TOPIC.path(variant="binary_k1", dataset=dataset, topic=0)
+    ordering = {"ordering_id": "top-k-occurring", "display_label": "Top-K occurring", "tokens": [tok], "metadata": {}}
+    index = {dataset: [{"ordering_id": "top-k-occurring", "display_label": "Top-K occurring", "file": top_k},
+                       {"ordering_id": "nmf_topic_0", "display_label": "NMF topic 0", "file": topic}]}
+    return {INDEX.path(): json.dumps(index),
+            top_k: json.dumps({"dataset": dataset, "ordering_type": "top-k-occurring", "orderings": [ordering]}),
+            topic: json.dumps({**ordering, "ordering_id": "nmf_topic_0", "display_label": "NMF topic 0"})}
+
+
+def test_mine_page_reads_the_declared_orderings_and_warns_on_a_missing_one(tmp_path):
+    from modeldiff_cli.commands.mine.artifacts import NMF_TOPIC
+
+    root = tmp_path / "runs"
+    files = _mine_files()
+    _run(root, "mine", "b_vs_f", "base-logits-00000001", {}, files)
+    gone = _run(root, "mine", "b_vs_f", "base-logits-00000002", {}, files, artifacts=[])  # only the page can tell
+    (gone / NMF_TOPIC.path(variant="binary_k1", dataset="base", topic=0)).unlink()
+    res = build_report([root], tmp_path / "rep")
+    pages = {r.name: r for r in res.runs}
+    assert pages["base-logits-00000001"].warnings == []
+    page = (res.out / "runs" / f"{pages['base-logits-00000001'].id}.html").read_text()
+    assert "top-k-occurring" in page and "NMF topics" in page and "cake" in page
+    assert pages["base-logits-00000002"].warnings == ["missing artifact: nmf_binary_k1/base/topic_0.json"]

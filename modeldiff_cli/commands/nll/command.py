@@ -20,6 +20,7 @@ from ...core.spine.compared import PAIRS, Compared
 from ...core.spine.ingredients import Data, chunk_size_option
 from ...core.spine.spec import option
 from ...core.spine.timing import stage
+from .artifacts import ARTIFACTS
 
 JS_MODES = ("none", "all", "last")
 NEEDS_PAIRS = "--hidden-states-dir needs --pairs (the token ids and positions of each item)"
@@ -31,12 +32,12 @@ class Nll(Command):
     logit-lens score log p(target), optional JS(A, B), over all scored positions and the last one per item.
 
     Conditions: --base/--ft on one --data source (default: the cake organism and its base data), or one --model
-    on --pairs (optionally from precomputed --hidden-states-dir). Writes nll_layer_metrics.csv, nll_matrices.npz,
-    nll_summary.json, PNG curves (and hidden_states/ with --save-hidden-states); prints the run directory last.
+    on --pairs (optionally from precomputed --hidden-states-dir); prints the run directory last.
     """
 
     name = "nll"
     resumable = True
+    artifacts = ARTIFACTS
     modes = ("pair", PAIRS)
     organism_fill = {"base": "base", "ft": "ft", "model": "ft", "data": ("base",)}
 

@@ -16,7 +16,6 @@ from ...core.model.padding import pad
 from ...core.typing import LayerHidden, LayerSequenceHidden
 
 SUFFIXES = (".safetensors", ".npz")
-HIDDEN_DIR = "hidden_states"  # inside the run directory, with --save-hidden-states
 
 
 def forward_layers(loaded: LoadedModel, seqs: list[list[int]], pad_id: int) -> Tensor:
@@ -83,12 +82,14 @@ def _read(path: Path) -> dict[str, Tensor]:
         raise UserError(f"{path}: cannot read hidden states ({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})") from None
 
 
-def save_item_states(directory: Path, item_id: str, a: Tensor, b: Tensor) -> Path:
-    """Write one item's ``a`` / ``b`` ``[layers, T, d]`` (float32) as ``<id>.npz`` (A and B may differ in T)."""
+def save_item_states(root: Path, item_id: str, a: Tensor, b: Tensor) -> Path:
+    """Write one item's ``a`` / ``b`` ``[layers, T, d]`` (float32) into the run directory ``root`` as
+    ``hidden_states/<id>.npz`` (``artifacts.HIDDEN_STATES``; A and B may differ in T)."""
     from ...core.spine import artifacts
+    from .artifacts import HIDDEN_STATES
 
     _check_id(item_id, "--save-hidden-states")
-    return artifacts.write_npz(directory / f"{item_id}.npz", a=a.float().cpu().numpy(), b=b.float().cpu().numpy())
+    return artifacts.write_npz(root / HIDDEN_STATES.path(id=item_id), a=a.float().cpu().numpy(), b=b.float().cpu().numpy())
 
 
 def rows_of(states: LayerSequenceHidden, positions: list[int]) -> LayerHidden:

@@ -13,9 +13,9 @@ from ...core.data.pairs import ConditionItems, items_from_data, items_from_pairs
 from ...core.model.readout import make_reader
 from ...core.spine import checkpoint, console
 from ...core.spine import distributed as dist
-from .extract import HIDDEN_DIR, forward_layers, load_item_states, prediction_rows, rows_of, save_item_states
+from .artifacts import METRICS
+from .extract import forward_layers, load_item_states, prediction_rows, rows_of, save_item_states
 from .score import item_views, score_layers
-from .write import METRICS
 
 
 @dataclass
@@ -70,9 +70,9 @@ def _batch_states(setup: Setup, items, cmd, n_layers: int, run):
     full_a = forward_layers(setup.model_a, seqs_a, pad)
     full_b = forward_layers(setup.model_b, seqs_b, pad)
     if cmd.save_hidden_states:
-        folder = (run.shared or run.work) / HIDDEN_DIR  # every rank writes its items into rank 0's directory
+        root = run.shared or run.work  # every rank writes its items into rank 0's directory
         for row, it in enumerate(items):
-            save_item_states(folder, it.id, full_a[:, row, : len(it.a_ids)], full_b[:, row, : len(it.b_ids)])
+            save_item_states(root, it.id, full_a[:, row, : len(it.a_ids)], full_b[:, row, : len(it.b_ids)])
     return (prediction_rows(full_a, [it.a_positions for it in items]),
             prediction_rows(full_b, [it.b_positions for it in items]))
 

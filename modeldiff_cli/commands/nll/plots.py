@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ...core.spine import artifacts
 from ...core.spine.plots import layer_axis
+from .artifacts import CURVES_PLOT, DELTA_PLOT, JS_PLOT, LENS_PLOT
 
 
 def _panel_pair(plt, title: str, layers: list[int] | None = None, data: str = ""):
@@ -31,14 +32,14 @@ def plot_curves(run, rows: list[dict], labels: tuple[str, str], js_mode: str, da
         ax.plot(layers, [r[f"nll_b_{v}"] for r in rows], marker="s", label=b)
         ax.set_ylabel("NLL (nats)")
         ax.legend(fontsize=8)
-    artifacts.save_figure(run.file("nll_curves.png"), fig)
+    artifacts.save_figure(run.file(CURVES_PLOT.path()), fig)
 
     fig, axes = _panel_pair(plt, f"NLL({b}) - NLL({a}) by layer", layers, data)
     for ax, v in zip(axes, ("all", "last"), strict=True):
         ax.axhline(0, color="grey", lw=0.8)
         ax.plot(layers, [r[f"delta_{v}"] for r in rows], marker="o", color="C2")
         ax.set_ylabel("delta NLL (nats)")
-    artifacts.save_figure(run.file("nll_delta.png"), fig)
+    artifacts.save_figure(run.file(DELTA_PLOT.path()), fig)
 
     fig, axes = _panel_pair(plt, f"Logit-lens log p(target) (solid), top-1 rate (dashed): {a} vs {b}", layers, data)
     for ax, v in zip(axes, ("all", "last"), strict=True):
@@ -55,7 +56,7 @@ def plot_curves(run, rows: list[dict], labels: tuple[str, str], js_mode: str, da
     # one legend for both panels (same four lines in each), solid and dashed, below the panels
     handles = [h for axis in (ax, twin) for h in axis.get_legend_handles_labels()[0]]
     fig.legend(handles=handles, loc="outside lower center", ncol=4, fontsize=8)
-    artifacts.save_figure(run.file("logit_lens_curves.png"), fig)
+    artifacts.save_figure(run.file(LENS_PLOT.path()), fig)
 
     if js_mode != "none":
         fig, axes = _panel_pair(plt, f"JS({a}, {b}) by layer (nats)", layers, data)
@@ -66,4 +67,4 @@ def plot_curves(run, rows: list[dict], labels: tuple[str, str], js_mode: str, da
             else:
                 ax.text(0.5, 0.5, f"not computed (--js-mode {js_mode})", ha="center", transform=ax.transAxes)
             ax.set_ylabel("JS (nats)")
-        artifacts.save_figure(run.file("js_curves.png"), fig)
+        artifacts.save_figure(run.file(JS_PLOT.path()), fig)

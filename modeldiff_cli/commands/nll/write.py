@@ -1,35 +1,13 @@
-"""Everything `nll` writes: per-layer metrics (CSV), per item x layer matrices (NPZ), a summary (JSON), plots;
-and the headline figures of the run (summary.json)."""
+"""Everything `nll` writes: per-layer metrics (CSV), per item x layer matrices (NPZ), a summary (JSON), plots
+(their names and columns: ``artifacts.py``); and the headline figures of the run (summary.json)."""
 
 from __future__ import annotations
 
 import math
 
 from ...core.spine import artifacts
+from .artifacts import COLUMNS, LAYER_METRICS, MATRICES, SUMMARY
 from .plots import plot_curves
-
-METRICS = ("nll_a", "nll_b", "top1_a", "top1_b", "js")
-COLUMNS = [
-    "layer", "nll_a_all", "nll_b_all", "delta_all", "nll_a_last", "nll_b_last", "delta_last",
-    "logp_a_all", "logp_b_all", "logp_a_last", "logp_b_last",
-    "top1_a_all", "top1_b_all", "top1_a_last", "top1_b_last", "js_all", "js_last",
-]
-
-ARTIFACTS = {
-    "nll_layer_metrics.csv": ("table", "per layer: NLL of A and B and their delta, log p(target), top-1 rate and JS, all / last views"),
-    "nll_matrices.npz": ("matrix", "per item x layer: NLL, top-1 and JS of A and B (all / last views), item ids, scored positions"),
-    "nll_summary.json": ("payload", "mode, labels, sources, items, scored positions, last layer's row, best layers, every layer's row"),
-    "nll_curves.png": ("plot", "NLL of A and B by layer (all / last scored positions)"),
-    "nll_delta.png": ("plot", "NLL(B) - NLL(A) by layer (all / last scored positions)"),
-    "logit_lens_curves.png": ("plot", "log p(target) and the target's top-1 rate of A and B by layer"),
-    "js_curves.png": ("plot", "JS(A, B) by layer (--js-mode all or last)"),
-    "hidden_states/*.npz": ("matrix", "--save-hidden-states: one item's every-layer states 'a' and 'b' [layers, T, d] "
-                                      "(float32; pass the directory back as --hidden-states-dir)"),
-}
-
-
-def describe(run) -> None:
-    run.describe_all(ARTIFACTS)
 
 
 def _nanmean(col):
@@ -57,11 +35,10 @@ def layer_rows(views: dict, js_mode: str) -> list[dict]:
 
 
 def write_outputs(run, views: dict, cond, setup, o) -> dict:
-    describe(run)
     rows = layer_rows(views, o.js_mode)
-    artifacts.write_csv(run.file("nll_layer_metrics.csv"), rows, COLUMNS)
+    artifacts.write_csv(run.file(LAYER_METRICS.path()), rows, list(COLUMNS))
     mats = {k: v.numpy() for k, v in views.items() if k not in ("pooled",) and not (k.startswith("js") and o.js_mode == "none")}
-    artifacts.write_npz(run.file("nll_matrices.npz"), item_ids=[it.id for it in cond.items],
+    artifacts.write_npz(run.file(MATRICES.path()), item_ids=[it.id for it in cond.items],
                         layers=list(range(len(rows))), **mats)
     last = rows[-1]
     summary = {
@@ -76,7 +53,7 @@ def write_outputs(run, views: dict, cond, setup, o) -> dict:
         },
         "layers": rows,
     }
-    artifacts.write_json(run.file("nll_summary.json"), summary)
+    artifacts.write_json(run.file(SUMMARY.path()), summary)
     plot_curves(run, rows, setup.labels, o.js_mode, " + ".join(o.fp.names))
     return summary
 

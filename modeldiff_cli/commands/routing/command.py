@@ -11,6 +11,7 @@ from ...core.spine.compared import DATA_AB, PAIRS, Compared
 from ...core.spine.ingredients import Data
 from ...core.spine.spec import option
 from ...core.spine.timing import stage
+from .artifacts import ARTIFACTS, worded
 
 
 def parse_sweep(text: str | None) -> list[int]:
@@ -41,11 +42,11 @@ class Routing(Command):
     (/ assistant) views, per-layer TV / Jaccard / intersection of the top-k sets, top-1 agreement, JS, entropy,
     a z-test with Benjamini-Hochberg q per cell, and with --sweep the mask sweep (mask the top experts, measure
     how much of the difference is undone, against random experts). Without arguments: the moe organism, base vs
-    ft on its planted data. Writes routing_layer_metrics.csv, routing_matrices.npz, routing_summary.json, the
-    points files, heatmaps and curves (and mask_sweep.csv with --sweep); prints the run directory last."""
+    ft on its planted data; prints the run directory last."""
 
     name = "routing"
     resumable = True
+    artifacts = ARTIFACTS
     modes = ("pair", DATA_AB, PAIRS)
     organism = "moe"
     organism_fill = {"base": "base", "ft": "ft", "model": "ft", "data": ("b",)}
@@ -70,6 +71,10 @@ class Routing(Command):
             raise UserError("--mask sets the sweep's order: give --sweep too")
 
     # ---- modes ----------------------------------------------------------------------------------------
+    def described(self):
+        """summary.json names this run's sides in its files' descriptions (``artifacts.worded``)."""
+        return worded(self)
+
     @property
     def mode(self) -> str:
         """``models`` (base vs ft, same tokens), ``data`` (one model, two datasets) or ``pairs``."""

@@ -21,10 +21,9 @@ import torch
 from torch import Tensor
 
 from ...core.model.routers import Routing
+from .artifacts import PAIR_SAMPLE, PAIR_TOKEN
 
 LOG2 = math.log(2.0)
-PAIR_SAMPLE = ("tv_topk", "jaccard_topk", "intersection_topk")
-PAIR_TOKEN = ("top1_agreement", "js")
 
 
 def entropy(p: Tensor) -> Tensor:

@@ -21,6 +21,7 @@ from ...core.model.routers import mask_experts, mask_matrix, router_specs
 from ...core.spine import checkpoint, console
 from ...core.spine import distributed as dist
 from ...core.spine.artifacts import read_json
+from .artifacts import SWEEP_CONDITION, SWEEP_COUNTS
 from .command import parse_modes, parse_sweep
 from .inputs import Inputs, Models, SideBatch
 
@@ -151,9 +152,9 @@ def run_sweep(models: Models, inputs: Inputs, results: dict, cmd) -> dict:
     rows = [_row(c, s, models_mode) for c, s in zip(conds, sums, strict=True)]
     rows += _random_means(rows)
     metrics = ["gain_undone", "gap_closed"] if models_mode else ["delta_nll_a", "delta_nll_b", "specificity"]
-    columns = ["n_masked", "mode", "control", "draw", "nll_a", "nll_b", "nll_masked_a", "nll_masked_b", *metrics,
+    columns = [*SWEEP_CONDITION, "nll_a", "nll_b", "nll_masked_a", "nll_masked_b", *metrics,
                *([] if not models_mode else ["kl_ft_base", "kl_masked_base"]), *(f"{m}_std" for m in metrics),
-               "masked_slots", "masked_in_topk"]
+               *SWEEP_COUNTS]
     if models_mode:
         columns = [RENAMED.get(c, c) for c in columns if c != "nll_masked_a"]
         rows = [_rename(r) for r in rows]

@@ -1,4 +1,5 @@
-"""Everything `routing` writes (through ``core.spine.artifacts``), each file described, and the headline."""
+"""Everything `routing` writes (through ``core.spine.artifacts``; the names, columns and descriptions are declared
+in ``artifacts.py``), and the headline."""
 
 from __future__ import annotations
 
@@ -6,54 +7,28 @@ import numpy as np
 
 from ...core.spine import artifacts
 from ...core.spine.command import Result
+from .artifacts import (
+    CURVE_PLOT,
+    HEATMAPS,
+    LAYER_METRICS,
+    MASK_SWEEP,
+    MATRICES,
+    PAIR_SAMPLE,
+    PAIR_TOKEN,
+    SIGNIFICANT_PLOT,
+    SUMMARY,
+    SWEEP_PLOT,
+    layer_columns,
+    points,
+)
 from .collect import Stats
 from .plots import curve, heatmap, sweep_curve
-from .stats import PAIR_SAMPLE, PAIR_TOKEN
-
-HEAT_VIEWS = ("all", "last")
-
-
-def _points_names(cmd) -> tuple[str, str]:
-    a, b = cmd.sides
-    if cmd.mode == "models":
-        return "points_ft_minus_base.json", "points_base_minus_ft.json"
-    return "points_b_minus_a.json", "points_a_minus_b.json"
 
 
 def _on(cmd) -> str:
     """" on <dataset(s)>" for the figure titles."""
     names = cmd.fp.names
     return f" on {' + '.join(names)}" if names else ""
-
-
-def describe(run, cmd, paired: bool) -> None:
-    a, b = cmd.sides
-    fwd, rev = _points_names(cmd)
-    d = run.describe
-    d("routing_layer_metrics.csv", "per MoE layer: TV / Jaccard / intersection of the top-k sets (per-sample means), "
-      "top-1 agreement, JS, entropy and effective experts per side, TV / JS of the mean usage, tokens per side and "
-      "view, significant cells" if paired else "per MoE layer: TV / JS of the two sides' mean usage distributions, "
-      "entropy and effective experts per side, tokens per side and view, significant cells", "table")
-    d("routing_matrices.npz", "usage per side, kind (weight / slot / prob) and view [views, layers, experts], B - A "
-      "differences, the significance map (q < 0.05), thresholded maps, p / q per cell, per-layer curves, top_k, "
-      "thresholds", "matrix")
-    d("routing_summary.json", "mode, sides, MoE layers, experts, k, views, token and sample counts, thresholds, the "
-      "top cells by |difference| (sign kept) with q-values and bootstrap intervals, per-layer curves", "payload")
-    d(fwd, f"every (layer, expert) cell sorted by weight usage {b} - {a} descending: layer, router (expert), diff, "
-      "a, b, q", "payload")
-    d(rev, f"every cell sorted by {a} - {b} descending (same fields; here a is {b}, b is {a})", "payload")
-    d("heatmap_*_all.png", "layer x expert heatmap, all positions (a side's weight usage, the difference, or the "
-      "thresholded difference)", "plot")
-    d("heatmap_significant_all.png", f"layer x expert, all positions: +1 where {b} uses the expert more, -1 where "
-      "less, at q < 0.05 (two-proportion z-test, Benjamini-Hochberg); 0 elsewhere", "plot")
-    d("heatmap_*_last.png", "layer x expert heatmap, last position of each sample", "plot")
-    d("curve_*.png", "a per-layer curve (TV / Jaccard / intersection of the top-k sets, JS), integer layer ticks",
-      "plot")
-    d("mask_sweep.csv", "the mask sweep: per n_masked, mode and control (none / top / random / random_mean) the NLL "
-      "per side, gain_undone, KL(ft_masked||base), gap_closed, delta NLL per condition, masked experts found in a "
-      "top-k (must be 0)", "table")
-    d("mask_sweep_*.png", "sweep curve against the number of masked experts, random control as a mean +/- std band",
-      "plot")
 
 
 def layer_rows(stats: Stats, results: dict, cmd) -> list[dict]:
@@ -82,9 +57,9 @@ def layer_rows(stats: Stats, results: dict, cmd) -> list[dict]:
 
 def write_outputs(run, stats: Stats, results: dict, cmd) -> None:
     paired = results["pair"] is not None
-    describe(run, cmd, paired)
     a, b = cmd.sides
-    artifacts.write_csv(run.file("routing_layer_metrics.csv"), layer_rows(stats, results, cmd))
+    artifacts.write_csv(run.file(LAYER_METRICS.path()), layer_rows(stats, results, cmd),
+                        layer_columns(stats.views, paired))
     ua, ub = results["usage_a"], results["usage_b"]
     mats = {"layers": np.array(stats.layers), "views": np.array(stats.views), "experts": stats.n_experts,
             "top_k": stats.k, "model_top_k": stats.model_k, "thresholds": np.array(results["thresholds"]),
@@ -99,21 +74,21 @@ def write_outputs(run, stats: Stats, results: dict, cmd) -> None:
         mats[f"diff_{kind}"] = results["diff"][kind].numpy()
     if paired:
         mats.update({k: v.numpy() for k, v in results["pair"].items()})
-    artifacts.write_npz(run.file("routing_matrices.npz"), **mats)
-    fwd, rev = _points_names(cmd)
-    artifacts.write_json(run.file(fwd), results["points"])
-    artifacts.write_json(run.file(rev), results["reverse"])
-    artifacts.write_json(run.file("routing_summary.json"), summary(stats, results, cmd))
-    for view in HEAT_VIEWS:
+    artifacts.write_npz(run.file(MATRICES.path()), **mats)
+    fwd, rev = points(cmd)
+    artifacts.write_json(run.file(fwd.path()), results["points"])
+    artifacts.write_json(run.file(rev.path()), results["reverse"])
+    artifacts.write_json(run.file(SUMMARY.path()), summary(stats, results, cmd))
+    for view, family in HEATMAPS.items():
         v = stats.views.index(view)
         for side, usage in ((a, ua), (b, ub)):
-            heatmap(run.file(f"heatmap_{_safe(side)}_{view}.png"), usage["weight"][v].numpy(), stats.layers,
+            heatmap(run.file(family.path(map=_safe(side))), usage["weight"][v].numpy(), stats.layers,
                     f"{side}: weight usage ({view}){_on(cmd)}")
-        heatmap(run.file(f"heatmap_diff_{view}.png"), results["diff"]["weight"][v].numpy(), stats.layers,
+        heatmap(run.file(family.path(map="diff")), results["diff"]["weight"][v].numpy(), stats.layers,
                 f"weight usage {b} - {a} ({view}){_on(cmd)}", diverging=True)
-        heatmap(run.file(f"heatmap_thresholded_{view}.png"), results["thresholded"][v].numpy().astype(float),
+        heatmap(run.file(family.path(map="thresholded")), results["thresholded"][v].numpy().astype(float),
                 stats.layers, f"thresholded {b} - {a} ({view}, |diff| >= {results['thresholds'][v]:.4f}){_on(cmd)}", diverging=True)
-    heatmap(run.file("heatmap_significant_all.png"), results["significant"].numpy().astype(float), stats.layers,
+    heatmap(run.file(SIGNIFICANT_PLOT.path()), results["significant"].numpy().astype(float), stats.layers,
             f"significant cells {b} - {a} (all, q < {results['q_alpha']:g}: +1 up in {b}, -1 down){_on(cmd)}",
             diverging=True)
     L, on = stats.layers, _on(cmd)
@@ -121,12 +96,12 @@ def write_outputs(run, stats: Stats, results: dict, cmd) -> None:
         pair = results["pair"]
         for key, label in (("tv_topk", "TV over the union of top-k sets"), ("jaccard_topk", "Jaccard of top-k sets"),
                            ("intersection_topk", "top-k intersection size"), ("js", "JS of router distributions (nats)")):
-            curve(run.file(f"curve_{key}.png"), L, {view: pair[key][v].numpy() for v, view in enumerate(stats.views)},
-                  label, f"{label}: {a} vs {b}{on}")
-    curve(run.file("curve_usage_tv.png"), L, {view: results["usage_tv"][v].numpy() for v, view in enumerate(stats.views)},
-          "TV of mean weight usage", f"TV of mean usage: {a} vs {b}{on}")
-    curve(run.file("curve_usage_js.png"), L, {view: results["usage_js"][v].numpy() for v, view in enumerate(stats.views)},
-          "JS of mean weight usage (nats)", f"JS of mean usage: {a} vs {b}{on}")
+            curve(run.file(CURVE_PLOT.path(curve=key)), L,
+                  {view: pair[key][v].numpy() for v, view in enumerate(stats.views)}, label, f"{label}: {a} vs {b}{on}")
+    for key, label, title in (("usage_tv", "TV of mean weight usage", "TV of mean usage"),
+                              ("usage_js", "JS of mean weight usage (nats)", "JS of mean usage")):
+        curve(run.file(CURVE_PLOT.path(curve=key)), L,
+              {view: results[key][v].numpy() for v, view in enumerate(stats.views)}, label, f"{title}: {a} vs {b}{on}")
 
 
 def _safe(text: str) -> str:
@@ -152,9 +127,10 @@ def summary(stats: Stats, results: dict, cmd) -> dict:
 
 
 def write_sweep(run, sweep: dict, cmd) -> None:
-    artifacts.write_csv(run.file("mask_sweep.csv"), sweep["rows"], sweep["columns"])
+    artifacts.write_csv(run.file(MASK_SWEEP.path()), sweep["rows"], sweep["columns"])
     for metric in sweep["plot"]:
-        sweep_curve(run.file(f"mask_sweep_{metric}.png"), sweep["rows"], metric, "{} vs {}{}".format(*cmd.sides, _on(cmd)))
+        sweep_curve(run.file(SWEEP_PLOT.path(metric=metric)), sweep["rows"], metric,
+                    "{} vs {}{}".format(*cmd.sides, _on(cmd)))
 
 
 def headline(results: dict, sweep: dict | None, cmd) -> Result:

@@ -92,6 +92,11 @@ class Command:
         text = inspect.cleandoc(cls.__doc__ or "")
         return f"{text}\n\n{help_text(cls.artifacts)}" if cls.artifacts else text
 
+    def described(self) -> tuple[Artifact, ...]:
+        """The declarations as this run describes its files in summary.json (a command whose descriptions name
+        the run's own labels words them here; routing does)."""
+        return self.artifacts
+
     # ---- to implement -------------------------------------------------------------------------------------
     def fingerprints(self) -> Fingerprints:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -253,7 +258,7 @@ def _launch(cmd: Command, profile, where: list | None = None) -> tuple[Path, dic
             if getattr(run_opts, "seed", None) is not None:
                 _seed(run_opts.seed)
             checkpoint.activate(run.work if resumable else None)
-            describe(run, cmd.artifacts)
+            describe(run, cmd.described())
             try:
                 # figures go to worker processes where the machine has cores to spare (core.spine.plot_queue);
                 # every one of them is written when this block ends

@@ -280,8 +280,13 @@ def _plain(value):
 
 
 def _as_declared(p: Param, value):
-    """A repeatable (tuple) option's value as a tuple: one string becomes a tuple of one; with ``sep``, every item
-    is split on it too (``--method a,b --method c``: a, b, c)."""
+    """A value as its option declares it: a path option's string as a Path; a repeatable (tuple) option's value
+    as a tuple (one string becomes a tuple of one; with ``sep``, every item is split on it too: ``--method a,b
+    --method c`` is a, b, c)."""
+    if isinstance(value, str) and _is_path(p.type):
+        from pathlib import Path
+
+        return Path(value)
     if value is None or not _is_tuple(p.type):
         return value
     items = (value,) if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)) else tuple(value)
@@ -289,6 +294,12 @@ def _as_declared(p: Param, value):
     if p.opt.sep:
         items = tuple(part.strip() for v in items for part in str(v).split(p.opt.sep) if part.strip())
     return items
+
+
+def _is_path(tp) -> bool:
+    from pathlib import Path
+
+    return tp is Path or Path in typing.get_args(tp)
 
 
 def _is_tuple(tp) -> bool:

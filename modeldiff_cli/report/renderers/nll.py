@@ -3,6 +3,7 @@ curves, and the per-item delta heatmap."""
 
 from __future__ import annotations
 
+from ...commands.nll.artifacts import LAYER_METRICS, MATRICES
 from .. import svg
 from ..finding import num, signed
 from ..html import table
@@ -16,7 +17,7 @@ def _labels(run) -> tuple[str, str]:
 
 @renderer("nll")
 def render(run, ctx) -> str:
-    rows = run.csv("nll_layer_metrics.csv") or []
+    rows = run.read(LAYER_METRICS) or []
     a, b = _labels(run)
     data = run.datasets
     out = ["<h2>Per-layer curves (logit lens)</h2><div class=\"grid\">"]
@@ -29,15 +30,16 @@ def render(run, ctx) -> str:
         out.append(svg.line_chart({"all positions": (xs, [r.get("delta_all") for r in rows]),
                                    "last position": (xs, [r.get("delta_last") for r in rows])},
                                   f"delta NLL ({b} - {a}) by layer on {data}", ylabel="delta NLL"))
-        if any(isinstance(r.get("js_all"), float) for r in rows):
-            out.append(svg.line_chart({"all": (xs, [r.get("js_all") for r in rows]),
-                                       "last": (xs, [r.get("js_last") for r in rows])},
-                                      f"JS({a}, {b}) by layer on {data}", ylabel="JS"))
+        # --js-mode all fills both views, last only js_last, none neither (empty cells)
+        js = {view: (xs, [r.get(f"js_{view}") for r in rows]) for view in ("all", "last")
+              if any(isinstance(r.get(f"js_{view}"), (int, float)) for r in rows)}
+        if js:
+            out.append(svg.line_chart(js, f"JS({a}, {b}) by layer on {data}", ylabel="JS"))
     out.append("</div>")
     if rows:
         cols = list(rows[0])
         out.append(table(cols, [[r.get(c) for c in cols] for r in rows], ctx.ids, filterable=False))
-    m = run.npz("nll_matrices.npz", warn=False)
+    m = run.read(MATRICES)
     if m is not None and "nll_a_all" in m and "nll_b_all" in m:
         diff = (m["nll_b_all"] - m["nll_a_all"]).tolist()
         items = [str(x) for x in m.get("item_ids", range(len(diff)))]
@@ -49,7 +51,7 @@ def render(run, ctx) -> str:
 
 @comparer("nll")
 def compare(run) -> dict:
-    rows = run.csv("nll_layer_metrics.csv") or []
+    rows = run.read(LAYER_METRICS) or []
     a, b = _labels(run)
     return {"curves": {f"delta NLL ({b} - {a})": [[r["layer"] for r in rows], [r.get("delta_all") for r in rows]]},
             "ylabel": "delta NLL (all positions)"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...commands.routing.artifacts import LAYER_METRICS, MASK_SWEEP, MATRICES
 from .. import svg
 from ..finding import num, signed
 from ..html import esc, table
@@ -22,7 +23,7 @@ def render(run, ctx) -> str:
     a, b = str(h.get("a", "a")), str(h.get("b", "b"))
     data = run.datasets
     out = []
-    m = run.npz("routing_matrices.npz")
+    m = run.read(MATRICES)
     if m is not None and "usage_a_weight" in m:
         views = [str(v) for v in m.get("views", ["all"])]
         layers = [int(x) for x in m["layers"]]
@@ -48,7 +49,7 @@ def render(run, ctx) -> str:
                                         f"on {data}", col_label="expert", diverging=True))
             panels.append(f'<div id="{pid}" class="grid">' + "".join(f"<div>{x}</div>" for x in maps) + "</div>")
         out.append("</div>" + "".join(panels))
-    rows = run.csv("routing_layer_metrics.csv") or []
+    rows = run.read(LAYER_METRICS) or []
     if rows:
         xs = [r["layer"] for r in rows]
         out.append('<h2>Per-layer curves</h2><div class="grid">')
@@ -69,7 +70,7 @@ def render(run, ctx) -> str:
             ["layer", "expert", f"diff ({b} - {a})", a, b, "q", "95% CI"],
             [[p.get("layer"), p.get("router"), p.get("diff"), p.get("a"), p.get("b"), p.get("q"),
               ", ".join(f"{x:.3g}" for x in (p.get("ci95") or []))] for p in points], ctx.ids))
-    sweep = run.csv("mask_sweep.csv", warn=False)
+    sweep = run.read(MASK_SWEEP, optional=True)  # with --sweep
     if sweep:
         out.append(sweep_section(sweep, f"{a} vs {b} on {data}"))
     return "".join(out)
@@ -87,8 +88,10 @@ def significance(m) -> np.ndarray:
     return np.where(np.asarray(m["q"]) < _alpha(m), np.sign(np.asarray(m["diff_weight"][0])), 0.0)
 
 
+# base vs ft masks ft: gain undone, gap closed; one model on two conditions: each side's NLL change, specificity
 SWEEP_METRICS = (("gain_undone", "gain undone"), ("gap_closed", "gap closed"),
-                 ("kl_masked_base", "KL(ft masked || base)"))
+                 ("kl_masked_base", "KL(ft masked || base)"), ("delta_nll_a", "delta NLL, side A"),
+                 ("delta_nll_b", "delta NLL, side B"), ("specificity", "specificity"))
 
 
 def sweep_section(sweep: list[dict], context: str) -> str:
@@ -97,7 +100,7 @@ def sweep_section(sweep: list[dict], context: str) -> str:
     cols = set(sweep[0])
     metrics = [(k, what) for k, what in SWEEP_METRICS if k in cols]
     if not metrics or not {"n_masked", "mode", "control"} <= cols:
-        return '<h2>Mask sweep</h2><p class="muted">mask_sweep.csv has none of the expected columns</p>'
+        return f'<h2>Mask sweep</h2><p class="muted">{MASK_SWEEP.pattern} has none of the expected columns</p>'
     base = [r for r in sweep if r["control"] == "none"]
     modes = list(dict.fromkeys(r["mode"] for r in sweep if r["control"] != "none"))
     out = ['<h2>Mask sweep</h2><div class="muted">the top experts of the ordering masked, against random experts '
@@ -128,7 +131,7 @@ def sweep_section(sweep: list[dict], context: str) -> str:
 
 @comparer("routing")
 def compare(run) -> dict:
-    rows = run.csv("routing_layer_metrics.csv") or []
+    rows = run.read(LAYER_METRICS) or []
     return {"curves": {"TV of top-k routing": [[r["layer"] for r in rows], [r.get("tv_topk") for r in rows]]},
             "ylabel": "TV (top-k)"}
 
