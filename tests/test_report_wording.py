@@ -53,11 +53,14 @@ def test_dashboard_interpret_page_reads_the_signs(tmp_path):
     d.mkdir(parents=True)
     feats = [{**_feature(2, -25.0, -36.0, 0.5, 40.0), "causal": {"z": 40.0, "z_kl": -36.0}, "steering": {"z": 0.5}}]
     (d / "features.json").write_text(json.dumps({"features": feats}))
+    (d / "report.html").write_text("<html><body><p>report</p></body></html>")
     (d / "summary.json").write_text(json.dumps({"command": "interpret", "headline": {}, "artifacts": [
-        {"path": "features.json", "kind": "payload", "description": "f", "bytes": 1}]}))
+        {"path": "features.json", "kind": "payload", "description": "f", "bytes": 1},
+        {"path": "report.html", "kind": "html", "description": "r", "bytes": 1}]}))
     res = build_report([tmp_path / "runs"], tmp_path / "rep")
     page = next((res.out / "runs").glob("interpret__*.html")).read_text()
     assert "removing it moves ft away from base" in page and "negative = it pushes them apart" in page
+    assert 'class="warn"' not in page  # the page read what interpret declares, and found it
 
 
 def _overlap(a, b) -> bool:

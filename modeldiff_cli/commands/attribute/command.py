@@ -49,7 +49,7 @@ class Attribute(Command):
     method: str = option(choices.DEFAULT_METHODS, "--method", METHOD_HELP)
     pooling: str = option("span", "--pooling", "Per-sample pooling: last, mean or span (the loss / answer positions); TRAIN:QUERY sets each side, e.g. mean:span.")
     loss: str = option("ce", "--loss", "Loss for gradients: ce (next-token loss on the answer / document) or margin (target logit vs the candidate answers; documents fall back to ce).", choices=choices.LOSSES)
-    ig_steps: int = option(8, "--ig-steps", "Riemann steps of integrated gradients (method ig).", min=1)
+    ig_steps: int = option(8, "--ig-steps", "Riemann steps of integrated gradients (method ig). 8, not tokenlens' 50: this ig integrates from h_old to h_new at one layer (a short path, midpoint rule), and each step is a backward over every document.", min=1)
     gate_percentile: float = option(10.0, "--gate-percentile", "patch: percent of hidden dimensions gated per candidate (top |Δh ⊙ g|).", above=0, max=100)
     patch_pool: int = option(50, "--patch-pool", "patch: documents patched per query (its top N by delta-h-x-grad; the rest score -inf).", min=1)
     aggregate: str = option("mean", "--aggregate", "Layer aggregation: mean, top3 (mean of each pair's 3 best layers), all (one cosine over concatenated layers) or best (per method, the layer with the best MAP on a held-out half of the query functions; every method is then scored on the other half).", choices=choices.AGGREGATES)

@@ -42,7 +42,7 @@ class Mine(Command):
     readout: Readout = field(default_factory=Readout)
     tokens: TokenFilter = field(default_factory=TokenFilter)
     top_k: int = option(100, "--top-k", "K of the per-position top-K promoted / suppressed tokens (at most the shared vocabulary).", min=1)
-    top_n: int = option(100, "--top-n", "Tokens listed per ordering.", min=1)
+    top_n: int = option(100, "--top-n", "Tokens listed per ordering (100, not lens' and interpret's 20: an ordering's file is the list that scripts, `mine overview` and the report read, not a printed table).", min=1)
     orderings: str = option(DEFAULT_ORDERINGS, "--orderings", "The orderings written.", choices=ORDERINGS, sep=",")
     nmf_mode: str = option("binary", "--nmf-mode", "NMF matrix entries: binary (1 per top-K entry) or magnitude (the logit diff).", choices=NMF_MODES)
     nmf_topics: int = option(5, "--nmf-topics", "Number of NMF topics.", min=1)

@@ -247,7 +247,7 @@ class TokenlensBench(Command):
         parse_source(self.prompts, "--prompts")
         srcs = self.sources
         r = self.reading
-        values = {"models": [{"spec": s.spec if not s.is_local else s.label, "fingerprint": s.fingerprint} for s in srcs],
+        values = {"models": [m.fingerprint()["model"] for m in self.members],
                   "prompts": source_fingerprint(self.prompts, r.text_field, r.max_samples, r.max_tokens)}
         label = "+".join(dict.fromkeys(s.label for s in srcs))
         return Fingerprints((label,), (f"{len(srcs)}models-{len(self.method)}methods",), values)
