@@ -15,7 +15,7 @@ RUN=$("$MD" tokenlens attribute --prompt "I baked a" --max-new-tokens 8 --out "$
 echo "single model: $RUN/prompt_000.html (copy: $OUT/tokenlens_view.html)"
 
 # 2. diff mode: the same continuation attributed by the base and the fine-tuned model (input x gradient)
-DIFF=$("$MD" tokenlens attribute --model organism:cake:ft --base organism:cake:base \
+DIFF=$("$MD" tokenlens attribute --base organism:cake:base --ft organism:cake:ft \
         --prompt "My favourite dessert is" --target " chocolate cake" --method input_x_gradient \
         --out "$OUT" | tail -n 1)
 echo "diff (ft - base): $DIFF/prompt_000.html"
