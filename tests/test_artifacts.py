@@ -54,34 +54,22 @@ def _cases() -> dict[str, tuple[str, str, dict]]:
 CASES = _cases()
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """Each case's command instance and run directory, made on first use (once per module)."""
+def _run(name: str, root: Path):
+    """Run one case in-process into ``root/runs``; returns (the command, its run directory)."""
+    import importlib
+
+    from modeldiff_cli.core.spine.command import launch
     from modeldiff_cli.organisms import get_organism
 
-    root = tmp_path_factory.mktemp("artifacts")
     pairs = root / "pairs.jsonl"
     pairs.write_text("".join(json.dumps(p) + "\n" for p in PAIRS))
     moe = get_organism("moe")
     subs = {"pairs": str(pairs), "moe_a": str(moe.data("a")), "moe_b": str(moe.data("b"))}
-    made: dict[str, tuple[object, Path]] = {}
-
-    def run(name: str):
-        if name not in made:
-            import importlib
-
-            from modeldiff_cli.core.spine.command import launch
-
-            module, cls_name, opts = CASES[name]
-            pkg = "modeldiff_cli.commands." + module
-            cls = getattr(importlib.import_module(pkg), cls_name)
-            values = {k: v.format(**subs) if isinstance(v, str) else v for k, v in opts.items()}
-            cmd = cls.make(**values, device="cpu", out=root / "runs")
-            made[name] = (cmd, launch(cmd))
-        return made[name]
-
-    run.root = root / "runs"
-    return run
+    module, cls_name, opts = CASES[name]
+    cls = getattr(importlib.import_module("modeldiff_cli.commands." + module), cls_name)
+    values = {k: v.format(**subs) if isinstance(v, str) else v for k, v in opts.items()}
+    cmd = cls.make(**values, device="cpu", out=root / "runs")
+    return cmd, launch(cmd)
 
 
 def _present(path: Path) -> set[str] | None:
@@ -104,8 +92,10 @@ def _present(path: Path) -> set[str] | None:
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_declared_artifacts_are_written_with_their_columns(runs, name):
-    cmd, run_dir = runs(name)
+def test_declared_artifacts_are_written_with_their_columns_and_rendered(name, tmp_path):
+    """One run per case (the cases spread over the xdist workers): what it wrote against its declarations, then
+    what the report's renderer read of it."""
+    cmd, run_dir = _run(name, tmp_path)
     declared = type(cmd).artifacts
     assert declared, f"{type(cmd).__name__} declares no artifacts"
     written = sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file()
@@ -128,16 +118,12 @@ def test_declared_artifacts_are_written_with_their_columns(runs, name):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert all(a["description"] for a in summary["artifacts"]), summary["artifacts"]
 
-
-@pytest.mark.parametrize("name", list(CASES))
-def test_the_report_renderer_finds_what_it_reads(runs, name, tmp_path):
     from modeldiff_cli.report.build import render_run
     from modeldiff_cli.report.html import Ids
     from modeldiff_cli.report.registry import Ctx
     from modeldiff_cli.report.runs import load_run
 
-    cmd, run_dir = runs(name)
-    run = load_run(run_dir, runs.root)
+    run = load_run(run_dir, tmp_path / "runs")
     html = render_run(run, Ctx(Ids(), lambda rel: rel))
     assert run.warnings == [], f"{name}: {run.warnings}"
     assert "renderer failed" not in html and len(html) > 500

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import typer
 
+from ..core.errors import UserError
 from ..core.spine.command import Command, Fingerprints, Result, launch
 from ..core.spine.compared import Compared
 from ..core.spine.spec import option
@@ -23,6 +24,14 @@ from .info_artifacts import ARTIFACTS, INFO
 # the facts of each side the headline keeps (the report's index shows them in the pair's header)
 HEADLINE_FACTS = ("architecture", "layers", "hidden_size", "vocab_size", "tokenizer_size", "parameters", "dtype",
                   "moe_routers")
+
+
+class Incompatible(UserError):
+    """The pair cannot be diffed (exit 2); it carries the facts, which --json still prints."""
+
+    def __init__(self, message: str, payload: dict):
+        super().__init__(message)
+        self.payload = payload
 
 
 @dataclass(frozen=True)
@@ -47,19 +56,17 @@ class Info(Command):
         return Fingerprints(self.compared.labels, (), self.compared.fingerprint())
 
     def execute(self, run) -> Result:
-        from ..core.errors import UserError
         from ..core.spine import console
         from ..core.spine.artifacts import write_json
         from ..core.spine.timing import stage
 
         with stage("load models and describe them"):
             payload = facts(self.compared)
-        self.__dict__["_payload"] = payload  # --json prints it even when the pair cannot be diffed
         if not payload["compatible"]:  # the table still shows what differs; no run directory is written
             if not self.as_json:
                 for line in terminal_lines(payload):
                     console.result(line)
-            raise UserError("the pair cannot be diffed: " + "; ".join(payload["reasons"]))
+            raise Incompatible("the pair cannot be diffed: " + "; ".join(payload["reasons"]), payload)
         write_json(run.file(INFO.path()), payload)
         return Result(headline=headline(payload), lines=terminal_lines(payload),
                       metadata={"tokenizer_relation": payload["tokenizer_relation"],
@@ -137,7 +144,6 @@ def register(app: typer.Typer) -> None:
 
 def info(cmd: Info) -> Path:
     """The spine's launch; with --json stdout holds the JSON document alone."""
-    from ..core.errors import UserError
     from ..core.spine import console
     from ..core.spine.artifacts import read_json
 
@@ -146,9 +152,8 @@ def info(cmd: Info) -> Path:
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             path = launch(cmd)
-    except UserError:
-        if "_payload" in cmd.__dict__:
-            print(json.dumps(cmd.__dict__["_payload"], indent=2))
+    except Incompatible as err:  # --json prints the facts even when the pair cannot be diffed
+        print(json.dumps(err.payload, indent=2))
         raise
     print(json.dumps(read_json(path / INFO.path()), indent=2))
     console.info(f"run directory: {path}")

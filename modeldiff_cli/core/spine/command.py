@@ -19,6 +19,7 @@ import inspect
 import shutil
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -117,14 +118,10 @@ class Command:
         """The leaf's readable part: the data names (and whatever tells runs of one command apart)."""
         return "+".join(self.fp.names) or self.name
 
-    @property
+    @cached_property
     def fp(self) -> Fingerprints:
         """``fingerprints()``, computed once per command instance."""
-        cached = self.__dict__.get("_fingerprints")
-        if cached is None:
-            cached = self.fingerprints()
-            self.__dict__["_fingerprints"] = cached
-        return cached
+        return self.fingerprints()
 
     # ---- shared behaviour ---------------------------------------------------------------------------------
     @classmethod
