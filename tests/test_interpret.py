@@ -336,6 +336,19 @@ def test_bad_categories_file_exit_2(cli, tmp_path, content, needle):
     assert code == 2 and len(err.strip().splitlines()) == 1 and str(path) in err and needle in err, err
 
 
+@pytest.mark.parametrize("old, new, value", [("--prompts", "--categories", None), ("--positions", "--first-n", "0"),
+                                             ("--k", "--active-latents", "0")])
+def test_old_spellings_fill_the_renamed_options(cli, tmp_path, old, new, value):
+    """One flag, one meaning: interpret's --prompts, --positions, --k are --categories, --first-n, --active-latents
+    (tokenlens' prompts file, lens' all/last and attribute's cut-offs keep the old names); the old spellings still
+    fill them, with a note."""
+    bad = _write(tmp_path, "[1, 2]") if value is None else value
+    code, _, err = cli("interpret", old, bad, "--out", tmp_path / "runs")
+    lines = err.strip().splitlines()
+    assert code == 2 and lines[0] == f"note: {old} is deprecated; use {new}", err
+    assert lines[1].startswith(f"error: {new} "), err
+
+
 def test_layer_out_of_range_exit_2(cli, tmp_path):
     code, _, err = cli("interpret", "--layers", "7", "--out", tmp_path / "runs", "--no-crosscoder")
     assert code == 2 and "--layers" in err and len(err.strip().splitlines()) == 1, err

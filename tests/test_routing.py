@@ -218,6 +218,22 @@ def test_pairs_mode(cli, tmp_path):
     assert "specificity" in (run / "mask_sweep.csv").read_text().splitlines()[0]
 
 
+def test_experts_per_token_sets_k_and_the_old_spelling_is_the_same_run(cli, tmp_path):
+    """--experts-per-token (routing's k; mine's --top-k is tokens) changes the statistics' k and the run; the old
+    spelling --top-k fills the same option (a note on stderr) and finds the same run."""
+    args = ("routing", "--max-samples", "4", "--bootstrap", "10", "--out", tmp_path)
+    code, out, err = cli(*args, "--experts-per-token", "1")
+    assert code == 0, err
+    run = _run_dir(out)
+    summary = json.loads((run / "routing_summary.json").read_text())
+    assert summary["top_k"] == 1 and summary["model_top_k"] > 1
+    code, out, err = cli(*args, "--top-k", "1")
+    assert code == 0 and _run_dir(out) == run and "reusing" in err
+    assert "note: --top-k is deprecated; use --experts-per-token" in err
+    code, out, err = cli(*args)
+    assert code == 0 and _run_dir(out) != run  # the model's own k: another run
+
+
 @pytest.mark.parametrize("args, needle", [
     (("--base", "organism:moe:base", "--ft", "organism:moe:ft"), "--data"),
     (("--model", "organism:moe:ft"), "--data-a"),
