@@ -26,10 +26,11 @@ demo: $(STAMP)
 	$(VENV)/bin/modeldiff organism build cake
 	$(VENV)/bin/modeldiff mine --top-k 20 --out runs/demo
 
-## The test suite (about 3.5 minutes of pytest on 2 cores; the 15 slowest tests listed): one pytest-xdist worker per core, one torch thread each; the
-## tests of a module with its own module fixture stay on one worker, slow modules start first (tests/conftest.py).
+## The test suite (about 3 minutes of pytest on 2 cores; the 15 slowest tests listed): one pytest-xdist worker per core,
+## one torch thread each; each module runs whole on one worker (its module fixtures computed once), slow modules
+## first (tests/conftest.py).
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadgroup --no-loadscope-reorder --durations=15
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 ## Only the browser tests of `modeldiff report` (headless Chromium and Firefox: apt-get install -y chromium firefox-esr).
 test-browser: $(STAMP)

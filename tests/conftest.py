@@ -1,5 +1,5 @@
 """Session-wide test settings: offline hub, a shared organism cache built before the first test, one torch
-thread per pytest-xdist worker, xdist groups for modules with costly module fixtures, tiny-model fixtures."""
+thread per pytest-xdist worker, slow modules dealt out first, tiny-model fixtures."""
 
 from __future__ import annotations
 
@@ -23,26 +23,17 @@ if XDIST_WORKER:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
 
-# Slow modules first (xdist hands work out in collection order: a slow module started last leaves one worker
-# idle at the end); the rest keep their order.
+# Slow modules first (see pytest_collection_modifyitems).
 SLOW_FIRST = ("test_report_browser", "test_full_diff", "test_artifacts", "test_attribute_defaults", "test_attribute_cli", "test_distributed",
               "test_attribute_influence", "test_routing", "test_mine", "test_distributed_attribute",
               "test_distributed_interpret", "test_interpret", "test_interpret_heldout", "test_timing",
               "test_organisms", "test_routers", "test_nll")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into the node ids
 def pytest_collection_modifyitems(config, items):
-    """Under ``--dist loadgroup``: the tests of a module that has its own module- or session-scoped fixture run
-    on one worker (the fixture is computed once, not once per worker), and slow modules are handed out first."""
-    for item in items:
-        module = item.nodeid.split("::")[0]
-        defs = getattr(item, "_fixtureinfo", None)
-        own = defs is not None and any(
-            d.scope in ("module", "session", "package") and d.baseid == module
-            for fixdefs in defs.name2fixturedefs.values() for d in fixdefs)
-        if own:
-            item.add_marker(pytest.mark.xdist_group(Path(module).stem))
+    """Slow modules are handed out first (``make test`` runs ``--dist loadfile``: each module goes whole to one
+    worker, so its module and session fixtures are computed once, and modules are dealt out in collection order:
+    a slow module started last would leave one worker idle at the end); the rest keep their order."""
     rank = {name: i for i, name in enumerate(SLOW_FIRST)}
     items.sort(key=lambda item: rank.get(Path(item.nodeid.split("::")[0]).stem, len(rank)))
 
