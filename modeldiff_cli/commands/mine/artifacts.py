@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from ...core.spine.declared import Artifact
+from ...core.spine.declared import Artifact, option_set
 
 TOP_K, FRACTION, NMF = "top-k-occurring", "fraction-positive-diff", "nmf"
 FOLDERS = {TOP_K: "top_k_occurring", FRACTION: "fraction_positive_diff"}  # an ordering's folder (and plot stem)
@@ -32,8 +32,6 @@ def _plots_of(*kinds: str):
     return lambda cmd: cmd.plots and any(k in _orderings(cmd) for k in kinds)
 
 
-def _ratios(cmd) -> bool:
-    return cmd.likelihood_ratios
 
 
 GLOBAL_STATS = Artifact(
@@ -46,21 +44,22 @@ LIKELIHOOD_RATIOS = Artifact(
     "--likelihood-ratios: per sequence, log p_ft - log p_base over its scored next tokens",
     columns=("sample_index", "scored_tokens", "logp_base", "logp_ft", "log_likelihood_ratio",
              "mean_log_ratio_per_token"),
-    when="--likelihood-ratios", made=_ratios)
+    when="--likelihood-ratios", made=option_set("likelihood_ratios"))
 # its top-level keys are the dataset names, each a list of {ordering_id, display_label, file}: no fixed keys
 INDEX = Artifact("orderings_index.json", "payload", "per dataset, every ordering written: ordering_id, display label and file")
-TOP_K_ORDERINGS = Artifact(
-    "top_k_occurring/{dataset}/orderings.json", "payload",
-    "tokens ranked by % of positions where they are among the K most promoted",
-    columns=ORDERING_KEYS, when="the top-k-occurring ordering", made=_has(TOP_K))
-FRACTION_ORDERINGS = Artifact(
-    "fraction_positive_diff/{dataset}/orderings.json", "payload",
-    "tokens ranked by the fraction of positions where the ft logit exceeds the base logit",
-    columns=ORDERING_KEYS, when="the fraction-positive-diff ordering", made=_has(FRACTION))
-NMF_ORDERINGS = Artifact(
-    "nmf_{variant}/{dataset}/orderings.json", "payload",
-    "every NMF topic of the dataset as an ordering (tokens by topic weight)",
-    columns=ORDERING_KEYS, when="the nmf ordering", made=_has(NMF))
+
+
+def _orderings_file(kind: str, folder: str, description: str) -> Artifact:
+    """An ordering's ``orderings.json`` (one per dataset), written when ``kind`` is in --orderings."""
+    return Artifact(f"{folder}/{{dataset}}/orderings.json", "payload", description, columns=ORDERING_KEYS,
+                    when=f"the {kind} ordering", made=_has(kind))
+
+
+TOP_K_ORDERINGS = _orderings_file(TOP_K, FOLDERS[TOP_K],
+                                  "tokens ranked by % of positions where they are among the K most promoted")
+FRACTION_ORDERINGS = _orderings_file(
+    FRACTION, FOLDERS[FRACTION], "tokens ranked by the fraction of positions where the ft logit exceeds the base logit")
+NMF_ORDERINGS = _orderings_file(NMF, "nmf_{variant}", "every NMF topic of the dataset as an ordering (tokens by topic weight)")
 NMF_TOPICS = Artifact(
     "nmf_{variant}/{dataset}/topics.json", "payload",
     "NMF topics: mass, prevalence, pairwise cosine, iterations and backend used",

@@ -4,7 +4,7 @@ read names and columns here. Light: no torch."""
 
 from __future__ import annotations
 
-from ...core.spine.declared import Artifact
+from ...core.spine.declared import Artifact, option_is_not, option_set
 
 METRICS = ("nll_a", "nll_b", "top1_a", "top1_b", "js")  # per scored position, each in the all / last views
 COLUMNS = (
@@ -14,14 +14,6 @@ COLUMNS = (
 )
 # the per item x layer matrices every run holds (js_all / js_last too unless --js-mode none)
 ITEM_MATRICES = tuple(f"{m}_{v}" for m in METRICS if m != "js" for v in ("all", "last"))
-
-
-def _js(cmd) -> bool:
-    return cmd.js_mode != "none"
-
-
-def _hidden(cmd) -> bool:
-    return bool(cmd.save_hidden_states)
 
 
 LAYER_METRICS = Artifact(
@@ -40,11 +32,11 @@ CURVES_PLOT = Artifact("nll_curves.png", "plot", "NLL of A and B by layer (all /
 DELTA_PLOT = Artifact("nll_delta.png", "plot", "NLL(B) - NLL(A) by layer (all / last scored positions)")
 LENS_PLOT = Artifact("logit_lens_curves.png", "plot", "log p(target) and the target's top-1 rate of A and B by layer")
 JS_PLOT = Artifact("js_curves.png", "plot", "JS(A, B) by layer (--js-mode all or last)",
-                   when="--js-mode all or last", made=_js)
+                   when="--js-mode all or last", made=option_is_not("js_mode", "none"))
 HIDDEN_STATES = Artifact(
     "hidden_states/{id}.npz", "matrix",
     "--save-hidden-states: one item's every-layer states 'a' and 'b' [layers, T, d] "
     "(float32; pass the directory back as --hidden-states-dir)",
-    columns=("a", "b"), when="--save-hidden-states", made=_hidden)
+    columns=("a", "b"), when="--save-hidden-states", made=option_set("save_hidden_states"))
 
 ARTIFACTS = (LAYER_METRICS, MATRICES, SUMMARY, CURVES_PLOT, DELTA_PLOT, LENS_PLOT, JS_PLOT, HIDDEN_STATES)

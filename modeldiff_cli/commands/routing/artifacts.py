@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ...core.spine.declared import Artifact
+from ...core.spine.declared import Artifact, option_set
 
 # per-layer comparisons of aligned rows (paired modes): averaged per sample, or over tokens
 PAIR_SAMPLE = ("tv_topk", "jaccard_topk", "intersection_topk")
@@ -46,10 +46,6 @@ def _one_model(cmd) -> bool:
 
 def _paired(cmd) -> bool:
     return cmd.mode != "data"
-
-
-def _sweep(cmd) -> bool:
-    return bool(cmd.sweep)
 
 
 LAYER_METRICS = Artifact(
@@ -99,11 +95,11 @@ MASK_SWEEP = Artifact(
     "the mask sweep: per n_masked, mode and control (none / top / random / random_mean) the NLL per side, "
     "gain_undone, KL(ft_masked||base), gap_closed, delta NLL per condition, masked experts found in a top-k "
     "(must be 0)",
-    columns=(*SWEEP_CONDITION, *SWEEP_COUNTS), when="--sweep", made=_sweep)  # the NLLs and metrics by mode
+    columns=(*SWEEP_CONDITION, *SWEEP_COUNTS), when="--sweep", made=option_set("sweep"))  # the NLLs and metrics by mode
 SWEEP_PLOT = Artifact(
     "mask_sweep_{metric}.png", "plot",
     "sweep curve against the number of masked experts, random control as a mean +/- std band",
-    when="--sweep", made=_sweep)
+    when="--sweep", made=option_set("sweep"))
 
 # the significance map first: the heatmap_*_all.png family's glob matches its name too (summary.json describes an
 # exact name by its own declaration whatever the order)

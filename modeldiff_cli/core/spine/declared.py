@@ -63,6 +63,16 @@ class Artifact:
         return self.made is None or bool(self.made(cmd))
 
 
+def option_set(name: str) -> Callable[[Any], bool]:
+    """``made``: the command's option ``name`` is set (true, non-empty, not None)."""
+    return lambda cmd: bool(getattr(cmd, name))
+
+
+def option_is_not(name: str, value: Any) -> Callable[[Any], bool]:
+    """``made``: the command's option ``name`` is not ``value`` (e.g. ``--js-mode`` not ``none``)."""
+    return lambda cmd: getattr(cmd, name) != value
+
+
 def describe(run, artifacts: tuple[Artifact, ...]) -> None:
     """Describe every declared artifact on the run being written (``summary.json``'s artifact table)."""
     for a in artifacts:
