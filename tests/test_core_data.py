@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from tiny import make_tokenizer
@@ -207,9 +206,6 @@ def test_max_samples_on_a_large_parquet_reads_about_n_rows(tmp_path, monkeypatch
             yield batch
 
     monkeypatch.setattr(pq.ParquetFile, "iter_batches", counting)
-    start = time.perf_counter()
     recs = read_records(path, max_samples=100)
-    elapsed = time.perf_counter() - start
     assert [r.text for r in recs[:2]] == ["sample 0", "sample 1"] and len(recs) == 100
-    assert sum(read) <= 200
-    assert elapsed < 2.0
+    assert sum(read) <= 200  # streamed: batches of at most 100 rows read, not the million (no wall-time assert)

@@ -37,12 +37,15 @@ def text_file(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("command", ["mine", "lens", "nll", "interpret", "attribute"])
+@pytest.mark.parametrize("command", ["mine", "lens", "nll", "routing", "interpret", "attribute", "info",
+                                     "tokenlens attribute"])
 @pytest.mark.parametrize("given, missing", [("--base", "--ft"), ("--ft", "--base")])
 def test_one_model_of_a_pair_alone_is_exit_2(cli, tmp_path, text_file, no_model_loads, command, given, missing):
-    """Never a silent diff against the organism's other checkpoint (mine printed `'!' 0` as promoted tokens)."""
-    data = ["--train", text_file, "--queries", text_file] if command == "attribute" else ["--data", text_file]
-    code, out, err = cli(command, given, "organism:cake:base", *data, "--out", tmp_path / "runs")
+    """Never a silent diff against the organism's other checkpoint (mine printed `'!' 0` as promoted tokens):
+    every command that takes a pair."""
+    data = {"attribute": ["--train", text_file, "--queries", text_file], "info": [],
+            "tokenlens attribute": ["--prompt", "a cake"]}.get(command, ["--data", text_file])
+    code, out, err = cli(*command.split(), given, "organism:cake:base", *data, "--out", tmp_path / "runs")
     assert code == 2, (out, err)
     line = _one_error_line(err)
     assert line.startswith(f"error: {missing}") and f"required when {given}" in line, line
