@@ -107,10 +107,6 @@ class Run:
                 self.warn(f"artifact {name} lacks {', '.join(missing)} (declared by {self.command})")
         return data
 
-    def matches(self, artifact) -> list[str]:
-        """The run's files of a declared family (``{dataset}_global_token_stats.json``), relative, sorted."""
-        return sorted(p.relative_to(self.path).as_posix() for p in self.path.glob(artifact.glob) if p.is_file())
-
     def _header(self, name: str) -> list[str] | None:
         try:
             with (self.path / name).open(encoding="utf-8", newline="") as fh:

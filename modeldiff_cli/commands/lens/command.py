@@ -43,8 +43,6 @@ class Lens(Command):
             raise UserError("--prompt and --data are exclusive: give one")
         if self.prompt is not None and not self.prompt.strip():
             raise UserError("--prompt is empty")
-        if self.prompt is None:
-            self.data.single()
 
     def fingerprints(self) -> Fingerprints:
         if self.prompt is not None:

@@ -123,11 +123,6 @@ class Data(Reading):
                 continue
             read_records(spec, self.text_field, "--data", max_samples=limit)
 
-    def single(self, flag: str = "--data") -> str:
-        if len(self.data) != 1:
-            raise UserError(f"{flag}: this command takes one data source (got {len(self.data)})")
-        return self.data[0]
-
     def load(self, tokenizer, *, positions_before: int = 0):
         """Tokenize every source: a list of :class:`core.data.datasets.Dataset` named as in the run directory."""
         from ..data.datasets import load_dataset
