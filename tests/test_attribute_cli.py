@@ -340,3 +340,46 @@ def test_wrong_train_field_is_reported_before_any_model_loads(cli, tiny_pair, tm
     monkeypatch.setattr("modeldiff_cli.core.spine.compared.Compared.load_one", no_model)
     code, _, err = cli(*_args(tiny_pair, tmp_path, "--text-field", "body"))
     assert code == 2 and "'body'" in _error(err)
+
+
+def test_sequence_losses_match_transformers_mean_loss(tiny_model_dir):
+    """extract.sequence_losses on a right-padded batch = transformers' own mean next-token loss of each sequence
+    alone (pad positions ignored)."""
+    from transformers import AutoModelForCausalLM
+
+    from modeldiff_cli.core.model.padding import pad
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir("llama", 0)).eval()
+    seqs = [[1, 5, 9, 13, 2], [1, 7, 3], [1, 4, 4, 4, 4, 4, 8]]
+    ids, attn = pad(seqs, 0)
+    with torch.no_grad():
+        got = extract.sequence_losses(model(input_ids=ids, attention_mask=attn).logits, ids, attn)
+        want = [model(input_ids=torch.tensor([s]), labels=torch.tensor([s])).loss.item() for s in seqs]
+    assert got.tolist() == pytest.approx(want, rel=1e-4)
+
+
+def test_loss_drop_is_the_documents_loss_fall_and_demotes_replay(cli, tmp_path, hops_org):
+    """loss-drop scores each document by its mean next-token loss under old minus under new (the same for every
+    query, checked against transformers' loss), and on the hops organism the documents trained between the
+    checkpoints (the target functions') fell much further than the replayed ones the old model already knew."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    code, out, err = cli("attribute", "--method", "loss-drop,bm25", "--out", tmp_path, "--device", "cpu")
+    assert code == 0, err
+    run = Path(out.strip().splitlines()[-1])
+    with np.load(run / "scores_loss-drop.npz") as z:
+        scores, uids = z["scores"], [str(u) for u in z["train_uids"]]
+    assert np.allclose(scores, scores[:1])  # query-independent
+    drop = dict(zip(uids, scores[0]))
+    docs = {str(r["uid"]): r for r in map(json.loads, open(hops_org.data("new_train")))}
+    tok = AutoTokenizer.from_pretrained(hops_org.base)
+    models = [AutoModelForCausalLM.from_pretrained(p).eval() for p in (hops_org.base, hops_org.ft)]
+    for uid in uids[:3]:
+        ids = torch.tensor([tok(docs[uid]["text"])["input_ids"][:256]])
+        with torch.no_grad():
+            old, new = (m(input_ids=ids, labels=ids).loss.item() for m in models)
+        assert drop[uid] == pytest.approx(old - new, rel=1e-3, abs=1e-4)
+    targets = set(hops_org.ground_truth["target_functions"])
+    taught = [d for u, d in drop.items() if docs[u]["func"] in targets]
+    replay = [d for u, d in drop.items() if docs[u]["func"] not in targets]
+    assert taught and replay and np.median(taught) > 2 * np.median(replay), (np.median(taught), np.median(replay))

@@ -16,19 +16,20 @@ from modeldiff_cli.commands.attribute import choices
 
 
 def test_default_methods_fuse_trackstar_when_installed_and_fall_back_without(monkeypatch):
-    """With Bergson installed the default adds TrackStar and the three-way fusion (best on both held-out seeds and the
-    organism, docs/attribute.md); without it the default still runs (the two-way fusion, no library method)."""
+    """With Bergson installed the default adds TrackStar and the four-way fusion with loss-drop (best on the held-out
+    hops seeds, docs/attribute.md); without it the default still runs (the same fusion without TrackStar, no library
+    method)."""
     import importlib.util
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name == "bergson" else real(name))
     names = choices.parse_methods(choices.default_methods())
-    assert "zfused:bm25+grad+trackstar" in names and "trackstar" in names
+    assert "zfused:bm25+grad+trackstar+loss-drop" in names and "trackstar" in names and "loss-drop" in names
     # fast on CPU: no Kronfluence, no per-query patching or integrated gradients
     assert not set(choices.base_methods(names)) & {"ekfac", "kfac", "ig", "patch"}
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "bergson" else real(name))
     names = choices.parse_methods(choices.default_methods())
-    assert "zfused:bm25+grad" in names
+    assert "zfused:bm25+grad+loss-drop" in names
     assert not set(choices.base_methods(names)) & {"ekfac", "kfac", "trackstar", "ig", "patch"}
 
 
@@ -38,7 +39,7 @@ def test_help_lists_every_method_form(cli):
     flat = re.sub(r"[\s│|]+", " ", out)
     for m in choices.METHODS:
         assert m in flat, m
-    assert "fused:A+B" in flat and "zfused:A+B" in flat and "zfused:bm25+grad+trackstar" in flat
+    assert "fused:A+B" in flat and "zfused:A+B" in flat and "zfused:bm25+grad+trackstar+loss-drop" in flat
     assert "--trackstar-damping" in flat and "--trackstar-checkpoint" in flat
 
 

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not inst
 
 # 22 documents in batches of 4: 6 batches, 3 per rank (12 + 10 documents); queries sharded the same way
 ARGS = ["attribute", "--max-samples", "22", "--batch-size", "4", "--ig-steps", "2",
-        "--method", "delta-h,grad,delta-h-x-grad,ig,bm25,random,fused:bm25+grad"]
+        "--method", "delta-h,grad,delta-h-x-grad,ig,loss-drop,bm25,random,fused:bm25+grad"]
 INFLUENCE = ["ekfac", "trackstar"]  # rank 0 only (factors / gradient index over every document)
 
 

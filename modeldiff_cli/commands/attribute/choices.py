@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ...core.errors import UserError
 
-MODEL_METHODS = ("delta-h", "grad", "delta-h-x-grad", "ig", "patch")
+MODEL_METHODS = ("delta-h", "grad", "delta-h-x-grad", "ig", "patch", "loss-drop")
 BASELINES = ("bm25", "edit-distance", "random")
 INFLUENCE = ("ekfac", "kfac", "trackstar")  # the optional extra: pip install modeldiff[influence]
 METHODS = MODEL_METHODS + BASELINES + INFLUENCE
@@ -14,13 +14,16 @@ AGGREGATES = ("mean", "top3", "all", "best")
 POOLINGS = ("last", "mean", "span")
 LOSSES = ("ce", "margin")
 CHECKPOINTS = ("new", "old", "both")  # --trackstar-checkpoint: where TrackStar's gradients are taken
-# the default: every method fast on CPU (one shared Δh / g extraction; TrackStar's batched Bergson gradients at both
-# checkpoints), plus the best fused ranking on the hops benchmarks (docs/attribute.md): the z-scored sum of BM25,
-# the gradient similarity and TrackStar. TrackStar needs the optional extra (Bergson): without it the default
-# falls back to the z-scored sum of BM25 and the gradient similarity, so a plain install still runs.
-FAST_METHODS = "delta-h,grad,delta-h-x-grad,bm25,edit-distance,random"
-WITH_TRACKSTAR = FAST_METHODS + ",trackstar,zfused:bm25+grad+trackstar"
-WITHOUT_TRACKSTAR = FAST_METHODS + ",zfused:bm25+grad"
+# the default: every method fast on CPU (one shared Δh / g / loss extraction; TrackStar's batched Bergson gradients
+# at both checkpoints), plus the best fused ranking on the hops benchmarks (docs/attribute.md): the z-scored sum of
+# BM25 (finds a query's own documents by its words), the gradient similarity and TrackStar (find the documents the
+# answer's computation runs through, the partner's among them) and loss-drop (demotes the documents the base
+# already knew: they cannot have taught the change). TrackStar needs the optional extra (Bergson): without it the
+# default fuses the other three, so a plain install still runs.
+FAST_METHODS = "delta-h,grad,delta-h-x-grad,loss-drop,bm25,edit-distance,random"
+BEST_FUSED = "zfused:bm25+grad+trackstar+loss-drop"
+WITH_TRACKSTAR = FAST_METHODS + ",trackstar," + BEST_FUSED
+WITHOUT_TRACKSTAR = FAST_METHODS + ",zfused:bm25+grad+loss-drop"
 
 
 def default_methods() -> str:
@@ -34,7 +37,7 @@ def default_methods() -> str:
 DEFAULT_METHODS = default_methods()
 FUSION_HELP = ("fused:A+B[+C...] (reciprocal-rank fusion of the listed methods' rankings) and zfused:A+B[+C...] "
                "(sum of their per-query z-scored scores), any of the methods above as components, e.g. "
-               "fused:bm25+grad, zfused:bm25+grad+trackstar")
+               "fused:bm25+grad, " + BEST_FUSED)
 
 
 def parse_methods(spec: str) -> list[str]:

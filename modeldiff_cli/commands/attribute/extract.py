@@ -92,6 +92,13 @@ def sample_losses(logits: SequenceLogits, tgt: PaddedTokens,
     return -margins(logits, tgt, cands, fallback=-ce)
 
 
+def sequence_losses(logits: SequenceLogits, ids: PaddedTokens, attn: torch.Tensor) -> SequenceScores:
+    """Per-sample mean next-token cross-entropy over every position of the (right-padded) sequence, float32."""
+    valid = (attn[:, 1:] > 0) & (attn[:, :-1] > 0)
+    logp = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    return -(logp * valid).sum(1) / valid.sum(1).clamp(min=1)
+
+
 def margins(logits: SequenceLogits, tgt: PaddedTokens, cands: CandidateIds,
             fallback: SequenceScores | None = None) -> SequenceScores:
     """Target logit minus logsumexp of the other candidates at the first answer position (log-prob of the
@@ -132,18 +139,25 @@ def _pool(x: SequenceHidden, w: PoolWeights) -> Pooled:
 
 def extract_vectors(old, new, items: list[Item], layers: list[int], pooling: str, loss: str,
                     batch_size: int, desc: str) -> dict[str, torch.Tensor]:
-    """``dh``, ``g`` and ``dhg`` pooled per sample: each ``[layers, samples, hidden]`` float32 on the CPU."""
+    """``dh``, ``g`` and ``dhg`` pooled per sample: each ``[layers, samples, hidden]`` float32 on the CPU; and
+    ``ce``: each sample's mean next-token cross-entropy over its whole sequence under old and new,
+    ``[2, samples, 1]`` (what the ``loss-drop`` method reads; the old model's logits come with the forward the Δh
+    needs anyway)."""
     pad_id = old.tokenizer.pad_token_id or 0
-    out: dict[str, list] = {"dh": [], "g": [], "dhg": []}
+    out: dict[str, list] = {"dh": [], "g": [], "dhg": [], "ce": []}
     for start in console.track(range(0, len(items), batch_size), desc, total=-(-len(items) // batch_size)):
         batch = collate(items[start : start + batch_size], pad_id, pooling).to(old.device)
-        cap_old = run_model(old, batch, layers=layers).layers
+        cap_o = run_model(old, batch, layers=layers, logits="all")
+        cap_old = cap_o.layers
+        ce_old = sequence_losses(cap_o.logits, batch.ids, batch.attn).cpu()
         nb = batch.to(new.device)
         with torch.enable_grad(), _embeddings_need_grad(new.adapter.embed):
             cap = run_model(new, nb, layers=layers, logits="all", grad=True)
             total = sample_losses(cap.logits, nb.tgt, nb.cands, loss).sum()
             STATS["backward"] += 1
             grads = torch.autograd.grad(total, [cap.layers[l] for l in layers])
+        ce_new = sequence_losses(cap.logits.detach(), nb.ids, nb.attn).cpu()
+        out["ce"].append(torch.stack([ce_old, ce_new])[:, :, None])
         mask = nb.attn.unsqueeze(-1).float()
         per = {"dh": [], "g": [], "dhg": []}
         for l, g in zip(layers, grads):
@@ -152,7 +166,7 @@ def extract_vectors(old, new, items: list[Item], layers: list[int], pooling: str
             per["dh"].append(_pool(dh, nb.pool))
             per["g"].append(_pool(g, nb.pool))
             per["dhg"].append(_pool(dh * g, nb.pool))
-        for k in out:
+        for k in per:
             out[k].append(torch.stack(per[k]).cpu())
     return {k: torch.cat(v, 1) for k, v in out.items()}
 

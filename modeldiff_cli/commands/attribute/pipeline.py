@@ -154,7 +154,7 @@ def extract_all(old, new, inputs: Inputs, encoded: Encoded, layers: list[int], c
     ms = choices.base_methods(cmd.method_list)
     pooling = cmd.pooling_pair
     batch_size = cmd.reading.batch_size
-    need_vectors = any(m in ("delta-h", "grad", "delta-h-x-grad", "patch") for m in ms)
+    need_vectors = any(m in ("delta-h", "grad", "delta-h-x-grad", "patch", "loss-drop") for m in ms)
     cache = TensorCache(cmd.cache_dir or Path(cmd.run.out) / "attribute-cache")
     data_keys = cache_keys(cmd, inputs, encoded)
     fp = cmd.fp.values
@@ -169,7 +169,7 @@ def extract_all(old, new, inputs: Inputs, encoded: Encoded, layers: list[int], c
     train_pool = "last-loss" if pooling[0] == "last" else pooling[0]  # a document's last token predicts nothing
     for side, items, pool in (("train", encoded.train, train_pool), ("queries", encoded.queries, pooling[1])):
         key = {"base": fp["base"]["fingerprint"], "ft": fp["ft"]["fingerprint"], "data": data_keys[side],
-               "pooling": pool, "layers": layers, "loss": cmd.loss, "dtype": cmd.compared.dtype, "version": 4}
+               "pooling": pool, "layers": layers, "loss": cmd.loss, "dtype": cmd.compared.dtype, "version": 5}
 
         def timed(fn, kind="vectors", items=items):
             def inner():
@@ -187,7 +187,7 @@ def extract_all(old, new, inputs: Inputs, encoded: Encoded, layers: list[int], c
         if need_vectors:
             vectors[side].update(_cached(cache, f"{side}-vectors", key, timed(lambda items=items, pool=pool, side=side: sharded(
                 lambda part: extract.extract_vectors(old, new, part, layers, pool, cmd.loss, batch_size,
-                                                     f"attribute: {side} (Δh, g)"), items, batch_size, counts(side)))))
+                                                     f"attribute: {side} (Δh, g, losses)"), items, batch_size, counts(side)))))
         if "ig" in ms:
             vectors[side].update(_cached(cache, f"{side}-ig", {**key, "ig_steps": cmd.ig_steps}, timed(lambda items=items, pool=pool, side=side: sharded(
                 lambda part: {"ig": extract.extract_ig(old, new, part, layers, pool, cmd.loss, cmd.ig_steps, batch_size,
@@ -234,6 +234,10 @@ def score_all(old, new, encoded: Encoded, layers: list[int], vectors, cmd) -> di
             per = methods.cosine_scores(qv, tv)
             agg = methods.aggregate(per, how, cmd.zscore, qv, tv)
             out[m] = {"scores": agg.numpy(), "per_layer": per.numpy()}
+        elif m == "loss-drop":  # the same for every query: how much the fine-tuning lowered each document's loss
+            ce = vectors["train"]["ce"][:, :, 0].double()
+            drop = (ce[0] - ce[1]).numpy()
+            out[m] = {"scores": np.repeat(drop[None], len(query_items), 0), "per_layer": None}
         elif m == "patch":
             from .patch import candidate_pool, patch_scores
 
