@@ -15,7 +15,9 @@ from . import choices
 from .artifacts import ARTIFACTS, QUERIES_ARTIFACTS
 
 METHOD_HELP = ("Comma list of: " + ", ".join(choices.METHODS) + "; and the fused forms " + choices.FUSION_HELP
-               + ". ekfac, kfac, trackstar need the extra modeldiff[influence]. Default: " + choices.WITH_TRACKSTAR
+               + ". loss-drop is each document's mean loss under --base minus under --ft, the same for every query (in a "
+               "fusion it demotes documents the base already knew). ekfac, kfac, trackstar need the extra "
+               "modeldiff[influence]. Default: " + choices.WITH_TRACKSTAR
                + " with the extra installed, else " + choices.WITHOUT_TRACKSTAR + ". The headline reports the "
                "method with the best MAP over all queries.")
 NO_PATCHSCOPE = "attribute reads no patchscope (it compares hidden states and gradients of the two checkpoints)"
