@@ -13,9 +13,10 @@ QRUN=$($MD attribute queries --data "$ORG/data/train.jsonl" --model organism:hop
         --template "{F}({x}) returns the value " --inputs 101,202,303,404 --out "$OUT" | tail -n 1)
 echo "queries: $QRUN/queries.jsonl"
 
-# 2. Attribute with the organism's defaults (old/new checkpoints, new_train + its queries), every fast method and
-#    the baselines.
-RUN=$($MD attribute --method delta-h,grad,delta-h-x-grad,bm25,edit-distance,random --out "$OUT" | tail -n 1)
+# 2. Attribute with the organism's defaults (old/new checkpoints, new_train + its queries), every fast method, the
+#    baselines and their fusion with loss-drop (the default list adds TrackStar when modeldiff[influence] is installed).
+RUN=$($MD attribute --method delta-h,grad,delta-h-x-grad,loss-drop,bm25,edit-distance,random,zfused:bm25+grad+loss-drop \
+        --out "$OUT" | tail -n 1)
 
 # 3. Adding a method reuses the cached vectors (only the new scoring runs).
 RUN2=$($MD attribute --method delta-h,grad,delta-h-x-grad,ig,patch,bm25,edit-distance,random --ig-steps 4 \
