@@ -286,6 +286,8 @@ def main() -> None:
     ap.add_argument("--skip-real", action="store_true")
     ap.add_argument("--skip-organism", action="store_true")
     args = ap.parse_args()
+    if args.candidates_per_function is not None and args.candidates_per_function < 1:
+        ap.error(f"--candidates-per-function {args.candidates_per_function}: give 1 or more documents")
     TRACKSTAR_AT["trackstar_checkpoint"] = args.trackstar_checkpoint
     t_all = time.perf_counter()
     rows, verdicts = [], []

@@ -344,7 +344,7 @@ def test_wrong_train_field_is_reported_before_any_model_loads(cli, tiny_pair, tm
 
 def test_sequence_losses_match_transformers_mean_loss(tiny_model_dir):
     """extract.sequence_losses on a right-padded batch = transformers' own mean next-token loss of each sequence
-    alone (pad positions ignored)."""
+    alone (pad positions ignored), whatever the chunk of positions read at once."""
     from transformers import AutoModelForCausalLM
 
     from modeldiff_cli.core.model.padding import pad
@@ -353,9 +353,11 @@ def test_sequence_losses_match_transformers_mean_loss(tiny_model_dir):
     seqs = [[1, 5, 9, 13, 2], [1, 7, 3], [1, 4, 4, 4, 4, 4, 8]]
     ids, attn = pad(seqs, 0)
     with torch.no_grad():
-        got = extract.sequence_losses(model(input_ids=ids, attention_mask=attn).logits, ids, attn)
+        logits = model(input_ids=ids, attention_mask=attn).logits
         want = [model(input_ids=torch.tensor([s]), labels=torch.tensor([s])).loss.item() for s in seqs]
-    assert got.tolist() == pytest.approx(want, rel=1e-4)
+        for chunk in (None, 2):  # chunks of positions give the same means
+            got = extract.sequence_losses(lambda b, t: logits[b, t], ids, attn, logits.shape[-1], chunk)
+            assert got.tolist() == pytest.approx(want, rel=1e-4)
 
 
 def test_loss_drop_is_the_documents_loss_fall_and_demotes_replay(cli, tmp_path, hops_org):

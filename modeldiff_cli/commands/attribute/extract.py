@@ -13,9 +13,11 @@ from dataclasses import dataclass
 
 import torch
 
+from ...core.model.divergence import nll
 from ...core.model.forward import Capture, forward
 from ...core.model.hooks import patch_layers
 from ...core.model.padding import pad
+from ...core.model.readout import chunk_rows, head
 from ...core.spine import console
 from ...core.typing import (
     CandidateIds,
@@ -92,11 +94,21 @@ def sample_losses(logits: SequenceLogits, tgt: PaddedTokens,
     return -margins(logits, tgt, cands, fallback=-ce)
 
 
-def sequence_losses(logits: SequenceLogits, ids: PaddedTokens, attn: torch.Tensor) -> SequenceScores:
-    """Per-sample mean next-token cross-entropy over every position of the (right-padded) sequence, float32."""
+def sequence_losses(read, ids: PaddedTokens, attn: torch.Tensor, vocab: int,
+                    chunk_size: int | None = None) -> SequenceScores:
+    """Per-sample mean next-token cross-entropy over every position of the right-padded batch, float32 on the CPU.
+    ``read(b, t)`` gives the float logits ``[n, vocab]`` at those positions (the head on final states, or rows of
+    logits already computed); positions are read in chunks (``core.model.readout.chunk_rows``), so at most one
+    ``chunk x vocab`` block of log-probabilities exists at a time."""
     valid = (attn[:, 1:] > 0) & (attn[:, :-1] > 0)
-    logp = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-    return -(logp * valid).sum(1) / valid.sum(1).clamp(min=1)
+    b, t = valid.nonzero(as_tuple=True)
+    step = chunk_rows(chunk_size, ids.device, vocab)
+    total = torch.zeros(ids.shape[0], dtype=torch.float64)
+    for start in range(0, len(b), step):
+        bi, ti = b[start : start + step], t[start : start + step]
+        logp = torch.log_softmax(read(bi, ti).float(), -1)
+        total.index_add_(0, bi.cpu(), nll(logp, ids[bi, ti + 1].to(logp.device)).double().cpu())
+    return (total / valid.sum(1).clamp(min=1).cpu()).float()
 
 
 def margins(logits: SequenceLogits, tgt: PaddedTokens, cands: CandidateIds,
@@ -138,26 +150,28 @@ def _pool(x: SequenceHidden, w: PoolWeights) -> Pooled:
 
 
 def extract_vectors(old, new, items: list[Item], layers: list[int], pooling: str, loss: str,
-                    batch_size: int, desc: str) -> dict[str, torch.Tensor]:
-    """``dh``, ``g`` and ``dhg`` pooled per sample: each ``[layers, samples, hidden]`` float32 on the CPU; and
-    ``ce``: each sample's mean next-token cross-entropy over its whole sequence under old and new,
-    ``[2, samples, 1]`` (what the ``loss-drop`` method reads; the old model's logits come with the forward the Δh
-    needs anyway)."""
+                    batch_size: int, desc: str, losses: bool = False) -> dict[str, torch.Tensor]:
+    """``dh``, ``g`` and ``dhg`` pooled per sample: each ``[layers, samples, hidden]`` float32 on the CPU; with
+    ``losses`` also ``ce``: each sample's mean next-token cross-entropy over its whole sequence under old and new,
+    ``[2, samples, 1]`` (what the ``loss-drop`` method reads), from the forwards the Δh needs anyway: the old
+    model's final states read through its head in chunks, the new model's logits the gradient needs."""
     pad_id = old.tokenizer.pad_token_id or 0
-    out: dict[str, list] = {"dh": [], "g": [], "dhg": [], "ce": []}
+    out: dict[str, list] = {"dh": [], "g": [], "dhg": []} | ({"ce": []} if losses else {})
     for start in console.track(range(0, len(items), batch_size), desc, total=-(-len(items) // batch_size)):
         batch = collate(items[start : start + batch_size], pad_id, pooling).to(old.device)
-        cap_o = run_model(old, batch, layers=layers, logits="all")
+        cap_o = run_model(old, batch, layers=layers, final=losses)
         cap_old = cap_o.layers
-        ce_old = sequence_losses(cap_o.logits, batch.ids, batch.attn).cpu()
         nb = batch.to(new.device)
         with torch.enable_grad(), _embeddings_need_grad(new.adapter.embed):
             cap = run_model(new, nb, layers=layers, logits="all", grad=True)
             total = sample_losses(cap.logits, nb.tgt, nb.cands, loss).sum()
             STATS["backward"] += 1
             grads = torch.autograd.grad(total, [cap.layers[l] for l in layers])
-        ce_new = sequence_losses(cap.logits.detach(), nb.ids, nb.attn).cpu()
-        out["ce"].append(torch.stack([ce_old, ce_new])[:, :, None])
+        if losses:
+            vocab, final_old, logits_new = cap.logits.shape[-1], cap_o.final, cap.logits.detach()
+            ce_old = sequence_losses(lambda b, t, h=final_old: head(old.adapter, h[b, t]), batch.ids, batch.attn, vocab)
+            ce_new = sequence_losses(lambda b, t, z=logits_new: z[b, t], nb.ids, nb.attn, vocab)
+            out["ce"].append(torch.stack([ce_old, ce_new])[:, :, None])
         mask = nb.attn.unsqueeze(-1).float()
         per = {"dh": [], "g": [], "dhg": []}
         for l, g in zip(layers, grads):

@@ -187,7 +187,8 @@ def extract_all(old, new, inputs: Inputs, encoded: Encoded, layers: list[int], c
         if need_vectors:
             vectors[side].update(_cached(cache, f"{side}-vectors", key, timed(lambda items=items, pool=pool, side=side: sharded(
                 lambda part: extract.extract_vectors(old, new, part, layers, pool, cmd.loss, batch_size,
-                                                     f"attribute: {side} (Δh, g, losses)"), items, batch_size, counts(side)))))
+                                                     f"attribute: {side} (Δh, g{', losses' if side == 'train' else ''})",
+                                                     losses=side == "train"), items, batch_size, counts(side)))))
         if "ig" in ms:
             vectors[side].update(_cached(cache, f"{side}-ig", {**key, "ig_steps": cmd.ig_steps}, timed(lambda items=items, pool=pool, side=side: sharded(
                 lambda part: {"ig": extract.extract_ig(old, new, part, layers, pool, cmd.loss, cmd.ig_steps, batch_size,
