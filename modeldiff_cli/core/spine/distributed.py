@@ -107,6 +107,12 @@ def init() -> None:
     timeout = timedelta(seconds=timeout_s())
     if not td.is_initialized():
         td.init_process_group(backend=backend, timeout=timeout)
+        import atexit
+
+        # leave the group before the interpreter tears down: a rank that exits with gloo's threads still up (a
+        # worker done with its shard while rank 0 still scores) could abort ("terminate called without an active
+        # exception"); at exit, not after each command, as one process may run several commands in the group
+        atexit.register(shutdown)
     _STATE.group = td.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else None
     _STATE.initialized = True
 
